@@ -1,0 +1,13 @@
+"""Built-in plugins: ordinary plugin modules, registered by the same call as installed ones.
+
+The names are what ``toolkit plugins`` lists and ``TOOLKIT_DISABLE_PLUGINS`` accepts.
+"""
+
+BUILTIN_PLUGINS: dict[str, str] = {
+    "variables": "toolkit.builtin.variables",
+    "local": "toolkit.builtin.local",
+    "pip": "toolkit.builtin.pip",
+    "python": "toolkit.builtin.python",
+    "shell": "toolkit.builtin.shell",
+    "executable": "toolkit.builtin.executable",
+}

@@ -1,0 +1,111 @@
+"""Console scripts: ``train``, ``serve`` and ``toolkit``. Parses argv only; the rest is elsewhere.
+
+Heavy modules are imported inside the commands that need them, so ``train --help`` and
+``toolkit --help`` stay fast.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Optional
+
+import click
+
+from toolkit import __version__
+
+
+@click.command(name="train", context_settings={"ignore_unknown_options": True})
+@click.version_option(__version__, prog_name="sagemaker-toolkit")
+@click.argument("extra", nargs=-1, type=click.UNPROCESSED)
+def train_command(extra: tuple[str, ...]) -> None:
+    """Run the SageMaker training job described by /opt/ml (or SAGEMAKER_BASE_DIR).
+
+    Exits with the user's exit code (128+N for signal N), or 2 when the job's configuration or
+    code is wrong; either way /opt/ml/output/failure says why.
+    """
+    from toolkit.training import train
+
+    sys.exit(train(os.environ))
+
+
+@click.command(name="serve", context_settings={"ignore_unknown_options": True})
+@click.version_option(__version__, prog_name="sagemaker-toolkit")
+@click.argument("extra", nargs=-1, type=click.UNPROCESSED)
+def serve_command(extra: tuple[str, ...]) -> None:
+    """Serve the model in /opt/ml/model on SAGEMAKER_BIND_TO_PORT (default 8080)."""
+    try:
+        from toolkit.serving import main as serving_main
+    except ImportError:
+        click.echo("serve: the model server is not built yet in this version", err=True)
+        sys.exit(2)
+    sys.exit(serving_main(os.environ))
+
+
+@click.group(name="toolkit")
+@click.version_option(__version__, prog_name="sagemaker-toolkit")
+def toolkit_command() -> None:
+    """sagemaker-toolkit: the SageMaker container contract, with a plugin for every step."""
+
+
+@toolkit_command.command("plugins")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def plugins_command(as_json: bool) -> None:
+    """List every plugin, where it came from and the hooks it implements."""
+    from toolkit.errors import ToolkitError
+    from toolkit.manager import describe, get_plugin_manager
+
+    try:
+        infos = describe(get_plugin_manager(os.environ))
+    except ToolkitError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if as_json:
+        click.echo(json.dumps([i.to_dict() for i in infos], indent=2))
+        return
+    width = max(len(i.name) for i in infos)
+    for info in infos:
+        click.echo(f"{info.name:<{width}}  {info.source}")
+        click.echo(f"{'':<{width}}  hooks: {', '.join(info.hooks)}")
+
+
+@toolkit_command.command("env")
+@click.option("--base-dir", default=None, help="Instead of SAGEMAKER_BASE_DIR or /opt/ml.")
+@click.option("--variables", is_flag=True, help="Print the SM_* variables the script would get.")
+def env_command(base_dir: Optional[str], variables: bool) -> None:
+    """Print the parsed training environment as JSON (secrets masked)."""
+    from toolkit.environment import TrainingEnv, mask
+    from toolkit.errors import ToolkitError
+
+    try:
+        env = TrainingEnv.from_environ(os.environ, base_dir)
+    except ToolkitError as exc:
+        click.echo(f"toolkit env: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    if variables:
+        from toolkit.builtin.variables import sm_variables
+
+        click.echo(json.dumps(mask(sm_variables(env)), indent=2, sort_keys=True))
+    else:
+        click.echo(json.dumps(env.to_dict(), indent=2))
+
+
+@toolkit_command.command("example")
+@click.argument("workdir", required=False)
+def example_command(workdir: Optional[str]) -> None:
+    """Run the bundled example training job under a temporary base dir (no AWS needed)."""
+    from toolkit.example import run_example
+
+    sys.exit(run_example(workdir))
+
+
+def train_main() -> None:
+    train_command(prog_name="train")
+
+
+def serve_main() -> None:
+    serve_command(prog_name="serve")
+
+
+def toolkit_main() -> None:
+    toolkit_command(prog_name="toolkit")

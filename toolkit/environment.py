@@ -1,0 +1,411 @@
+"""The SageMaker training environment, parsed once into a frozen object.
+
+This is the one module that reads SageMaker's configuration: the environment mapping given to
+it and the JSON files under ``<base>/input/config``. Everything else receives a ``TrainingEnv``.
+Nothing here runs at import time, and nothing shells out except the GPU and Neuron counts,
+which are computed at most once per process and only when the tool exists.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Mapping, Optional
+
+from toolkit.errors import ConfigError
+
+DEFAULT_BASE_DIR = "/opt/ml"
+# Keys that are the platform's settings rather than the user's hyperparameters (as in
+# sagemaker-training's params.SAGEMAKER_HYPERPARAMETERS, plus every other sagemaker_* key).
+SETTING_KEYS = frozenset({"_tuning_objective_metric", "default_user_module_name"})
+SETTING_PREFIX = "sagemaker_"
+SECRET_WORDS = ("SECRET", "PASSWORD", "TOKEN", "KEY", "PRIVATE", "CREDENTIAL")
+MASK = "******"
+V3_MASTER_PORT = 7777  # what the SageMaker SDK v3 drivers export as SM_MASTER_PORT
+
+log = logging.getLogger("toolkit")
+
+
+def looks_secret(name: str) -> bool:
+    """Whether a variable, hyperparameter or option name suggests its value is a secret."""
+    upper = name.upper()
+    return any(word in upper for word in SECRET_WORDS)
+
+
+def mask(mapping: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of ``mapping`` with the values of secret-looking keys replaced, for logging."""
+    return {k: (MASK if looks_secret(str(k)) else v) for k, v in mapping.items()}
+
+
+def decode_value(value: Any) -> Any:
+    """JSON-decode a hyperparameter when it decodes (SDK v2 encodes all values, v3 all but str)."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value
+
+
+def log_level_from(value: Any, default: int = logging.INFO) -> int:
+    """Accept 20, "20", "INFO" or "info"; anything else falls back to ``default``."""
+    if value is None or value == "":
+        return default
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    text = str(value).strip()
+    if text.lstrip("-").isdigit():
+        return int(text)
+    level = logging.getLevelName(text.upper())
+    return level if isinstance(level, int) else default
+
+
+@functools.lru_cache(maxsize=None)
+def gpu_count() -> int:
+    """GPUs visible to this container: asks nvidia-smi once, and only when it is installed."""
+    exe = shutil.which("nvidia-smi")
+    if exe is None:
+        return 0
+    try:
+        out = subprocess.run([exe, "--list-gpus"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return 0
+    return sum(1 for line in out.stdout.splitlines() if line.startswith("GPU "))
+
+
+@functools.lru_cache(maxsize=None)
+def neuron_count(instance_type: str = "") -> int:
+    """Neuron cores: asks neuron-ls once, and only when it is installed."""
+    if "trn2.48xlarge" in instance_type:
+        return 64  # as sagemaker-training: neuron-ls is not reliable there
+    exe = shutil.which("neuron-ls")
+    if exe is None:
+        return 0
+    try:
+        out = subprocess.run([exe, "-j"], capture_output=True, text=True, timeout=30)
+        return sum(int(item.get("nc_count", 0)) for item in json.loads(out.stdout))
+    except (OSError, subprocess.SubprocessError, ValueError, TypeError, AttributeError):
+        return 0
+
+
+def cpu_count() -> int:
+    return os.cpu_count() or 1
+
+
+def shell_safe(name: str) -> str:
+    """A name usable in a shell variable: '-' and '.' (and anything else odd) become '_'."""
+    return re.sub(r"[^A-Za-z0-9_]", "_", name)
+
+
+def _read_json(path: Path, what: str, required_type: type = dict) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read {what}: {exc.strerror}") from exc
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise ConfigError(
+            f"{path}: {what} is not valid JSON ({exc}); SageMaker writes a JSON object here"
+        ) from exc
+    if not isinstance(data, required_type):
+        raise ConfigError(
+            f"{path}: {what} must be a JSON object, got {type(data).__name__}"
+        )
+    return data
+
+
+def _parse_resource_config(path: Path, warnings: list[str]) -> dict[str, Any]:
+    data = _read_json(path, "resource config")
+    if data is None:
+        warnings.append(
+            f"{path} not found: running as a single host 'algo-1' (outside SageMaker)"
+        )
+        return {"current_host": "algo-1", "hosts": ["algo-1"]}
+    hosts = data.get("hosts")
+    if not isinstance(hosts, list) or not hosts or not all(isinstance(h, str) for h in hosts):
+        raise ConfigError(f'{path}: "hosts" must be a non-empty list of host names, e.g. ["algo-1"]')
+    current = data.get("current_host")
+    if not isinstance(current, str) or not current:
+        raise ConfigError(f'{path}: "current_host" is missing; expected one of {hosts}')
+    if current not in hosts:
+        raise ConfigError(f'{path}: "current_host" {current!r} is not in "hosts" {hosts}')
+    groups = data.get("instance_groups", [])
+    if not isinstance(groups, list) or not all(isinstance(g, dict) for g in groups):
+        raise ConfigError(f'{path}: "instance_groups" must be a list of objects')
+    return data
+
+
+@dataclass(frozen=True)
+class TrainingEnv:
+    """Everything a training run needs to know, read once from (environ, base dir)."""
+
+    base_dir: Path
+    environ: Mapping[str, str]
+    hyperparameters: Mapping[str, Any]
+    settings: Mapping[str, Any]
+    input_data_config: Mapping[str, Any]
+    resource_config: Mapping[str, Any]
+    entry_point: Optional[str]
+    submit_dir: Optional[str]
+    log_level: int
+    region: str
+    job_name: str
+    warnings: tuple[str, ...] = field(default=())
+    source_dir: Optional[Path] = None  # set by the train flow once the code is fetched
+
+    # -- construction -------------------------------------------------------------------------
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str], base_dir: Optional[str] = None) -> TrainingEnv:
+        """Parse the environment; raises ``ConfigError`` naming the file and what is wrong."""
+        base = Path(base_dir or environ.get("SAGEMAKER_BASE_DIR") or DEFAULT_BASE_DIR)
+        config = base / "input" / "config"
+        warnings: list[str] = []
+        raw_hps = _read_json(config / "hyperparameters.json", "hyperparameters") or {}
+        all_hps = {str(k): decode_value(v) for k, v in raw_hps.items()}
+        settings = {
+            k: v for k, v in all_hps.items() if k.startswith(SETTING_PREFIX) or k in SETTING_KEYS
+        }
+        hps = {k: v for k, v in all_hps.items() if k not in settings}
+        channels = _read_json(config / "inputdataconfig.json", "input data config") or {}
+        for name, spec in channels.items():
+            if not isinstance(spec, dict):
+                raise ConfigError(
+                    f"{config / 'inputdataconfig.json'}: channel {name!r} must be an object "
+                    f'such as {{"TrainingInputMode": "File"}}'
+                )
+        resources = _parse_resource_config(config / "resourceconfig.json", warnings)
+
+        program = environ.get("SAGEMAKER_PROGRAM") or settings.get("sagemaker_program")
+        submit = settings.get("sagemaker_submit_directory") or environ.get(
+            "SAGEMAKER_SUBMIT_DIRECTORY"
+        )
+        level = log_level_from(
+            settings.get("sagemaker_container_log_level")
+            or environ.get("SAGEMAKER_CONTAINER_LOG_LEVEL")
+            or environ.get("TOOLKIT_LOG_LEVEL")
+        )
+        region = str(
+            settings.get("sagemaker_region")
+            or environ.get("SAGEMAKER_REGION")
+            or environ.get("AWS_REGION")
+            or environ.get("AWS_DEFAULT_REGION")
+            or ""
+        )
+        job = str(environ.get("TRAINING_JOB_NAME") or settings.get("sagemaker_job_name") or "")
+        return cls(
+            base_dir=base,
+            environ=MappingProxyType(dict(environ)),
+            hyperparameters=MappingProxyType(hps),
+            settings=MappingProxyType(settings),
+            input_data_config=MappingProxyType(channels),
+            resource_config=MappingProxyType(resources),
+            entry_point=str(program) if program not in (None, "") else None,
+            submit_dir=str(submit) if submit not in (None, "") else None,
+            log_level=level,
+            region=region,
+            job_name=job,
+            warnings=tuple(warnings),
+        )
+
+    # -- paths --------------------------------------------------------------------------------
+
+    @property
+    def model_dir(self) -> Path:
+        return self.base_dir / "model"
+
+    @property
+    def input_dir(self) -> Path:
+        return self.base_dir / "input"
+
+    @property
+    def input_config_dir(self) -> Path:
+        return self.base_dir / "input" / "config"
+
+    @property
+    def input_data_dir(self) -> Path:
+        return self.base_dir / "input" / "data"
+
+    @property
+    def output_dir(self) -> Path:
+        return self.base_dir / "output"
+
+    @property
+    def output_data_dir(self) -> Path:
+        return self.base_dir / "output" / "data"
+
+    @property
+    def output_intermediate_dir(self) -> Path:
+        return self.base_dir / "output" / "intermediate"
+
+    @property
+    def failure_file(self) -> Path:
+        return self.output_dir / "failure"
+
+    @property
+    def success_file(self) -> Path:
+        return self.output_dir / "success"
+
+    @property
+    def code_dir(self) -> Path:
+        """Where code baked into the image lives (/opt/ml/code)."""
+        return self.base_dir / "code"
+
+    def channel_dir(self, name: str) -> Path:
+        return self.input_data_dir / name
+
+    # -- cluster ------------------------------------------------------------------------------
+
+    @property
+    def current_host(self) -> str:
+        return str(self.resource_config["current_host"])
+
+    @property
+    def hosts(self) -> list[str]:
+        """Hosts in the order SageMaker lists them (algo-1, algo-2, ...)."""
+        return list(self.resource_config["hosts"])
+
+    @property
+    def current_instance_type(self) -> str:
+        return str(self.resource_config.get("current_instance_type", "local"))
+
+    @property
+    def current_instance_group(self) -> str:
+        return str(self.resource_config.get("current_group_name", "homogeneousCluster"))
+
+    @property
+    def network_interface_name(self) -> str:
+        return str(self.resource_config.get("network_interface_name", "eth0"))
+
+    @property
+    def instance_groups(self) -> list[dict[str, Any]]:
+        return list(self.resource_config.get("instance_groups", []))
+
+    @property
+    def current_instance_group_hosts(self) -> list[str]:
+        for group in self.instance_groups:
+            if group.get("instance_group_name") == self.current_instance_group:
+                return list(group.get("hosts", []))
+        return []
+
+    @property
+    def distribution_instance_groups(self) -> list[str]:
+        explicit = self.settings.get("sagemaker_distribution_instance_groups")
+        if isinstance(explicit, list):
+            return [str(g) for g in explicit]
+        distributed = any(
+            self.settings.get(key)
+            for key in (
+                "sagemaker_mpi_enabled",
+                "sagemaker_parameter_server_enabled",
+                "sagemaker_distributed_dataparallel_enabled",
+                "sagemaker_pytorch_ddp_enabled",
+                "sagemaker_pytorch_xla_multi_worker_enabled",
+                "sagemaker_torch_distributed_enabled",
+                "sagemaker_multi_worker_mirrored_strategy_enabled",
+            )
+        )
+        return [self.current_instance_group] if distributed else []
+
+    @property
+    def distribution_hosts(self) -> list[str]:
+        if not self.instance_groups:
+            return self.hosts
+        chosen = set(self.distribution_instance_groups)
+        return [h for g in self.instance_groups if g.get("instance_group_name") in chosen
+                for h in g.get("hosts", [])]
+
+    @property
+    def master_hostname(self) -> str:
+        return (self.distribution_hosts or self.hosts)[0]
+
+    @property
+    def num_gpus(self) -> int:
+        return gpu_count()
+
+    @property
+    def num_cpus(self) -> int:
+        return cpu_count()
+
+    @property
+    def num_neurons(self) -> int:
+        return neuron_count(self.current_instance_type)
+
+    # -- what the user process sees -----------------------------------------------------------
+
+    @property
+    def framework_params(self) -> dict[str, Any]:
+        """``sagemaker_*`` settings other than the ones the toolkit itself consumes."""
+        core = {
+            "sagemaker_program", "sagemaker_submit_directory", "sagemaker_enable_cloudwatch_metrics",
+            "sagemaker_region", "sagemaker_container_log_level", "sagemaker_job_name",
+            "sagemaker_s3_output",
+        } | SETTING_KEYS
+        return {k: v for k, v in self.settings.items() if k not in core}
+
+    def user_args(self) -> list[str]:
+        """Hyperparameters as argv, exactly as sagemaker-training builds them.
+
+        Keys sorted; ``--key value`` (``-k value`` for one-letter keys); values as Python
+        ``str()`` (so ``True``, ``0.1``, ``[1, 2]``); dict values as ``k1=v1,k2=v2``.
+        """
+        args: list[str] = []
+        for key in sorted(self.hyperparameters):
+            value = self.hyperparameters[key]
+            args.append(f"--{key}" if len(key) > 1 else f"-{key}")
+            if isinstance(value, dict):
+                args.append(",".join(f"{k}={v}" for k, v in sorted(value.items())))
+            else:
+                args.append("" if value is None else str(value))
+        return args
+
+    def with_changes(self, **changes: Any) -> TrainingEnv:
+        """A copy with some fields replaced (the object itself never changes)."""
+        from dataclasses import replace
+
+        return replace(self, **changes)
+
+    def settings_view(self) -> Mapping[str, str]:
+        """The environment plus ``sagemaker_*`` settings (lower-case keys), for fetchers and
+        installers, which serve training and serving alike."""
+        merged = dict(self.environ)
+        for key, value in self.settings.items():
+            merged[key] = value if isinstance(value, str) else json.dumps(value)
+        merged.setdefault("SAGEMAKER_REGION", self.region)
+        return MappingProxyType(merged)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The parsed environment as JSON-able data (``toolkit env``), secrets masked."""
+        return {
+            "base_dir": str(self.base_dir),
+            "entry_point": self.entry_point,
+            "submit_dir": self.submit_dir,
+            "job_name": self.job_name,
+            "region": self.region,
+            "log_level": self.log_level,
+            "current_host": self.current_host,
+            "hosts": self.hosts,
+            "current_instance_type": self.current_instance_type,
+            "current_instance_group": self.current_instance_group,
+            "network_interface_name": self.network_interface_name,
+            "num_cpus": self.num_cpus,
+            "num_gpus": self.num_gpus,
+            "hyperparameters": mask(self.hyperparameters),
+            "settings": mask(self.settings),
+            "channels": {name: str(self.channel_dir(name)) for name in self.input_data_config},
+            "input_data_config": dict(self.input_data_config),
+            "resource_config": dict(self.resource_config),
+            "user_args": self.user_args(),
+            "warnings": list(self.warnings),
+        }

@@ -1,0 +1,140 @@
+"""Every hook the toolkit calls, grouped by phase. Each docstring is the plugin author's reference.
+
+A plugin is a module or object with functions named after these hooks and marked with
+``@toolkit.hookimpl``; it only implements the hooks it cares about. Third-party plugins are
+called before the built-ins (pluggy calls the last registered first), so a plugin overrides a
+built-in by answering first. ``firstresult`` hooks stop at the first implementation that returns
+something other than None: return None to say "not mine".
+
+docs/hooks.md lists every hook with its signature; tests/test_hooks_documented.py keeps the two
+in step.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence
+
+import pluggy
+
+if TYPE_CHECKING:  # pragma: no cover - types only
+    from toolkit.environment import TrainingEnv
+    from toolkit.types import Command, Outcome
+
+PROJECT = "toolkit"
+
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+# --------------------------------------------------------------------------------------------
+# Code: where the user's code comes from and what it needs (training and serving)
+# --------------------------------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def toolkit_fetch_code(uri: str, dest: Path, env: Mapping[str, str]) -> Optional[Path]:
+    """Fetch the user's code named by ``uri`` and return the directory that holds it.
+
+    ``uri`` is what the job gave as its submit directory (``sagemaker_submit_directory`` or
+    SAGEMAKER_SUBMIT_DIRECTORY): ``s3://...``, ``git+https://...``, ``https://...``, a local path
+    or ``file://`` URI. ``dest`` does not exist yet; a fetcher that downloads creates it (all or
+    nothing) and returns it, or a folder inside it. A fetcher of a local directory may return
+    that directory itself. ``env`` is the job's environment (variables, and for training also
+    the ``sagemaker_*`` settings lower-cased), read-only.
+
+    Return None when the URI's scheme is not yours. Raise ``toolkit.FetchError`` with a one-line
+    message when it is yours but cannot be fetched.
+    """
+
+
+@hookspec
+def toolkit_fetch_schemes() -> Sequence[str]:
+    """Return the URI schemes your ``toolkit_fetch_code`` accepts, for error messages and
+    ``toolkit plugins`` (for example ``["s3"]``)."""
+
+
+@hookspec(firstresult=True)
+def toolkit_install_dependencies(code_dir: Path, env: Mapping[str, str]) -> Optional[bool]:
+    """Install what the code in ``code_dir`` needs before it runs.
+
+    The built-in installer pip-installs ``requirements.txt`` and, when the directory is a
+    package (``pyproject.toml`` or ``setup.py``), the directory itself. Return True when you
+    handled the directory (even if there was nothing to do), None to let the next installer try.
+    Raise ``toolkit.CodeError`` when the installation fails.
+    """
+
+
+# --------------------------------------------------------------------------------------------
+# Training: what to run and with which environment
+# --------------------------------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def toolkit_launch(
+    entry_point: str, code_dir: Path, args: Sequence[str], env: TrainingEnv
+) -> Optional[Command]:
+    """Say what to run for ``entry_point`` (a path relative to ``code_dir`` or a module name).
+
+    ``args`` are the hyperparameters as command-line arguments, built as the official toolkit
+    builds them. Return a ``toolkit.Command`` (argv, optional cwd and extra environment) when the
+    entry point is yours, None otherwise. The core runs it: process group, signal forwarding,
+    logs, exit code and failure file are not the launcher's business. Distributed launchers
+    (torchrun, MPI) answer here before the built-in python/shell/executable ones.
+    """
+
+
+@hookspec
+def toolkit_environment(env: TrainingEnv) -> Optional[Mapping[str, str]]:
+    """Return variables to add to the user process's environment (all results are merged).
+
+    The built-in implementation returns every SM_* variable the official training toolkit and
+    the SageMaker SDK v3 drivers export. A later (third-party) result wins on a name clash.
+    """
+
+
+@hookspec
+def toolkit_after_training(env: TrainingEnv, outcome: Outcome) -> None:
+    """Called once the user process has ended and the success or failure file is written.
+
+    ``outcome.exit_code`` is what ``train`` will exit with. Use it to upload, notify or clean up;
+    an exception here is logged and does not change the job's result.
+    """
+
+
+# --------------------------------------------------------------------------------------------
+# Serving: the handler and the codecs
+# --------------------------------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def toolkit_load_handler(model_dir: Path, code_dir: Optional[Path], env: Mapping[str, str]) -> Any:
+    """Return the inference handler for the model in ``model_dir``, or None.
+
+    The built-in loader imports SAGEMAKER_PROGRAM (default ``inference.py``) from ``code_dir``
+    and wraps its model_fn / input_fn / predict_fn / output_fn / transform_fn functions.
+    """
+
+
+@hookspec(firstresult=True)
+def toolkit_decode(body: bytes, content_type: str) -> Any:
+    """Turn a request body into the object the handler gets; None when the type is not yours.
+
+    ``content_type`` is the bare media type, lower-cased, parameters removed
+    (``application/json``). Raise ``toolkit.ClientError`` for a body that does not parse.
+    """
+
+
+@hookspec(firstresult=True)
+def toolkit_encode(data: Any, accept: str) -> Optional[bytes]:
+    """Turn a prediction into response bytes for the media type ``accept``; None if not yours."""
+
+
+@hookspec
+def toolkit_media_types() -> Sequence[str]:
+    """Return the media types your decode/encode implementations accept (for 415/406 errors)."""
+
+
+@hookspec(firstresult=True)
+def toolkit_serve(app: Any, env: Mapping[str, str]) -> Optional[bool]:
+    """Serve the WSGI ``app``; return True when you did (the built-in uses waitress)."""

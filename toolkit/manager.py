@@ -1,0 +1,125 @@
+"""The plugin manager: built-ins and installed plugins, registered the same way.
+
+Controls (read from the environment mapping passed in, never from ``os.environ`` directly):
+
+- ``TOOLKIT_PLUGINS``: comma-separated allow-list of installed (entry-point) plugins to load;
+  unset loads them all. Built-ins are not subject to it: block those by name instead.
+- ``TOOLKIT_DISABLE_PLUGINS``: comma-separated names of plugins (built-in or installed) to skip.
+- ``TOOLKIT_TRACE_PLUGINS``: when true, log every hook call with its arguments and result.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping
+
+import pluggy
+
+from toolkit import hookspecs
+from toolkit.builtin import BUILTIN_PLUGINS
+from toolkit.errors import ConfigError
+
+ENTRY_POINT_GROUP = "toolkit.plugins"
+log = logging.getLogger("toolkit")
+
+
+@dataclass(frozen=True)
+class PluginInfo:
+    """One registered plugin, as ``toolkit plugins`` shows it."""
+
+    name: str
+    source: str
+    hooks: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "source": self.source, "hooks": list(self.hooks)}
+
+
+def _names(value: str | None) -> set[str]:
+    return {part.strip() for part in (value or "").split(",") if part.strip()}
+
+
+def is_true(value: str | None) -> bool:
+    """SageMaker and users write booleans many ways; accept the usual ones."""
+    return (value or "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _entry_points() -> Iterable[Any]:
+    from importlib.metadata import entry_points
+
+    if sys.version_info >= (3, 10):
+        return entry_points(group=ENTRY_POINT_GROUP)
+    return entry_points().get(ENTRY_POINT_GROUP, [])  # pragma: no cover - Python 3.9
+
+
+def get_plugin_manager(environ: Mapping[str, str], extra: Iterable[Any] = ()) -> pluggy.PluginManager:
+    """Build the plugin manager: built-ins first, then installed plugins, then ``extra``.
+
+    pluggy calls the most recently registered implementation first, so installed plugins (and
+    ``extra`` ones, used by tests and embedding code) answer before the built-ins.
+    """
+    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm.add_hookspecs(hookspecs)
+    disabled = _names(environ.get("TOOLKIT_DISABLE_PLUGINS"))
+    allowed = _names(environ.get("TOOLKIT_PLUGINS"))
+    sources: dict[str, str] = {}
+
+    for name, module_name in BUILTIN_PLUGINS.items():
+        if name in disabled:
+            continue
+        pm.register(importlib.import_module(module_name), name=name)
+        sources[name] = f"builtin ({module_name})"
+
+    for ep in _entry_points():
+        if ep.name in disabled or (allowed and ep.name not in allowed):
+            continue
+        try:
+            plugin = ep.load()
+        except Exception as exc:  # a broken plugin must not look like a broken job
+            raise ConfigError(
+                f"plugin {ep.name!r} ({ep.value}) failed to import: {type(exc).__name__}: {exc}; "
+                f"fix it or add it to TOOLKIT_DISABLE_PLUGINS"
+            ) from exc
+        pm.register(plugin, name=ep.name)
+        dist = getattr(ep, "dist", None)
+        origin = f"{dist.name} {dist.version}" if dist is not None else ep.value
+        sources[ep.name] = f"entry point ({origin})"
+
+    for plugin in extra:
+        name = getattr(plugin, "__name__", None) or type(plugin).__name__
+        pm.register(plugin, name=name)
+        sources[pm.get_name(plugin) or name] = "registered in code"
+
+    pm.check_pending()
+    pm._toolkit_sources = sources  # type: ignore[attr-defined]
+    if is_true(environ.get("TOOLKIT_TRACE_PLUGINS")):
+        _trace(pm)
+    return pm
+
+
+def _trace(pm: pluggy.PluginManager) -> None:
+    def before(hook_name: str, impls: list, kwargs: Mapping[str, Any]) -> None:
+        names = ", ".join(impl.plugin_name for impl in impls)
+        log.info("hook %s(%s) -> [%s]", hook_name, ", ".join(kwargs), names)
+
+    def after(outcome: Any, hook_name: str, impls: list, kwargs: Mapping[str, Any]) -> None:
+        exc = outcome.exception
+        result = f"raised {type(exc).__name__}: {exc}" if exc else repr(outcome.get_result())[:200]
+        log.info("hook %s returned %s", hook_name, result)
+
+    pm.add_hookcall_monitoring(before, after)
+
+
+def describe(pm: pluggy.PluginManager) -> list[PluginInfo]:
+    """Every registered plugin with where it came from and the hooks it implements."""
+    sources: Mapping[str, str] = getattr(pm, "_toolkit_sources", {})
+    plugins = []
+    for name, plugin in pm.list_name_plugin():
+        if plugin is None:
+            continue
+        hooks = tuple(sorted(hc.name for hc in pm.get_hookcallers(plugin) or []))
+        plugins.append(PluginInfo(name, sources.get(name, "registered in code"), hooks))
+    return plugins

@@ -1,0 +1,273 @@
+"""The train flow: parse -> fetch -> install -> launch -> supervise -> report.
+
+Each step is a hook; this module only orders them, times them, and turns every outcome into
+what SageMaker reads: the exit code and /opt/ml/output/success or /opt/ml/output/failure.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import tempfile
+import time
+from pathlib import Path
+from typing import Mapping, Optional
+
+import pluggy
+
+from toolkit import log as tlog
+from toolkit import process
+from toolkit.environment import DEFAULT_BASE_DIR, TrainingEnv, log_level_from
+from toolkit.errors import CodeError, ConfigError, ToolkitError
+from toolkit.manager import get_plugin_manager
+from toolkit.types import Command, Outcome
+
+log = logging.getLogger("toolkit")
+FAILURE_LIMIT = 1024  # SageMaker keeps no more of the failure file as FailureReason
+DEFAULT_GRACE = 110.0  # inside SageMaker's 120 s between SIGTERM and SIGKILL
+
+
+# --------------------------------------------------------------------------------------------
+# Outcome files
+# --------------------------------------------------------------------------------------------
+
+
+def truncate_utf8(text: str, limit: int = FAILURE_LIMIT) -> bytes:
+    data = text.encode("utf-8")
+    if len(data) <= limit:
+        return data
+    return data[:limit].decode("utf-8", "ignore").encode("utf-8")
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+    os.replace(tmp, path)
+
+
+def write_failure(path: Path, message: str) -> None:
+    """Write the failure file unless the user's code already wrote one (theirs knows best)."""
+    try:
+        if path.is_file() and path.stat().st_size > 0:
+            log.info("keeping the failure file the job wrote: %s", path)
+            return
+        _write_atomic(path, truncate_utf8(message))
+    except OSError as exc:
+        log.error("cannot write the failure file %s: %s", path, exc)
+
+
+def error_line(stderr_tail: str) -> str:
+    """The most telling line of a failed run's stderr: the last line of a Python traceback
+    (``ValueError: bad input``), else the last non-empty line."""
+    lines = [ln.rstrip() for ln in stderr_tail.splitlines() if ln.strip()]
+    if not lines:
+        return ""
+    last_tb = max((i for i, ln in enumerate(lines) if ln.startswith("Traceback (most recent call")), default=-1)
+    if last_tb >= 0:
+        for ln in reversed(lines[last_tb + 1 :]):
+            if not ln[:1].isspace():
+                return ln.strip()
+    return lines[-1].strip()
+
+
+def failure_report(stderr_tail: str, exit_code: int, argv: list[str]) -> str:
+    """The failure file for a run that exited non-zero, most useful first, within 1024 bytes."""
+    first = error_line(stderr_tail) or f"process exited with code {exit_code}"
+    head = [first, f"Exit code: {exit_code}", f"Command: {shlex.join(tlog.masked_argv(argv))}"]
+    text = "\n".join(head)
+    rest = [ln for ln in stderr_tail.splitlines() if ln.strip()]
+    if rest:
+        budget = FAILURE_LIMIT - len(text.encode()) - len("\nLast lines of stderr:\n")
+        picked: list[str] = []
+        for ln in reversed(rest):
+            size = len(ln.encode()) + 1
+            if size > budget:
+                break
+            picked.insert(0, ln)
+            budget -= size
+        if picked:
+            text += "\nLast lines of stderr:\n" + "\n".join(picked)
+    return text
+
+
+# --------------------------------------------------------------------------------------------
+# Steps
+# --------------------------------------------------------------------------------------------
+
+
+def check_channels(env: TrainingEnv) -> None:
+    """A File-mode (or FastFile) channel whose folder is missing means the data never arrived."""
+    for name, spec in env.input_data_config.items():
+        mode = str(spec.get("TrainingInputMode", "File"))
+        if mode in ("File", "FastFile") and not env.channel_dir(name).is_dir():
+            raise ConfigError(
+                f"channel {name!r} ({mode} mode) has no folder {env.channel_dir(name)}; "
+                f"SageMaker puts its data there before the job starts"
+            )
+
+
+def supported_schemes(pm: pluggy.PluginManager) -> str:
+    schemes = [s for result in pm.hook.toolkit_fetch_schemes() for s in (result or [])]
+    return ", ".join(sorted(set(schemes))) or "none"
+
+
+def fetch_code(env: TrainingEnv, pm: pluggy.PluginManager) -> Path:
+    """Where the code is: fetched from the submit directory when one is given, else
+    /opt/ml/code. A remote download wins over code baked into the image (logged)."""
+    if not env.submit_dir:
+        return env.code_dir
+    dest = env.code_dir
+    if dest.exists() and any(dest.iterdir()):
+        dest = Path(tempfile.mkdtemp(prefix="toolkit-code-")) / "code"
+        remote = "://" in env.submit_dir and not env.submit_dir.startswith("file://")
+        if remote:
+            log.info("code in %s is replaced by %s (the submit directory wins)", env.code_dir, env.submit_dir)
+    elif dest.exists():
+        dest.rmdir()
+    result = pm.hook.toolkit_fetch_code(uri=env.submit_dir, dest=dest, env=env.settings_view())
+    if result is None:
+        raise CodeError(
+            f"no fetcher accepts the code location {env.submit_dir!r}; supported: "
+            f"{supported_schemes(pm)}"
+        )
+    return Path(result)
+
+
+def check_code(env: TrainingEnv, code_dir: Path) -> str:
+    """The entry point, after checking it is named and present."""
+    if not env.entry_point:
+        raise ConfigError(
+            "no entry point: set the sagemaker_program hyperparameter or SAGEMAKER_PROGRAM "
+            "to your script's name (e.g. train.py)"
+        )
+    if not code_dir.is_dir() or not any(code_dir.iterdir()):
+        where = f" (from {env.submit_dir})" if env.submit_dir else ""
+        raise CodeError(
+            f"code directory {code_dir}{where} is empty or missing; put {env.entry_point} there "
+            f"or set sagemaker_submit_directory"
+        )
+    return env.entry_point
+
+
+def describe_missing(entry: str, code_dir: Path) -> str:
+    if (code_dir / entry).exists():
+        return f"entry point {entry!r} in {code_dir} is not a file any launcher can run"
+    present = sorted(p.name for p in code_dir.iterdir())[:8]
+    return (
+        f"entry point {entry!r} not found in {code_dir} (it has: {', '.join(present)}); "
+        f"check sagemaker_program / SAGEMAKER_PROGRAM"
+    )
+
+
+def child_environment(env: TrainingEnv, pm: pluggy.PluginManager, command: Command) -> dict[str, str]:
+    merged = dict(env.environ)
+    # pluggy returns the last-registered (third-party) result first: apply built-ins first so
+    # plugins win on a clash.
+    for result in reversed(pm.hook.toolkit_environment(env=env)):
+        merged.update(result or {})
+    merged.update(command.env)
+    return merged
+
+
+# --------------------------------------------------------------------------------------------
+# The flow
+# --------------------------------------------------------------------------------------------
+
+
+def _base_dir(environ: Mapping[str, str], base_dir: Optional[str]) -> Path:
+    return Path(base_dir or environ.get("SAGEMAKER_BASE_DIR") or DEFAULT_BASE_DIR)
+
+
+def train(
+    environ: Mapping[str, str],
+    base_dir: Optional[str] = None,
+    pm: Optional[pluggy.PluginManager] = None,
+) -> int:
+    """Run one training job; return the exit code ``train`` should exit with."""
+    started = time.perf_counter()
+    tlog.setup(log_level_from(environ.get("TOOLKIT_LOG_LEVEL")))
+    failure_path = _base_dir(environ, base_dir) / "output" / "failure"
+    durations: dict[str, float] = {}
+    env: Optional[TrainingEnv] = None
+    command: Optional[Command] = None
+    try:
+        with tlog.step("read config") as s:
+            env = TrainingEnv.from_environ(environ, base_dir)
+            s["what"] = f"{env.current_host} of {len(env.hosts)} host(s), base {env.base_dir}"
+        durations["config"] = s["seconds"]
+        tlog.setup(env.log_level)
+        for warning in env.warnings:
+            log.warning("%s", warning)
+        pm = pm or get_plugin_manager(environ)
+        check_channels(env)
+        with tlog.step("fetch code") as s:
+            code_dir = fetch_code(env, pm)
+            entry = check_code(env, code_dir)
+            s["what"] = str(code_dir)
+        durations["fetch"] = s["seconds"]
+        env = env.with_changes(source_dir=code_dir)
+        with tlog.step("install dependencies") as s:
+            pm.hook.toolkit_install_dependencies(code_dir=code_dir, env=env.settings_view())
+        durations["install"] = s["seconds"]
+        command = pm.hook.toolkit_launch(
+            entry_point=entry, code_dir=code_dir, args=env.user_args(), env=env
+        )
+        if command is None:
+            raise CodeError(describe_missing(entry, code_dir))
+        for stale in (env.success_file, env.failure_file):
+            if stale.exists():
+                stale.unlink()
+        for folder in (env.model_dir, env.output_data_dir):
+            folder.mkdir(parents=True, exist_ok=True)
+        child_env = child_environment(env, pm, command)
+    except ToolkitError as exc:
+        log.error("%s", exc)
+        write_failure(failure_path, str(exc))
+        outcome = Outcome(exc.exit_code, command, str(exc), durations)
+        _after(pm, env, outcome)
+        return exc.exit_code
+
+    grace = _grace(env.environ)
+    log.info("run: %s (in %s)", shlex.join(tlog.masked_argv(list(command.argv))), command.cwd or code_dir)
+    run_started = time.perf_counter()
+    try:
+        finished = process.run(command.argv, cwd=command.cwd or code_dir, env=child_env, grace=grace)
+    except OSError as exc:
+        message = f"cannot start {command.argv[0]}: {exc.strerror or exc}"
+        log.error("%s", message)
+        write_failure(env.failure_file, message)
+        _after(pm, env, Outcome(2, command, message, durations))
+        return 2
+    durations["run"] = time.perf_counter() - run_started
+    code = finished.exit_code
+    if code == 0:
+        _write_atomic(env.success_file, b"")
+        report = ""
+        log.info("run: succeeded (%.2f s); total %.2f s", durations["run"], time.perf_counter() - started)
+    else:
+        report = failure_report(finished.stderr_tail, code, list(command.argv))
+        write_failure(env.failure_file, report)
+        log.error("run: failed with exit code %d (%.2f s): %s", code, durations["run"], report.splitlines()[0])
+    _after(pm, env, Outcome(code, command, report, durations))
+    return code
+
+
+def _grace(environ: Mapping[str, str]) -> float:
+    raw = environ.get("TOOLKIT_STOP_GRACE_SECONDS", "")
+    try:
+        return float(raw) if raw.strip() else DEFAULT_GRACE
+    except ValueError:
+        log.warning("TOOLKIT_STOP_GRACE_SECONDS=%r is not a number; using %.0f", raw, DEFAULT_GRACE)
+        return DEFAULT_GRACE
+
+
+def _after(pm: Optional[pluggy.PluginManager], env: Optional[TrainingEnv], outcome: Outcome) -> None:
+    if pm is None or env is None:
+        return
+    try:
+        pm.hook.toolkit_after_training(env=env, outcome=outcome)
+    except Exception:  # a reporting plugin must not change the job's result
+        log.exception("a toolkit_after_training plugin failed (the job's result is unchanged)")
