@@ -1,0 +1,134 @@
+"""Shared fixtures: real SageMaker-style job folders, a real S3 endpoint (moto's server mode
+on 127.0.0.1), and running the real console scripts in subprocesses."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Callable, Mapping, Optional
+
+import pytest
+
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def clean_environ(**extra: str) -> dict[str, str]:
+    """This process's environment without SageMaker/toolkit/AWS variables, plus ``extra``."""
+    drop = ("SM_", "SAGEMAKER_", "TOOLKIT_", "AWS_", "TRAINING_JOB_NAME")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
+    env.update(extra)
+    return env
+
+
+class Job:
+    """A /opt/ml tree as SageMaker lays it out, under a temporary folder."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.base = root / "opt" / "ml"
+        self.config = self.base / "input" / "config"
+        self.code = self.base / "code"
+        self.config.mkdir(parents=True)
+
+    def hyperparameters(self, hps: Mapping[str, Any], encode: bool = True) -> Job:
+        data = {k: json.dumps(v) if encode else v for k, v in hps.items()}
+        (self.config / "hyperparameters.json").write_text(json.dumps(data))
+        return self
+
+    def channels(self, *names: str, mode: str = "File", create: bool = True) -> Job:
+        spec = {n: {"ContentType": "text/csv", "TrainingInputMode": mode,
+                    "S3DistributionType": "FullyReplicated", "RecordWrapperType": "None"}
+                for n in names}
+        (self.config / "inputdataconfig.json").write_text(json.dumps(spec))
+        if create:
+            for n in names:
+                (self.base / "input" / "data" / n).mkdir(parents=True, exist_ok=True)
+        return self
+
+    def resources(self, current: str = "algo-1", hosts: tuple[str, ...] = ("algo-1",), **more: Any) -> Job:
+        data = {"current_host": current, "hosts": list(hosts), "current_group_name": "homogeneousCluster",
+                "current_instance_type": "ml.m5.xlarge", "network_interface_name": "eth0",
+                "instance_groups": [{"instance_group_name": "homogeneousCluster",
+                                     "instance_type": "ml.m5.xlarge", "hosts": list(hosts)}]}
+        data.update(more)
+        (self.config / "resourceconfig.json").write_text(json.dumps(data))
+        return self
+
+    def script(self, name: str, text: str, mode: int = 0o644, where: Optional[Path] = None) -> Path:
+        folder = where or self.code
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        path.chmod(mode)
+        return path
+
+    @property
+    def failure(self) -> Path:
+        return self.base / "output" / "failure"
+
+    @property
+    def success(self) -> Path:
+        return self.base / "output" / "success"
+
+    @property
+    def model(self) -> Path:
+        return self.base / "model"
+
+    def environ(self, **extra: str) -> dict[str, str]:
+        return clean_environ(SAGEMAKER_BASE_DIR=str(self.base), **extra)
+
+    def run(self, *args: str, timeout: float = 120, **extra: str) -> subprocess.CompletedProcess:
+        """Run the real ``train`` console script on this job."""
+        return subprocess.run([str(BIN / "train"), *args], env=self.environ(**extra),
+                              capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture
+def job(tmp_path: Path) -> Job:
+    return Job(tmp_path)
+
+
+@pytest.fixture
+def make_job(tmp_path: Path) -> Callable[[str], Job]:
+    def make(name: str) -> Job:
+        return Job(tmp_path / name)
+    return make
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Any:
+    """A real S3 HTTP endpoint: moto's server mode on 127.0.0.1, for the whole session."""
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def s3_env(s3_server: str) -> dict[str, str]:
+    """Variables that point boto3 (in this process or a child) at the moto server."""
+    return {"AWS_ENDPOINT_URL": s3_server, "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "us-east-1",
+            "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+@pytest.fixture
+def s3(s3_env: dict[str, str]) -> Any:
+    """A boto3 S3 client talking HTTP to the moto server."""
+    import boto3
+
+    return boto3.client("s3", endpoint_url=s3_env["AWS_ENDPOINT_URL"], region_name="us-east-1",
+                        aws_access_key_id="testing", aws_secret_access_key="testing")
