@@ -99,6 +99,16 @@ def example_command(workdir: Optional[str]) -> None:
     sys.exit(run_example(workdir))
 
 
+def _add_optional_commands() -> None:
+    """Commands that live in their own subpackage (the local emulator), when present."""
+    try:
+        from toolkit.local.cli import local_group, package_command
+    except ImportError:
+        return
+    toolkit_command.add_command(local_group, "local")
+    toolkit_command.add_command(package_command, "package")
+
+
 def train_main() -> None:
     train_command(prog_name="train")
 
@@ -108,4 +118,5 @@ def serve_main() -> None:
 
 
 def toolkit_main() -> None:
+    _add_optional_commands()
     toolkit_command(prog_name="toolkit")

@@ -146,6 +146,17 @@ def _parse_resource_config(path: Path, warnings: list[str]) -> dict[str, Any]:
     return data
 
 
+def _git_uri(settings: Mapping[str, Any]) -> Optional[str]:
+    """The SDK's git_config given as sagemaker_git_* settings, as a ``git+URL@REF`` URI
+    (credentials stay in the settings, never in the URI)."""
+    repo = settings.get("sagemaker_git_repo")
+    if not repo:
+        return None
+    ref = settings.get("sagemaker_git_commit") or settings.get("sagemaker_git_branch")
+    uri = f"git+{repo}" if not str(repo).startswith("git+") else str(repo)
+    return f"{uri}@{ref}" if ref else uri
+
+
 @dataclass(frozen=True)
 class TrainingEnv:
     """Everything a training run needs to know, read once from (environ, base dir)."""
@@ -163,6 +174,9 @@ class TrainingEnv:
     job_name: str
     warnings: tuple[str, ...] = field(default=())
     source_dir: Optional[Path] = None  # set by the train flow once the code is fetched
+    # SageMaker SDK v3 (ModelTrainer): input/data/sm_drivers/{sourcecode,distributed}.json
+    source_code: Optional[Mapping[str, Any]] = None
+    distributed: Optional[Mapping[str, Any]] = None
 
     # -- construction -------------------------------------------------------------------------
 
@@ -187,10 +201,13 @@ class TrainingEnv:
                 )
         resources = _parse_resource_config(config / "resourceconfig.json", warnings)
 
+        drivers = base / "input" / "data" / "sm_drivers"
+        source_code = _read_json(drivers / "sourcecode.json", "SDK v3 source code config")
+        distributed = _read_json(drivers / "distributed.json", "SDK v3 distributed config")
         program = environ.get("SAGEMAKER_PROGRAM") or settings.get("sagemaker_program")
         submit = settings.get("sagemaker_submit_directory") or environ.get(
             "SAGEMAKER_SUBMIT_DIRECTORY"
-        )
+        ) or _git_uri(settings)
         level = log_level_from(
             settings.get("sagemaker_container_log_level")
             or environ.get("SAGEMAKER_CONTAINER_LOG_LEVEL")
@@ -217,6 +234,8 @@ class TrainingEnv:
             region=region,
             job_name=job,
             warnings=tuple(warnings),
+            source_code=MappingProxyType(source_code) if source_code is not None else None,
+            distributed=MappingProxyType(distributed) if distributed is not None else None,
         )
 
     # -- paths --------------------------------------------------------------------------------
