@@ -108,9 +108,9 @@ def _extract_tar(
 ) -> None:
     try:
         if isinstance(source, (str, Path)):
-            tar = tarfile.open(source, mode="r:*")
+            tar = tarfile.open(source, mode="r:*")  # noqa: SIM115 - closed by `with tar` below
         else:
-            tar = tarfile.open(fileobj=source, mode="r|*" if stream else "r:*")
+            tar = tarfile.open(fileobj=source, mode="r|*" if stream else "r:*")  # noqa: SIM115
     except (tarfile.TarError, EOFError, OSError) as exc:
         raise ArchiveError(f"{label}: not a readable tar or zip archive ({exc})") from exc
     total = 0

@@ -68,7 +68,7 @@ def log_level_from(value: Any, default: int = logging.INFO) -> int:
     return level if isinstance(level, int) else default
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def gpu_count() -> int:
     """GPUs visible to this container: asks nvidia-smi once, and only when it is installed."""
     exe = shutil.which("nvidia-smi")
@@ -81,7 +81,7 @@ def gpu_count() -> int:
     return sum(1 for line in out.stdout.splitlines() if line.startswith("GPU "))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def neuron_count(instance_type: str = "") -> int:
     """Neuron cores: asks neuron-ls once, and only when it is installed."""
     if "trn2.48xlarge" in instance_type:
