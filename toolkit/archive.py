@@ -170,7 +170,9 @@ def _extract_member(tar: tarfile.TarFile, member: tarfile.TarInfo, tmp: Path, la
     if member.islnk():
         source = tmp / member.linkname
         if not source.is_file() or source.is_symlink():
-            raise ArchiveError(f"{label}: hard link {member.name!r} -> {member.linkname!r} has no target inside the archive")
+            raise ArchiveError(
+                f"{label}: hard link {member.name!r} -> {member.linkname!r} has no target inside the archive"
+            )
         if target.exists():
             target.unlink()
         os.link(source, target)
