@@ -132,3 +132,34 @@ def s3(s3_env: dict[str, str]) -> Any:
 
     return boto3.client("s3", endpoint_url=s3_env["AWS_ENDPOINT_URL"], region_name="us-east-1",
                         aws_access_key_id="testing", aws_secret_access_key="testing")
+
+
+class PluginSite:
+    """Installs plugin distributions the way pip does (a module plus a ``.dist-info`` folder
+    with ``entry_points.txt``) into a folder that a subprocess gets on PYTHONPATH."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+
+    def add(self, name: str, source: str, module: Optional[str] = None) -> None:
+        module = module or name.replace("-", "_")
+        (self.root / f"{module}.py").write_text(source)
+        info = self.root / f"{module}-1.0.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {module}\nVersion: 1.0\n")
+        (info / "entry_points.txt").write_text(f"[toolkit.plugins]\n{name} = {module}\n")
+
+    def environ(self) -> dict[str, str]:
+        return {"PYTHONPATH": str(self.root)}
+
+
+@pytest.fixture
+def plugin_site(tmp_path: Path) -> PluginSite:
+    return PluginSite(tmp_path / "site")
+
+
+def run_cli(*argv: str, env: Optional[Mapping[str, str]] = None, timeout: float = 60) -> subprocess.CompletedProcess:
+    """Run one of the console scripts (``toolkit``, ``train``, ``serve``) from this venv."""
+    return subprocess.run([str(BIN / argv[0]), *argv[1:]], env=dict(env or clean_environ()),
+                          capture_output=True, text=True, timeout=timeout)

@@ -18,7 +18,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping, Optional, Sequence
 
 from toolkit.errors import ConfigError
 
@@ -43,6 +43,20 @@ def looks_secret(name: str) -> bool:
 def mask(mapping: Mapping[str, Any]) -> dict[str, Any]:
     """A copy of ``mapping`` with the values of secret-looking keys replaced, for logging."""
     return {k: (MASK if looks_secret(str(k)) else v) for k, v in mapping.items()}
+
+
+def mask_argv(argv: Sequence[str]) -> list[str]:
+    """argv for display: the value after a secret-looking option (``--api-token x``) is masked,
+    and so is the value part of ``--password=x``."""
+    shown: list[str] = []
+    for i, arg in enumerate(argv):
+        if i and argv[i - 1].startswith("-") and "=" not in argv[i - 1] and looks_secret(argv[i - 1]):
+            shown.append(MASK)
+        elif arg.startswith("-") and "=" in arg and looks_secret(arg.partition("=")[0]):
+            shown.append(f"{arg.partition('=')[0]}={MASK}")
+        else:
+            shown.append(arg)
+    return shown
 
 
 def decode_value(value: Any) -> Any:
@@ -425,6 +439,6 @@ class TrainingEnv:
             "channels": {name: str(self.channel_dir(name)) for name in self.input_data_config},
             "input_data_config": dict(self.input_data_config),
             "resource_config": dict(self.resource_config),
-            "user_args": self.user_args(),
+            "user_args": mask_argv(self.user_args()),
             "warnings": list(self.warnings),
         }

@@ -6,9 +6,7 @@ import contextlib
 import logging
 import sys
 import time
-from typing import Iterator, Sequence
-
-from toolkit.environment import MASK, looks_secret
+from typing import Iterator
 
 log = logging.getLogger("toolkit")
 
@@ -35,22 +33,3 @@ def step(name: str) -> Iterator[dict]:
         detail["seconds"] = time.perf_counter() - start
         extra = f": {detail['what']}" if detail.get("what") else ""
         log.info("%s%s (%.2f s)", name, extra, detail["seconds"])
-
-
-def masked_argv(argv: Sequence[str]) -> list[str]:
-    """argv for display: the value after a secret-looking option (``--api-token x``) is masked,
-    and so is the value part of ``--password=x``."""
-    shown: list[str] = []
-    hide_next = False
-    for arg in argv:
-        if hide_next:
-            shown.append(MASK)
-            hide_next = False
-            continue
-        if arg.startswith("-") and "=" in arg:
-            name, _, _value = arg.partition("=")
-            shown.append(f"{name}={MASK}" if looks_secret(name) else arg)
-            continue
-        shown.append(arg)
-        hide_next = arg.startswith("-") and looks_secret(arg)
-    return shown

@@ -18,7 +18,7 @@ import pluggy
 
 from toolkit import log as tlog
 from toolkit import process
-from toolkit.environment import DEFAULT_BASE_DIR, TrainingEnv, log_level_from
+from toolkit.environment import DEFAULT_BASE_DIR, TrainingEnv, log_level_from, mask_argv
 from toolkit.errors import CodeError, ConfigError, ToolkitError
 from toolkit.manager import get_plugin_manager
 from toolkit.types import Command, Outcome
@@ -76,7 +76,7 @@ def error_line(stderr_tail: str) -> str:
 def failure_report(stderr_tail: str, exit_code: int, argv: list[str]) -> str:
     """The failure file for a run that exited non-zero, most useful first, within 1024 bytes."""
     first = error_line(stderr_tail) or f"process exited with code {exit_code}"
-    head = [first, f"Exit code: {exit_code}", f"Command: {shlex.join(tlog.masked_argv(argv))}"]
+    head = [first, f"Exit code: {exit_code}", f"Command: {shlex.join(mask_argv(argv))}"]
     text = "\n".join(head)
     rest = [ln for ln in stderr_tail.splitlines() if ln.strip()]
     if rest:
@@ -231,7 +231,7 @@ def train(
         return exc.exit_code
 
     grace = _grace(env.environ)
-    log.info("run: %s (in %s)", shlex.join(tlog.masked_argv(list(command.argv))), command.cwd or code_dir)
+    log.info("run: %s (in %s)", shlex.join(mask_argv(list(command.argv))), command.cwd or code_dir)
     run_started = time.perf_counter()
     try:
         finished = process.run(command.argv, cwd=command.cwd or code_dir, env=child_env, grace=grace)
