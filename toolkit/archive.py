@@ -1,10 +1,12 @@
 """Safe extraction of tar (plain, gzip, bzip2, xz) and zip archives, used by every fetcher.
 
 Refused, with an error naming the member: absolute paths, ``..`` components, symbolic or hard
-links that point outside the destination, device files, FIFOs; setuid/setgid/sticky bits are
-dropped. A size or member-count bomb stops at ``max_bytes`` / ``max_members``. Extraction goes
-into a temporary folder beside ``dest`` that is renamed into place at the end, so ``dest`` either
-appears complete or not at all.
+links that point (or, through other links, resolve) outside the destination, device files,
+FIFOs, and files with the setuid or setgid bit. Other special bits (sticky, setgid on a folder)
+are dropped. A size or member-count bomb stops at ``max_bytes`` / ``max_members``, counted from
+the member headers before anything is written. Extraction goes into a temporary folder beside
+``dest`` that is renamed into place at the end, so ``dest`` either appears complete or not at
+all.
 """
 
 from __future__ import annotations
@@ -23,24 +25,32 @@ from toolkit.errors import ArchiveError
 
 DEFAULT_MAX_BYTES = 20 * 1024**3  # 20 GiB: far above any real source dir, far below a full disk
 DEFAULT_MAX_MEMBERS = 1_000_000
+CHUNK = 1024 * 1024
+ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".tar.bz2", ".tbz2", ".tar.xz", ".txz", ".zip")
+
+Source = Union[str, Path, IO[bytes]]
 
 
 def limits(environ: Mapping[str, str]) -> tuple[int, int]:
     """(max bytes, max members) from TOOLKIT_MAX_EXTRACT_BYTES / TOOLKIT_MAX_EXTRACT_MEMBERS."""
 
     def number(name: str, default: int) -> int:
-        raw = environ.get(name, "")
+        raw = str(environ.get(name, "") or "")
         try:
-            return int(raw) if raw.strip() else default
+            value = int(raw) if raw.strip() else default
         except ValueError:
-            raise ArchiveError(f"{name}={raw!r} is not a whole number of bytes") from None
+            raise ArchiveError(f"{name}={raw!r} is not a whole number; unset it or give e.g. {default}") from None
+        if value <= 0:
+            raise ArchiveError(f"{name}={raw!r} must be a positive whole number, e.g. {default}")
+        return value
 
     return number("TOOLKIT_MAX_EXTRACT_BYTES", DEFAULT_MAX_BYTES), number(
         "TOOLKIT_MAX_EXTRACT_MEMBERS", DEFAULT_MAX_MEMBERS
     )
 
 
-def _safe_name(name: str, label: str) -> str:
+def safe_name(name: str, label: str) -> str:
+    """``name`` as a clean relative path, or an ArchiveError when it is absolute or has ``..``."""
     clean = name.replace("\\", "/")
     if clean.startswith("/") or (len(clean) > 1 and clean[1] == ":"):
         raise ArchiveError(f"{label}: member {name!r} has an absolute path; refusing to extract")
@@ -50,18 +60,36 @@ def _safe_name(name: str, label: str) -> str:
     return "/".join(parts)
 
 
+_safe_name = safe_name  # the first version's name
+
+
 def _inside(base: str, target: str) -> bool:
     joined = posixpath.normpath(posixpath.join(base, target))
     return joined != ".." and not joined.startswith("../") and not joined.startswith("/")
 
 
 def is_archive_name(name: str) -> bool:
-    lower = name.lower()
-    return lower.endswith((".tar.gz", ".tgz", ".tar", ".tar.bz2", ".tbz2", ".tar.xz", ".txz", ".zip"))
+    return name.lower().endswith(ARCHIVE_SUFFIXES)
+
+
+def sniff(head: bytes) -> Optional[str]:
+    """The archive format that the first bytes of a file show ("gzip", "bzip2", "xz", "zip",
+    "tar"), or None for anything else (a script, a text file). Give at least 262 bytes for tar."""
+    if head.startswith(b"\x1f\x8b"):
+        return "gzip"
+    if head.startswith(b"BZh"):
+        return "bzip2"
+    if head.startswith(b"\xfd7zXZ\x00"):
+        return "xz"
+    if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
+        return "zip"
+    if head[257:262] == b"ustar":
+        return "tar"
+    return None
 
 
 def extract(
-    source: Union[str, Path, IO[bytes]],
+    source: Source,
     dest: Path,
     *,
     label: str = "",
@@ -71,8 +99,10 @@ def extract(
 ) -> Path:
     """Extract ``source`` (a path or a binary file object) into ``dest``, which must not exist.
 
-    ``stream=True`` reads a non-seekable file object (an HTTP or S3 body) in one pass; zip
-    archives need a seekable source. Returns ``dest``.
+    ``stream=True`` reads a non-seekable file object (an HTTP or S3 body) in one pass; a zip
+    arriving that way is spooled to a temporary file first (zip keeps its index at the end).
+    Exceptions raised by the file object's ``read`` that are not ``OSError`` pass through
+    unchanged, so a caller can tell a dropped connection from a corrupt archive. Returns ``dest``.
     """
     label = label or str(source)
     dest = Path(dest)
@@ -81,10 +111,25 @@ def extract(
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.partial-", dir=dest.parent))
     try:
-        if _is_zip(source):
+        if isinstance(source, (str, Path)):
+            if zipfile.is_zipfile(source):
+                _extract_zip(source, tmp, label, max_bytes, max_members)
+            else:
+                _extract_tar(source, tmp, label, max_bytes, max_members, stream=False)
+        elif stream:
+            head, rest = _peek(source, 4)
+            if sniff(head) == "zip":
+                with tempfile.TemporaryFile(dir=dest.parent) as spool:
+                    spool.write(head)
+                    shutil.copyfileobj(rest, spool, CHUNK)
+                    spool.seek(0)
+                    _extract_zip(spool, tmp, label, max_bytes, max_members)
+            else:
+                _extract_tar(_Prefixed(head, rest), tmp, label, max_bytes, max_members, stream=True)
+        elif _seekable_zip(source):
             _extract_zip(source, tmp, label, max_bytes, max_members)
         else:
-            _extract_tar(source, tmp, label, max_bytes, max_members, stream)
+            _extract_tar(source, tmp, label, max_bytes, max_members, stream=False)
         os.rename(tmp, dest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -92,27 +137,124 @@ def extract(
     return dest
 
 
-def _is_zip(source: Union[str, Path, IO[bytes]]) -> bool:
-    if isinstance(source, (str, Path)):
-        return zipfile.is_zipfile(source)
-    return False
+def _seekable_zip(fileobj: IO[bytes]) -> bool:
+    try:
+        found = zipfile.is_zipfile(fileobj)
+        fileobj.seek(0)
+        return found
+    except (OSError, AttributeError):
+        return False
 
 
-def _extract_tar(
-    source: Union[str, Path, IO[bytes]],
-    tmp: Path,
-    label: str,
-    max_bytes: int,
-    max_members: int,
-    stream: bool,
-) -> None:
+def _peek(fileobj: IO[bytes], size: int) -> tuple[bytes, IO[bytes]]:
+    head = b""
+    while len(head) < size:
+        more = fileobj.read(size - len(head))
+        if not more:
+            break
+        head += more
+    return head, fileobj
+
+
+class _Prefixed:
+    """A read-only stream: ``head`` (already read while sniffing), then the rest of ``fileobj``."""
+
+    def __init__(self, head: bytes, fileobj: IO[bytes]) -> None:
+        self._head = head
+        self._fileobj = fileobj
+
+    def read(self, size: int = -1) -> bytes:
+        if self._head:
+            if size is None or size < 0:
+                data, self._head = self._head + self._fileobj.read(), b""
+                return data
+            data, self._head = self._head[:size], self._head[size:]
+            return data
+        return self._fileobj.read(size)
+
+
+class _Writer:
+    """Writes members under ``root``; once a symlink exists, every path is checked physically."""
+
+    def __init__(self, root: Path, label: str) -> None:
+        self.root = root
+        self.real_root = os.path.realpath(root)
+        self.label = label
+        self.links: list[tuple[str, Path]] = []
+
+    def _check(self, path: Path, name: str) -> None:
+        if not self.links:
+            return  # sanitised names without links cannot leave the root
+        real = os.path.realpath(path)
+        if real != self.real_root and not real.startswith(self.real_root + os.sep):
+            raise ArchiveError(f"{self.label}: member {name!r} would be written through a link outside the destination")
+
+    def folder(self, name: str) -> Path:
+        target = self.root / name
+        self._check(target, name)
+        target.mkdir(parents=True, exist_ok=True)
+        return target
+
+    def parent_of(self, name: str) -> Path:
+        target = self.root / name
+        self._check(target.parent, name)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.is_symlink():
+            target.unlink()
+        return target
+
+    def file(self, name: str, data: IO[bytes], mode: int) -> None:
+        target = self.parent_of(name)
+        with open(target, "wb") as out:
+            shutil.copyfileobj(data, out, CHUNK)
+        os.chmod(target, mode)
+
+    def symlink(self, name: str, link: str) -> None:
+        target = self.parent_of(name)
+        if target.exists():
+            target.unlink()
+        os.symlink(link, target)
+        self.links.append((name, target))
+        self._check(target, name)
+
+    def hardlink(self, name: str, link: str) -> None:
+        source = self.root / link
+        self._check(source, name)
+        if source.is_symlink() or not source.is_file():
+            raise ArchiveError(f"{self.label}: hard link {name!r} -> {link!r} has no file to link to inside the archive")
+        target = self.parent_of(name)
+        if target.exists():
+            target.unlink()
+        os.link(source, target)
+
+    def verify_links(self) -> None:
+        """A link may only escape once a later link changes what it resolves through."""
+        for name, target in self.links:
+            real = os.path.realpath(target)
+            if real != self.real_root and not real.startswith(self.real_root + os.sep):
+                raise ArchiveError(
+                    f"{self.label}: symlink {name!r} -> {os.readlink(target)!r} resolves outside the destination"
+                )
+
+
+def _mode(name: str, mode: int, label: str, is_dir: bool) -> int:
+    if is_dir:
+        return 0o755
+    if mode & (stat.S_ISUID | stat.S_ISGID):
+        raise ArchiveError(f"{label}: member {name!r} has the setuid or setgid bit; refusing to extract")
+    return (stat.S_IMODE(mode) & 0o777) or 0o644
+
+
+def _extract_tar(source: Source, tmp: Path, label: str, max_bytes: int, max_members: int, stream: bool) -> None:
     try:
         if isinstance(source, (str, Path)):
             tar = tarfile.open(source, mode="r:*")  # noqa: SIM115 - closed by `with tar` below
         else:
-            tar = tarfile.open(fileobj=source, mode="r|*" if stream else "r:*")  # noqa: SIM115
+            mode = "r|*" if stream else "r:*"
+            tar = tarfile.open(fileobj=source, mode=mode, bufsize=CHUNK)  # type: ignore[call-overload]  # noqa: SIM115
     except (tarfile.TarError, EOFError, OSError) as exc:
         raise ArchiveError(f"{label}: not a readable tar or zip archive ({exc})") from exc
+    writer = _Writer(tmp, label)
     total = 0
     count = 0
     try:
@@ -124,112 +266,72 @@ def _extract_tar(
                         f"{label}: more than {max_members} members; raise "
                         f"TOOLKIT_MAX_EXTRACT_MEMBERS if this archive is genuine"
                     )
-                name = _safe_name(member.name, label)
+                name = safe_name(member.name, label)
                 if not name:
                     continue
                 if member.isdev() or member.isfifo():
-                    raise ArchiveError(f"{label}: member {member.name!r} is a device or FIFO")
-                if member.issym():
-                    target = member.linkname
-                    if target.startswith("/") or not _inside(posixpath.dirname(name), target):
-                        raise ArchiveError(
-                            f"{label}: symlink {member.name!r} -> {target!r} points outside "
-                            f"the destination"
-                        )
-                elif member.islnk():
-                    target = _safe_name(member.linkname, label)
-                    member.linkname = target
+                    raise ArchiveError(f"{label}: member {member.name!r} is a device or FIFO; refusing to extract")
                 total += max(member.size, 0)
                 if total > max_bytes:
                     raise ArchiveError(
                         f"{label}: expands to more than {max_bytes} bytes; raise "
                         f"TOOLKIT_MAX_EXTRACT_BYTES if this archive is genuine"
                     )
-                member.name = name
-                member.mode = stat.S_IMODE(member.mode) & 0o777 if not member.isdir() else 0o755
-                member.uid = member.gid = 0
-                member.uname = member.gname = ""
-                _extract_member(tar, member, tmp, label)
+                if member.issym():
+                    target = member.linkname
+                    if target.startswith("/") or not _inside(posixpath.dirname(name), target):
+                        raise ArchiveError(
+                            f"{label}: symlink {member.name!r} -> {target!r} points outside the destination"
+                        )
+                    writer.symlink(name, target)
+                elif member.islnk():
+                    writer.hardlink(name, safe_name(member.linkname, label))
+                elif member.isdir():
+                    writer.folder(name)
+                elif member.isfile():
+                    mode = _mode(member.name, member.mode, label, False)
+                    fileobj = tar.extractfile(member)
+                    if fileobj is not None:
+                        with fileobj:
+                            writer.file(name, fileobj, mode)
+        writer.verify_links()
     except (tarfile.TarError, EOFError, OSError, zipfile.BadZipFile) as exc:
         if isinstance(exc, ArchiveError):
             raise
         raise ArchiveError(f"{label}: archive is corrupt or truncated ({exc})") from exc
 
 
-def _extract_member(tar: tarfile.TarFile, member: tarfile.TarInfo, tmp: Path, label: str) -> None:
-    target = tmp / member.name
-    if member.isdir():
-        target.mkdir(parents=True, exist_ok=True)
-        return
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if member.issym():
-        if target.exists() or target.is_symlink():
-            target.unlink()
-        os.symlink(member.linkname, target)
-        return
-    if member.islnk():
-        source = tmp / member.linkname
-        if not source.is_file() or source.is_symlink():
-            raise ArchiveError(
-                f"{label}: hard link {member.name!r} -> {member.linkname!r} has no target inside the archive"
-            )
-        if target.exists():
-            target.unlink()
-        os.link(source, target)
-        return
-    if not member.isfile():
-        return
-    fileobj = tar.extractfile(member)
-    if fileobj is None:
-        return
-    _refuse_through_symlink(target, tmp, member.name, label)
-    with fileobj, open(target, "wb") as out:
-        shutil.copyfileobj(fileobj, out, 1024 * 1024)
-    os.chmod(target, member.mode or 0o644)
-
-
-def _refuse_through_symlink(target: Path, root: Path, name: str, label: str) -> None:
-    """A file written through a symlinked folder could land outside the destination."""
-    real_root = os.path.realpath(root)
-    real_parent = os.path.realpath(target.parent)
-    if real_parent != real_root and not real_parent.startswith(real_root + os.sep):
-        raise ArchiveError(f"{label}: member {name!r} would be written through a link outside the destination")
-    if target.is_symlink():
-        target.unlink()
-
-
-def _extract_zip(
-    source: Union[str, Path, IO[bytes]], tmp: Path, label: str, max_bytes: int, max_members: int
-) -> None:
+def _extract_zip(source: Source, tmp: Path, label: str, max_bytes: int, max_members: int) -> None:
+    writer = _Writer(tmp, label)
     try:
         with zipfile.ZipFile(source) as zf:
             infos = zf.infolist()
             if len(infos) > max_members:
-                raise ArchiveError(f"{label}: more than {max_members} members")
+                raise ArchiveError(
+                    f"{label}: more than {max_members} members; raise "
+                    f"TOOLKIT_MAX_EXTRACT_MEMBERS if this archive is genuine"
+                )
             if sum(i.file_size for i in infos) > max_bytes:
                 raise ArchiveError(
                     f"{label}: expands to more than {max_bytes} bytes; raise "
                     f"TOOLKIT_MAX_EXTRACT_BYTES if this archive is genuine"
                 )
             for info in infos:
-                name = _safe_name(info.filename, label)
+                name = safe_name(info.filename, label)
                 if not name:
                     continue
                 mode = (info.external_attr >> 16) & 0xFFFF
                 if stat.S_ISLNK(mode):
                     raise ArchiveError(f"{label}: member {info.filename!r} is a symlink; zip links are not supported")
-                target = tmp / name
+                if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISFIFO(mode):
+                    raise ArchiveError(f"{label}: member {info.filename!r} is a device or FIFO; refusing to extract")
                 if info.is_dir():
-                    target.mkdir(parents=True, exist_ok=True)
+                    writer.folder(name)
                     continue
-                target.parent.mkdir(parents=True, exist_ok=True)
-                with zf.open(info) as src, open(target, "wb") as out:
-                    shutil.copyfileobj(src, out, 1024 * 1024)
-                if mode & 0o111:
-                    os.chmod(target, 0o755)
-    except zipfile.BadZipFile as exc:
-        raise ArchiveError(f"{label}: zip archive is corrupt ({exc})") from exc
-
-
-def optional_int(value: Optional[str]) -> Optional[int]:
-    return int(value) if value and value.strip().isdigit() else None
+                file_mode = _mode(info.filename, mode, label, False) if mode else 0o644
+                with zf.open(info) as src:
+                    writer.file(name, src, file_mode)
+    except (zipfile.BadZipFile, EOFError, OSError) as exc:
+        if isinstance(exc, ArchiveError):
+            raise
+        raise ArchiveError(f"{label}: zip archive is corrupt or truncated ({exc})") from exc

@@ -194,11 +194,11 @@ def train(
     env: Optional[TrainingEnv] = None
     command: Optional[Command] = None
     try:
-        with tlog.step("read config") as s:
-            env = TrainingEnv.from_environ(environ, base_dir)
-            s["what"] = f"{env.current_host} of {len(env.hosts)} host(s), base {env.base_dir}"
-        durations["config"] = s["seconds"]
-        tlog.setup(env.log_level)
+        env = TrainingEnv.from_environ(environ, base_dir)
+        durations["config"] = time.perf_counter() - started
+        tlog.setup(env.log_level)  # the job's own level applies from here on
+        log.info("read config: %s of %d host(s), base %s (%.2f s)",
+                 env.current_host, len(env.hosts), env.base_dir, durations["config"])
         for warning in env.warnings:
             log.warning("%s", warning)
         pm = pm or get_plugin_manager(environ)
