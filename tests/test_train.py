@@ -228,8 +228,8 @@ def test_a_script_ignoring_sigterm_is_killed_after_the_grace_period(job: Job) ->
 
 def test_output_streams_while_the_script_runs(job: Job) -> None:
     job.hyperparameters({"sagemaker_program": "train.py"}).resources()
-    job.script("train.py", "import sys, time\nprint('first', flush=True)\nprint('err-first', file=sys.stderr, flush=True)\n"
-               "time.sleep(30)\n")
+    job.script("train.py", "import sys, time\nprint('first', flush=True)\n"
+               "print('err-first', file=sys.stderr, flush=True)\ntime.sleep(30)\n")
     proc = start_train(job, PYTHONUNBUFFERED="1")
     try:
         assert proc.stdout.readline().strip() == "first"
@@ -332,3 +332,36 @@ def test_log_lines_name_each_step_with_its_duration(job: Job) -> None:
     assert "pw123" not in result.stderr
     quiet = job.run(SAGEMAKER_CONTAINER_LOG_LEVEL="40")
     assert "read config" not in quiet.stderr
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not Path("/usr/bin/unshare").exists(), reason="needs root and unshare")
+def test_as_pid_1_orphans_are_reaped(job: Job) -> None:
+    # In a container, train is PID 1: orphaned grandchildren are re-parented to it and must not
+    # stay zombies. A new PID namespace makes train PID 1 here, as in a container.
+    job.hyperparameters({"sagemaker_program": "train.py"}).resources()
+    job.script("train.py", """
+import os, time
+pid = os.fork()
+if pid == 0:           # middle process: start an orphan and leave at once
+    if os.fork() == 0:
+        time.sleep(0.3)
+        os._exit(0)
+    os._exit(0)
+os.waitpid(pid, 0)
+time.sleep(1.5)        # the orphan has exited by now; whoever adopted it must have reaped it
+zombies = []
+for entry in os.listdir("/proc"):
+    if entry.isdigit():
+        try:
+            state = open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state == "Z":
+            zombies.append(entry)
+assert os.getppid() == 1, os.getppid()
+open(os.path.join(os.environ["SM_MODEL_DIR"], "zombies"), "w").write(",".join(zombies))
+""")
+    result = subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", str(BIN / "train")],
+                            env=job.environ(), capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert (job.model / "zombies").read_text() == ""

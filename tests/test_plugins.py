@@ -1,0 +1,173 @@
+"""The plugin system: installed plugins found by entry point, listed, controlled, and each
+training hook exercised through the real `train` with a real installed plugin."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from conftest import Job, PluginSite, run_cli
+
+from toolkit.builtin import BUILTIN_PLUGINS
+
+RECORDER = '''
+import json, os
+import toolkit
+
+@toolkit.hookimpl
+def toolkit_environment(env):
+    return {"FROM_PLUGIN": "yes", "SM_NUM_GPUS": "8"}
+
+@toolkit.hookimpl
+def toolkit_after_training(env, outcome):
+    with open(os.path.join(env.environ["RECORD_DIR"], "outcome.json"), "w") as f:
+        json.dump({"exit_code": outcome.exit_code, "failure": outcome.failure,
+                   "argv": list(outcome.command.argv) if outcome.command else None}, f)
+'''
+
+
+def test_toolkit_plugins_lists_builtins_and_installed_plugins(plugin_site: PluginSite) -> None:
+    plugin_site.add("recorder", RECORDER)
+    out = run_cli("toolkit", "plugins", "--json", env={**plugin_site.environ(), "PATH": "/usr/bin:/bin"})
+    assert out.returncode == 0, out.stderr
+    plugins = {p["name"]: p for p in json.loads(out.stdout)}
+    assert set(BUILTIN_PLUGINS) <= set(plugins)
+    assert plugins["recorder"]["source"] == "entry point (recorder 1.0)"
+    assert plugins["recorder"]["hooks"] == ["toolkit_after_training", "toolkit_environment"]
+    assert plugins["python"]["hooks"] == ["toolkit_launch"]
+    table = run_cli("toolkit", "plugins", env=plugin_site.environ())
+    assert "recorder" in table.stdout and "hooks: toolkit_after_training, toolkit_environment" in table.stdout
+
+
+def test_allow_list_and_disable(plugin_site: PluginSite) -> None:
+    plugin_site.add("recorder", RECORDER)
+    plugin_site.add("other", "")
+
+    def names(**env: str) -> set[str]:
+        out = run_cli("toolkit", "plugins", "--json", env={**plugin_site.environ(), **env})
+        return {p["name"] for p in json.loads(out.stdout)}
+
+    assert {"recorder", "other"} <= names()
+    only = names(TOOLKIT_PLUGINS="other")
+    assert "other" in only and "recorder" not in only and "python" in only  # built-ins stay
+    assert "shell" not in names(TOOLKIT_DISABLE_PLUGINS="shell, recorder")
+
+
+def test_a_plugin_that_fails_to_import_is_a_clear_error(job: Job, plugin_site: PluginSite) -> None:
+    plugin_site.add("broken", "raise RuntimeError('boom at import')\n")
+    job.hyperparameters({"sagemaker_program": "train.py"}).resources()
+    job.script("train.py", "")
+    result = job.run(**plugin_site.environ())
+    assert result.returncode == 2
+    assert job.failure.read_text().startswith("plugin 'broken' (broken) failed to import: RuntimeError")
+    assert "TOOLKIT_DISABLE_PLUGINS" in job.failure.read_text()
+    assert job.run(TOOLKIT_DISABLE_PLUGINS="broken", **plugin_site.environ()).returncode == 0
+
+
+def test_trace_logs_every_hook_call(job: Job) -> None:
+    job.hyperparameters({"sagemaker_program": "train.py"}).resources()
+    job.script("train.py", "")
+    result = job.run(TOOLKIT_TRACE_PLUGINS="true")
+    assert "hook toolkit_launch(entry_point, code_dir, args, env) -> [" in result.stderr
+    assert "hook toolkit_install_dependencies returned True" in result.stderr
+
+
+def test_hook_environment_plugin_variables_reach_the_script_and_win(job: Job, plugin_site: PluginSite) -> None:
+    plugin_site.add("recorder", RECORDER)
+    job.hyperparameters({"sagemaker_program": "train.py"}).resources()
+    job.script("train.py", "import os\nopen(os.path.join(os.environ['SM_MODEL_DIR'], 'env'), 'w')"
+               ".write(os.environ['FROM_PLUGIN'] + ' ' + os.environ['SM_NUM_GPUS'])\n")
+    result = job.run(RECORD_DIR=str(job.root), **plugin_site.environ())
+    assert result.returncode == 0, result.stderr
+    assert (job.model / "env").read_text() == "yes 8"
+
+
+def test_hook_after_training_sees_the_outcome(job: Job, plugin_site: PluginSite) -> None:
+    plugin_site.add("recorder", RECORDER)
+    job.hyperparameters({"sagemaker_program": "train.py"}).resources()
+    job.script("train.py", "raise SystemExit(5)\n")
+    assert job.run(RECORD_DIR=str(job.root), **plugin_site.environ()).returncode == 5
+    outcome = json.loads((job.root / "outcome.json").read_text())
+    assert outcome["exit_code"] == 5 and outcome["argv"][-1] == "train.py"
+    assert "Exit code: 5" in outcome["failure"]
+    # also called when the toolkit refuses the job, with no command
+    (job.code / "train.py").unlink()
+    job.script("other.py", "")
+    assert job.run(RECORD_DIR=str(job.root), **plugin_site.environ()).returncode == 2
+    outcome = json.loads((job.root / "outcome.json").read_text())
+    assert outcome == {"exit_code": 2, "failure": outcome["failure"], "argv": None}
+    assert "not found" in outcome["failure"]
+
+
+def test_hook_launch_a_plugin_launcher_answers_before_the_builtins(job: Job, plugin_site: PluginSite) -> None:
+    plugin_site.add("wrapper", f'''
+import sys
+import toolkit
+
+@toolkit.hookimpl
+def toolkit_launch(entry_point, code_dir, args, env):
+    if env.settings.get("sagemaker_wrapped"):
+        return toolkit.Command([{sys.executable!r}, "-c", "import sys; open(sys.argv[1], 'w').write('wrapped')",
+                                str(env.model_dir / "marker")], env={{"WRAPPED": "1"}})
+    return None
+''')
+    job.hyperparameters({"sagemaker_program": "train.py", "sagemaker_wrapped": True}).resources()
+    job.script("train.py", "raise SystemExit('the built-in launcher should not have run')\n")
+    result = job.run(**plugin_site.environ())
+    assert result.returncode == 0, result.stderr
+    assert (job.model / "marker").read_text() == "wrapped"
+    job.hyperparameters({"sagemaker_program": "train.py"})  # not selected: built-in python runs
+    assert job.run(**plugin_site.environ()).returncode == 1
+
+
+def test_hook_install_dependencies_can_be_replaced(job: Job, plugin_site: PluginSite) -> None:
+    plugin_site.add("fakeinstaller", '''
+import toolkit
+
+@toolkit.hookimpl
+def toolkit_install_dependencies(code_dir, env):
+    (code_dir / "installed-by-plugin").write_text("ok")
+    return True
+''')
+    job.hyperparameters({"sagemaker_program": "train.py"}).resources()
+    job.script("requirements.txt", "this-would-fail-with-pip==0\n")
+    job.script("train.py", "")
+    result = job.run(**plugin_site.environ())
+    assert result.returncode == 0, result.stderr
+    assert (job.code / "installed-by-plugin").read_text() == "ok"
+
+
+def test_hook_fetch_code_local_directory_tarball_and_file_uri(job: Job, tmp_path) -> None:
+    import tarfile
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "train.py").write_text("import os\nopen(os.path.join(os.environ['SM_MODEL_DIR'], 'where'), 'w')"
+                                  ".write(os.getcwd())\n")
+    job.hyperparameters({"sagemaker_program": "train.py", "sagemaker_submit_directory": str(src)}).resources()
+    assert job.run().returncode == 0
+    assert (job.model / "where").read_text() == str(src)  # a local folder is used in place
+    with tarfile.open(tmp_path / "sourcedir.tar.gz", "w:gz") as tar:
+        tar.add(src / "train.py", arcname="train.py")
+    job.hyperparameters({"sagemaker_program": "train.py",
+                         "sagemaker_submit_directory": f"file://{tmp_path}/sourcedir.tar.gz"})
+    result = job.run()
+    assert result.returncode == 0, result.stderr
+    assert (job.model / "where").read_text() == str(job.code)  # extracted into /opt/ml/code
+
+
+def test_hook_fetch_schemes_are_listed_for_an_unknown_scheme(job: Job) -> None:
+    job.hyperparameters({"sagemaker_program": "train.py", "sagemaker_submit_directory": "ftp://host/x.tgz"})
+    job.resources()
+    result = job.run()
+    assert result.returncode == 2
+    message = job.failure.read_text()
+    assert message.startswith("no fetcher accepts the code location 'ftp://host/x.tgz'; supported: ")
+    assert "file" in message
+
+
+def test_plugin_written_against_the_public_api_only() -> None:
+    import toolkit
+
+    assert {"hookimpl", "Command", "ToolkitError", "ClientError", "__version__"} <= set(toolkit.__all__)
+    assert sys.modules["toolkit"].hookimpl.project_name == "toolkit"
