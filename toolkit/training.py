@@ -17,7 +17,7 @@ from typing import Mapping, Optional
 import pluggy
 
 from toolkit import log as tlog
-from toolkit import process
+from toolkit import process, sdkv3
 from toolkit.environment import DEFAULT_BASE_DIR, TrainingEnv, log_level_from, mask_argv
 from toolkit.errors import CodeError, ConfigError, ToolkitError
 from toolkit.manager import get_plugin_manager
@@ -136,8 +136,8 @@ def fetch_code(env: TrainingEnv, pm: pluggy.PluginManager) -> Path:
     return Path(result)
 
 
-def check_code(env: TrainingEnv, code_dir: Path) -> str:
-    """The entry point, after checking it is named and present."""
+def check_code(env: TrainingEnv, code_dir: Path) -> None:
+    """Check that an entry point is named and the code directory has something in it."""
     if not env.entry_point:
         raise ConfigError(
             "no entry point: set the sagemaker_program hyperparameter or SAGEMAKER_PROGRAM "
@@ -149,7 +149,6 @@ def check_code(env: TrainingEnv, code_dir: Path) -> str:
             f"code directory {code_dir}{where} is empty or missing; put {env.entry_point} there "
             f"or set sagemaker_submit_directory"
         )
-    return env.entry_point
 
 
 def describe_missing(entry: str, code_dir: Path) -> str:
@@ -160,6 +159,21 @@ def describe_missing(entry: str, code_dir: Path) -> str:
         f"entry point {entry!r} not found in {code_dir} (it has: {', '.join(present)}); "
         f"check sagemaker_program / SAGEMAKER_PROGRAM"
     )
+
+
+def launch(
+    env: TrainingEnv, pm: pluggy.PluginManager, code_dir: Path, v3: Optional[sdkv3.SourceCode]
+) -> Command:
+    """Ask the launchers what to run. A v3 ``command`` runs through the shell as the SDK's own
+    driver runs it, unless a distributed launcher takes the job first."""
+    args = sdkv3.v3_args(env.hyperparameters) if v3 is not None else env.user_args()
+    if v3 is not None and v3.command and env.distributed is None:
+        return Command(["/bin/sh", "-c", v3.command], cwd=code_dir, name="SDK v3 command")
+    entry = env.entry_point or ""
+    command = pm.hook.toolkit_launch(entry_point=entry, code_dir=code_dir, args=args, env=env)
+    if command is None:
+        raise CodeError(describe_missing(entry, code_dir))
+    return command
 
 
 def child_environment(env: TrainingEnv, pm: pluggy.PluginManager, command: Command) -> dict[str, str]:
@@ -203,20 +217,25 @@ def train(
             log.warning("%s", warning)
         pm = pm or get_plugin_manager(environ)
         check_channels(env)
+        v3 = sdkv3.source_code(env)
         with tlog.step("fetch code") as s:
-            code_dir = fetch_code(env, pm)
-            entry = check_code(env, code_dir)
-            s["what"] = str(code_dir)
+            if v3 is not None:
+                code_dir = v3.code_dir
+                env = env.with_changes(entry_point=v3.entry_script or env.entry_point)
+                s["what"] = f"{code_dir} (SDK v3 code channel)"
+            else:
+                code_dir = fetch_code(env, pm)
+                check_code(env, code_dir)
+                s["what"] = str(code_dir)
         durations["fetch"] = s["seconds"]
         env = env.with_changes(source_dir=code_dir)
+        install_env = dict(env.settings_view())
+        if v3 is not None and v3.requirements:
+            install_env["TOOLKIT_REQUIREMENTS"] = v3.requirements
         with tlog.step("install dependencies") as s:
-            pm.hook.toolkit_install_dependencies(code_dir=code_dir, env=env.settings_view())
+            pm.hook.toolkit_install_dependencies(code_dir=code_dir, env=install_env)
         durations["install"] = s["seconds"]
-        command = pm.hook.toolkit_launch(
-            entry_point=entry, code_dir=code_dir, args=env.user_args(), env=env
-        )
-        if command is None:
-            raise CodeError(describe_missing(entry, code_dir))
+        command = launch(env, pm, code_dir, v3)
         for stale in (env.success_file, env.failure_file):
             if stale.exists():
                 stale.unlink()

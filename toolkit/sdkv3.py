@@ -1,0 +1,59 @@
+"""The SageMaker Python SDK v3 (``ModelTrainer``) contract, so one image serves both SDK generations.
+
+v3 uploads the user's source as the ``code`` channel (/opt/ml/input/data/code) and describes it in
+``sm_drivers/sourcecode.json``: ``source_dir``, ``entry_script``, ``command``, ``requirements``. Its
+own driver runs ``command`` through the shell (hyperparameters reach it only through SM_HPS and
+SM_HP_*), or the entry script with the hyperparameters as ``--key value`` where strings are passed
+as they are and everything else JSON-encoded (``true``, ``[1, 2]``), which differs from the v2 style.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+from toolkit import archive
+from toolkit.environment import TrainingEnv
+from toolkit.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class SourceCode:
+    """What sourcecode.json asks for, resolved against the code channel."""
+
+    code_dir: Path
+    entry_script: Optional[str]
+    command: Optional[str]
+    requirements: Optional[str]
+
+
+def source_code(env: TrainingEnv) -> Optional[SourceCode]:
+    """The v3 plan when sourcecode.json and the code channel are both there, else None."""
+    spec = env.source_code
+    channel = env.input_data_dir / "code"
+    if spec is None or not channel.is_dir():
+        return None
+    entry, command = spec.get("entry_script"), spec.get("command")
+    if not entry and not command:
+        raise ConfigError(
+            f"{env.input_data_dir / 'sm_drivers' / 'sourcecode.json'}: needs an entry_script or a command"
+        )
+    code_dir = channel
+    source_dir = str(spec.get("source_dir") or "")
+    if source_dir.endswith(".tar.gz"):  # the SDK uploads the tarball itself into the channel
+        tarball = channel / Path(source_dir).name
+        code_dir = env.input_data_dir / "code-extracted"
+        if not code_dir.exists():
+            max_bytes, max_members = archive.limits(env.environ)
+            archive.extract(tarball, code_dir, label=str(tarball), max_bytes=max_bytes, max_members=max_members)
+    return SourceCode(code_dir, entry or None, command or None, spec.get("requirements") or None)
+
+
+def v3_args(hyperparameters: Mapping[str, Any]) -> list[str]:
+    """Hyperparameters as argv the way the v3 basic script driver builds them (insertion order)."""
+    args: list[str] = []
+    for key, value in hyperparameters.items():
+        args += [f"--{key}", value if isinstance(value, str) else json.dumps(value)]
+    return args
