@@ -41,7 +41,8 @@ def test_entry_script_from_sourcecode_json(job: Job) -> None:
 
 
 def test_command_runs_through_the_shell(job: Job) -> None:
-    v3_job(job, {"source_dir": "src", "command": "python3 train.py --from-command 'a b' && echo done > $SM_MODEL_DIR/x"})
+    command = "python3 train.py --from-command 'a b' && echo done > $SM_MODEL_DIR/x"
+    v3_job(job, {"source_dir": "src", "command": command})
     job.script("train.py", DUMP, where=job.base / "input" / "data" / "code")
     result = job.run()
     assert result.returncode == 0, result.stderr
