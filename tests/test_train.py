@@ -365,3 +365,26 @@ open(os.path.join(os.environ["SM_MODEL_DIR"], "zombies"), "w").write(",".join(zo
                             env=job.environ(), capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert (job.model / "zombies").read_text() == ""
+
+
+def test_gpu_count_comes_from_nvidia_smi_asked_once(job: Job, tmp_path: Path) -> None:
+    # No GPU here: a stand-in nvidia-smi on PATH prints what the real one prints for two GPUs
+    # and counts its calls.
+    fake = tmp_path / "bin" / "nvidia-smi"
+    fake.parent.mkdir()
+    calls = tmp_path / "calls"
+    fake.write_text(f"#!/bin/sh\necho x >> {calls}\n"
+                    "echo 'GPU 0: NVIDIA A10G (UUID: GPU-1)'\necho 'GPU 1: NVIDIA A10G (UUID: GPU-2)'\n")
+    fake.chmod(0o755)
+    job.hyperparameters({"sagemaker_program": "train.py"}).resources()
+    job.script("train.py", DUMP)
+    result = job.run(PATH=f"{fake.parent}:{os.environ['PATH']}")
+    assert result.returncode == 0, result.stderr
+    env = dump(job)["env"]
+    assert env["SM_NUM_GPUS"] == "2"
+    assert json.loads(env["SM_TRAINING_ENV"])["num_gpus"] == 2
+    assert calls.read_text().count("x") == 1
+    (job.model / "dump.json").unlink()
+    calls.unlink()
+    assert job.run().returncode == 0  # without nvidia-smi: 0 GPUs, nothing spawned
+    assert dump(job)["env"]["SM_NUM_GPUS"] == "0"
