@@ -164,13 +164,16 @@ class _Prefixed:
         self._fileobj = fileobj
 
     def read(self, size: int = -1) -> bytes:
-        if self._head:
-            if size is None or size < 0:
-                data, self._head = self._head + self._fileobj.read(), b""
-                return data
-            data, self._head = self._head[:size], self._head[size:]
+        if not self._head:
+            return self._fileobj.read(size)
+        if size is None or size < 0:
+            data, self._head = self._head + self._fileobj.read(), b""
             return data
-        return self._fileobj.read(size)
+        data, self._head = self._head[:size], self._head[size:]
+        if len(data) < size:  # tarfile sniffs the compression from its first read: fill it
+            more, _ = _peek(self._fileobj, size - len(data))
+            data += more
+        return data
 
 
 class _Writer:
@@ -221,7 +224,9 @@ class _Writer:
         source = self.root / link
         self._check(source, name)
         if source.is_symlink() or not source.is_file():
-            raise ArchiveError(f"{self.label}: hard link {name!r} -> {link!r} has no file to link to inside the archive")
+            raise ArchiveError(
+                f"{self.label}: hard link {name!r} -> {link!r} has no file to link to inside the archive"
+            )
         target = self.parent_of(name)
         if target.exists():
             target.unlink()

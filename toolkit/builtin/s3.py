@@ -1,0 +1,222 @@
+"""Fetcher for ``s3://bucket/key``: an archive (extracted as it streams in), a single file, or
+``s3://bucket/prefix/`` (every object under it). Works against any S3-compatible store through
+AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL. boto3 is imported only when an s3:// URI is fetched."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Mapping, Optional, Sequence
+
+from toolkit import archive, download
+from toolkit.errors import ArchiveError, FetchError
+from toolkit.hookspecs import hookimpl
+
+log = logging.getLogger("toolkit")
+PREFIX_WORKERS = 8
+TRANSIENT_CODES = frozenset({
+    "500", "502", "503", "504", "InternalError", "ServiceUnavailable", "SlowDown", "RequestTimeout",
+    "RequestTimeTooSkewed", "Throttling", "ThrottlingException",
+})
+
+
+def parse(uri: str) -> tuple[str, str]:
+    rest = uri[len("s3://"):]
+    bucket, _, key = rest.partition("/")
+    if not bucket:
+        raise FetchError(f"{uri}: no bucket name; expected s3://bucket/key.tar.gz or s3://bucket/prefix/")
+    return bucket, key
+
+
+def region_of(env: Mapping[str, str]) -> Optional[str]:
+    for name in ("sagemaker_region", "SAGEMAKER_REGION", "AWS_REGION", "AWS_DEFAULT_REGION"):
+        if env.get(name):
+            return str(env[name])
+    return None
+
+
+def endpoint_of(env: Mapping[str, str]) -> Optional[str]:
+    return env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL") or None
+
+
+def client(env: Mapping[str, str]) -> Any:
+    """A boto3 S3 client configured from ``env`` (not from os.environ, which boto3 would read)."""
+    import boto3
+    from botocore.config import Config
+
+    session = boto3.session.Session(
+        aws_access_key_id=env.get("AWS_ACCESS_KEY_ID") or None,
+        aws_secret_access_key=env.get("AWS_SECRET_ACCESS_KEY") or None,
+        aws_session_token=env.get("AWS_SESSION_TOKEN") or None,
+        profile_name=env.get("AWS_PROFILE") or None,
+    )
+    config = Config(
+        retries={"mode": "standard", "max_attempts": download.attempts(env)},
+        max_pool_connections=PREFIX_WORKERS * 2,
+        connect_timeout=10,
+        read_timeout=60,
+    )
+    return session.client("s3", region_name=region_of(env), endpoint_url=endpoint_of(env), config=config)
+
+
+def transient(exc: BaseException) -> bool:
+    from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
+    if isinstance(exc, download.TransferError):
+        return True
+    if isinstance(exc, ClientError):
+        return _code(exc) in TRANSIENT_CODES
+    return isinstance(exc, BotoCoreError) and not isinstance(exc, NoCredentialsError)
+
+
+def _code(exc: Any) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def explain(exc: BaseException, uri: str, bucket: str) -> FetchError:
+    """One line for the failure file: what went wrong with ``uri`` and what to check."""
+    from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
+
+    if isinstance(exc, ClientError):
+        code = _code(exc)
+        if code == "NoSuchBucket":
+            return FetchError(f"{uri}: bucket {bucket!r} does not exist (NoSuchBucket); check the submit directory")
+        if code in ("NoSuchKey", "404"):
+            return FetchError(f"{uri}: no such object, and no objects under it as a prefix (NoSuchKey); "
+                              f"check the submit directory")
+        if code in ("AccessDenied", "403", "AllAccessDisabled"):
+            return FetchError(f"{uri}: access denied ({code}); the job's role or AWS credentials need "
+                              f"s3:GetObject and s3:ListBucket on it")
+        if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidClientTokenId", "ExpiredToken",
+                    "InvalidToken"):
+            return FetchError(f"{uri}: the AWS credentials were rejected ({code}); check AWS_ACCESS_KEY_ID, "
+                              f"AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN or the job's role")
+        message = exc.response.get("Error", {}).get("Message", "")
+        return FetchError(f"{uri}: S3 answered {code or 'an error'}: {message}".rstrip(": "))
+    if isinstance(exc, NoCredentialsError):
+        return FetchError(f"{uri}: no AWS credentials found; give the job a role or set AWS_ACCESS_KEY_ID and "
+                          f"AWS_SECRET_ACCESS_KEY")
+    if isinstance(exc, EndpointConnectionError):
+        return FetchError(f"{uri}: cannot reach S3 at {exc.kwargs.get('endpoint_url', '?')}; check the network, "
+                          f"the region or AWS_ENDPOINT_URL_S3")
+    return FetchError(f"{uri}: download failed: {download.describe(exc)}")
+
+
+@hookimpl
+def toolkit_fetch_schemes() -> Sequence[str]:
+    return ["s3"]
+
+
+@hookimpl
+def toolkit_fetch_code(uri: str, dest: Path, env: Mapping[str, str]) -> Optional[Path]:
+    if not uri.startswith("s3://"):
+        return None
+    bucket, key = parse(uri)
+    s3 = client(env)
+    tries = download.attempts(env)
+    try:
+        if key and not key.endswith("/"):
+            try:
+                return download.with_retries(
+                    lambda: _fetch_object(s3, bucket, key, dest, uri, env),
+                    transient=transient, tries=tries, what=uri,
+                )
+            except Exception as exc:
+                if not _is_missing_key(exc):
+                    raise
+                log.info("%s is not an object; trying it as a prefix", uri)
+                return _fetch_prefix(s3, bucket, key + "/", dest, uri, env, tries, missing=exc)
+        return _fetch_prefix(s3, bucket, key, dest, uri, env, tries)
+    except (FetchError, ArchiveError):
+        raise
+    except Exception as exc:
+        if _is_botocore(exc):
+            raise explain(exc.cause if isinstance(exc, download.TransferError) else exc, uri, bucket) from exc
+        raise
+
+
+def _is_botocore(exc: BaseException) -> bool:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    return isinstance(exc, (BotoCoreError, ClientError, download.TransferError))
+
+
+def _is_missing_key(exc: BaseException) -> bool:
+    from botocore.exceptions import ClientError
+
+    return isinstance(exc, ClientError) and _code(exc) in ("NoSuchKey", "404")
+
+
+def _fetch_object(s3: Any, bucket: str, key: str, dest: Path, uri: str, env: Mapping[str, str]) -> Path:
+    response = s3.get_object(Bucket=bucket, Key=key)
+    with download.ReadAhead(response["Body"]) as body:
+        return download.unpack_or_place(body, dest, posixpath_name(key), uri, env)  # type: ignore[arg-type]
+
+
+def posixpath_name(key: str) -> str:
+    return key.rstrip("/").rsplit("/", 1)[-1]
+
+
+def _fetch_prefix(
+    s3: Any, bucket: str, prefix: str, dest: Path, uri: str, env: Mapping[str, str], tries: int,
+    missing: Optional[BaseException] = None,
+) -> Path:
+    """Every object under ``prefix``, in parallel, keeping the folder layout below it."""
+    max_bytes, max_members = archive.limits(env)
+    objects: list[tuple[str, str]] = []
+    total = 0
+    paginator = s3.get_paginator("list_objects_v2")
+    for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
+        for item in page.get("Contents", []):
+            key = item["Key"]
+            rel = key[len(prefix):]
+            if not rel or rel.endswith("/"):
+                continue  # the folder marker consoles create
+            objects.append((key, archive.safe_name(rel, uri)))
+            total += int(item.get("Size", 0))
+            if len(objects) > max_members:
+                raise ArchiveError(f"{uri}: more than {max_members} objects; raise TOOLKIT_MAX_EXTRACT_MEMBERS")
+            if total > max_bytes:
+                raise ArchiveError(f"{uri}: more than {max_bytes} bytes; raise TOOLKIT_MAX_EXTRACT_BYTES")
+    if not objects:
+        if missing is not None:
+            raise missing
+        raise FetchError(f"{uri}: no objects under this prefix; check the submit directory")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.partial-", dir=dest.parent))
+
+    def one(item: tuple[str, str]) -> None:
+        key, rel = item
+        target = tmp / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        download.with_retries(
+            lambda: _save(s3, bucket, key, target), transient=transient, tries=tries, what=f"s3://{bucket}/{key}"
+        )
+
+    try:
+        with ThreadPoolExecutor(PREFIX_WORKERS) as pool:
+            list(pool.map(one, objects))
+        os.rename(tmp, dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    log.info("%s: %d objects, %d bytes", uri, len(objects), total)
+    return dest
+
+
+def _save(s3: Any, bucket: str, key: str, target: Path) -> None:
+    body = s3.get_object(Bucket=bucket, Key=key)["Body"]
+    try:
+        with open(target, "wb") as out:
+            for chunk in body.iter_chunks(archive.CHUNK):
+                out.write(chunk)
+    except Exception as exc:
+        if isinstance(exc, OSError) and not _is_botocore(exc):
+            raise
+        raise download.TransferError(exc) from exc
+    finally:
+        body.close()
