@@ -6,6 +6,9 @@ The names are what ``toolkit plugins`` lists and ``TOOLKIT_DISABLE_PLUGINS`` acc
 BUILTIN_PLUGINS: dict[str, str] = {
     "variables": "toolkit.builtin.variables",
     "local": "toolkit.builtin.local",
+    "s3": "toolkit.builtin.s3",
+    "git": "toolkit.builtin.git",
+    "https": "toolkit.builtin.https",
     "pip": "toolkit.builtin.pip",
     "python": "toolkit.builtin.python",
     "shell": "toolkit.builtin.shell",
