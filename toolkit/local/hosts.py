@@ -1,0 +1,247 @@
+"""Running the hosts of a job at once and stopping them as the platform does.
+
+Each host is one process: this machine's ``train`` (in-process mode) or ``ENGINE run IMAGE train``
+(container mode). When one host fails the others are stopped; when MaxRuntimeInSeconds passes
+every host gets SIGTERM, then SIGKILL ``kill_after`` seconds later (120 s on the platform).
+With more than one host each output line is prefixed with the host's name.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Callable, Mapping, Optional, Sequence
+
+from toolkit.errors import ConfigError
+
+log = logging.getLogger("toolkit")
+KILL_AFTER = 120.0
+POLL = 0.02
+DROP_PREFIXES = ("SM_", "SAGEMAKER_", "TRAINING_JOB_")
+
+
+@dataclass
+class HostProcess:
+    """One host's command, and how to stop it."""
+
+    host: str
+    argv: list[str]
+    env: Optional[dict[str, str]] = None
+    cwd: Optional[Path] = None
+    terminate: Optional[Callable[[subprocess.Popen], None]] = None
+    kill: Optional[Callable[[subprocess.Popen], None]] = None
+
+
+@dataclass
+class HostExit:
+    host: str
+    exit_code: int
+    seconds: float
+
+
+@dataclass
+class RunResult:
+    exits: list[HostExit] = field(default_factory=list)
+    timed_out: bool = False
+    interrupted: bool = False
+    seconds: float = 0.0
+
+    @property
+    def first_failure(self) -> Optional[HostExit]:
+        failed = [e for e in self.exits if e.exit_code != 0]
+        return min(failed, key=lambda e: e.seconds) if failed else None
+
+
+def exit_code_of(returncode: int) -> int:
+    """Popen's negative signal numbers as a shell shows them (128+N)."""
+    return 128 - returncode if returncode < 0 else returncode
+
+
+def _signal_group(sig: int) -> Callable[[subprocess.Popen], None]:
+    def send(proc: subprocess.Popen) -> None:
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            pass
+    return send
+
+
+def _prefix_lines(src: IO[bytes], dest: IO[bytes], prefix: bytes) -> None:
+    for line in iter(src.readline, b""):
+        try:
+            dest.write(prefix + line)
+            dest.flush()
+        except (OSError, ValueError):
+            pass
+    src.close()
+
+
+def run_hosts(hosts: Sequence[HostProcess], max_runtime: float, kill_after: float = KILL_AFTER) -> RunResult:
+    """Start every host, wait for all of them, and stop them when one fails or time runs out."""
+    result = RunResult()
+    started = time.perf_counter()
+    prefixed = len(hosts) > 1
+    procs: list[tuple[HostProcess, subprocess.Popen]] = []
+    pumps: list[threading.Thread] = []
+    try:
+        for hp in hosts:
+            pipe = subprocess.PIPE if prefixed else None
+            try:
+                proc = subprocess.Popen(hp.argv, env=hp.env, cwd=str(hp.cwd) if hp.cwd else None,
+                                        stdout=pipe, stderr=pipe, start_new_session=True)
+            except OSError as exc:
+                raise ConfigError(f"{hp.host}: cannot start {hp.argv[0]}: {exc.strerror or exc}") from exc
+            procs.append((hp, proc))
+            if prefixed:
+                tag = f"{hp.host} | ".encode()
+                for src, dest in ((proc.stdout, sys.stdout.buffer), (proc.stderr, sys.stderr.buffer)):
+                    t = threading.Thread(target=_prefix_lines, args=(src, dest, tag), daemon=True)
+                    t.start()
+                    pumps.append(t)
+    except BaseException:
+        for hp, proc in procs:
+            (hp.kill or _signal_group(signal.SIGKILL))(proc)
+        raise
+
+    deadline = started + max_runtime
+    kill_at: Optional[float] = None
+    done: dict[str, HostExit] = {}
+
+    def stop_all(reason: str) -> None:
+        nonlocal kill_at
+        if kill_at is not None:
+            return
+        log.warning("%s: stopping every host (SIGTERM, SIGKILL %.0f s later)", reason, kill_after)
+        kill_at = time.perf_counter() + kill_after
+        for hp, proc in procs:
+            if proc.poll() is None:
+                (hp.terminate or _signal_group(signal.SIGTERM))(proc)
+
+    while len(done) < len(procs):
+        try:
+            for hp, proc in procs:
+                if hp.host in done or proc.poll() is None:
+                    continue
+                code = exit_code_of(proc.returncode)
+                done[hp.host] = HostExit(hp.host, code, time.perf_counter() - started)
+                if code != 0 and len(procs) > 1:
+                    stop_all(f"{hp.host} exited with code {code}")
+            now = time.perf_counter()
+            if now >= deadline and not result.timed_out and len(done) < len(procs):
+                result.timed_out = True
+                stop_all(f"MaxRuntimeInSeconds ({max_runtime:.0f} s) reached")
+            if kill_at is not None and now >= kill_at:
+                for hp, proc in procs:
+                    if proc.poll() is None:
+                        (hp.kill or _signal_group(signal.SIGKILL))(proc)
+                kill_at = float("inf")
+            time.sleep(POLL)
+        except KeyboardInterrupt:
+            if result.interrupted:
+                kill_at = time.perf_counter()
+            result.interrupted = True
+            stop_all("interrupted")
+    for t in pumps:
+        t.join(timeout=5)
+    result.exits = [done[hp.host] for hp, _ in procs]
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
+# In-process mode
+# ---------------------------------------------------------------------------------------------
+
+
+def train_executable(environ: Mapping[str, str]) -> str:
+    """This machine's ``train``: next to the running Python first, else on PATH."""
+    beside = Path(sys.executable).parent / "train"
+    if beside.is_file():
+        return str(beside)
+    found = shutil.which("train", path=environ.get("PATH"))
+    if not found:
+        raise ConfigError("no `train` console script next to this Python or on PATH; install sagemaker-toolkit "
+                          "here or give --image to run in a container")
+    return found
+
+
+def host_environment(environ: Mapping[str, str], extra: Mapping[str, str]) -> dict[str, str]:
+    """What a host process gets: this shell's environment without SageMaker's own variables
+    (the host must see only what the platform gives it), plus ``extra``."""
+    env = {k: v for k, v in environ.items() if not k.startswith(DROP_PREFIXES)}
+    env.update(extra)
+    return env
+
+
+def in_process(host: str, base: Path, command: Sequence[str], environ: Mapping[str, str],
+               extra_env: Mapping[str, str]) -> HostProcess:
+    env = host_environment(environ, {**extra_env, "SAGEMAKER_BASE_DIR": str(base)})
+    return HostProcess(host, list(command), env=env, cwd=base)
+
+
+# ---------------------------------------------------------------------------------------------
+# Container mode
+# ---------------------------------------------------------------------------------------------
+
+
+def find_engine(environ: Mapping[str, str], wanted: Optional[str]) -> str:
+    for name in ([wanted] if wanted else ["docker", "podman"]):
+        found = shutil.which(name, path=environ.get("PATH"))
+        if found:
+            return found
+    raise ConfigError(f"no container engine found ({wanted or 'docker or podman'}); install one, or leave out "
+                      f"--image to run this machine's train")
+
+
+class Network:
+    """The job's private network: hosts reach each other as algo-1..algo-N."""
+
+    def __init__(self, engine: str, name: str) -> None:
+        self.engine = engine
+        self.name = name
+
+    def __enter__(self) -> Network:
+        out = subprocess.run([self.engine, "network", "create", self.name], capture_output=True, text=True)
+        if out.returncode != 0:
+            raise ConfigError(f"cannot create the job network {self.name}: {out.stderr.strip()}")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        subprocess.run([self.engine, "network", "rm", "-f", self.name], capture_output=True)
+
+
+def in_container(engine: str, image: str, host: str, container: str, network: str,
+                 mounts: Sequence[tuple[Path, str, bool]], env: Mapping[str, str],
+                 entrypoint: Sequence[str], arguments: Sequence[str], kill_after: float) -> HostProcess:
+    """``ENGINE run`` for one host: named, on the job network as ``host``, /opt/ml mounted."""
+    argv = [engine, "run", "--rm", "--name", container, "--hostname", host, "--network", network,
+            "--network-alias", host]
+    for src, dest, read_only in mounts:
+        argv += ["-v", f"{src}:{dest}{':ro' if read_only else ''}"]
+    for key, value in env.items():
+        argv += ["-e", f"{key}={value}"]
+    if entrypoint:
+        argv += ["--entrypoint", json.dumps(list(entrypoint))]
+    argv.append(image)
+    argv += list(arguments) if (arguments or entrypoint) else ["train"]
+
+    def terminate(_: subprocess.Popen) -> None:
+        subprocess.run([engine, "stop", "-t", str(int(kill_after)), container], capture_output=True)
+
+    def kill(_: subprocess.Popen) -> None:
+        subprocess.run([engine, "kill", container], capture_output=True)
+
+    # `engine stop -t N` already sends SIGKILL after N seconds, so it runs in the background.
+    def terminate_async(proc: subprocess.Popen) -> None:
+        threading.Thread(target=terminate, args=(proc,), daemon=True).start()
+
+    return HostProcess(host, argv, terminate=terminate_async, kill=kill)

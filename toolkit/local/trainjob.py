@@ -1,0 +1,311 @@
+"""A whole training job, phase by phase, as the platform runs it.
+
+prepare (config files) -> data (channels, checkpoints) -> run (every host at once, with
+checkpoints and intermediate output synced) -> upload (model, output) -> describe + summary.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+from toolkit.errors import ConfigError, ToolkitError
+from toolkit.local import hosts as hostrun
+from toolkit.local.channels import ChannelSource, PipeFeeder, copy_channel, make_writable
+from toolkit.local.jobdir import CONTAINER_BASE, HostDir, lay_out
+from toolkit.local.outputs import Artifacts, describe, failure_reason, iso, upload_artifacts
+from toolkit.local.progress import Transferred
+from toolkit.local.request import TrainingRequest
+from toolkit.local.storage import Storage, parse_location
+from toolkit.local.sync import DEFAULT_INTERVAL, SyncedFolder, Syncer
+
+log = logging.getLogger("toolkit")
+
+
+@dataclass
+class RunOptions:
+    """How to run, beyond what the request says."""
+
+    workdir: Path
+    engine: Optional[str] = None
+    kill_after: float = hostrun.KILL_AFTER
+    sync_interval: float = DEFAULT_INTERVAL
+
+
+@dataclass
+class JobResult:
+    exit_code: int
+    status: str
+    describe: dict[str, Any]
+    describe_path: Path
+    job_dir: Path
+    summary: list[str] = field(default_factory=list)
+
+
+class _Timeline:
+    """Phase durations and the SecondaryStatusTransitions the platform reports."""
+
+    def __init__(self) -> None:
+        self.durations: dict[str, float] = {}
+        self.transitions: list[dict[str, Any]] = []
+        self._phase: Optional[tuple[str, float, float]] = None
+
+    def begin(self, key: str, status: str, message: str) -> None:
+        self.end()
+        self._phase = (key, time.perf_counter(), time.time())
+        self.transitions.append({"Status": status, "StartTime": iso(time.time()), "StatusMessage": message})
+
+    def end(self) -> None:
+        if self._phase is not None:
+            key, perf, _ = self._phase
+            self.durations[key] = self.durations.get(key, 0.0) + time.perf_counter() - perf
+            self.transitions[-1]["EndTime"] = iso(time.time())
+            self._phase = None
+
+
+def check_unique(workdir: Path, request: TrainingRequest) -> None:
+    """Job names are unique, as on the platform: a job that already ran here keeps its folders."""
+    used = [p for p in [workdir / f"{request.job_name}.json", *(workdir / request.job_name / h for h in request.hosts)]
+            if p.exists()]
+    if used:
+        raise ConfigError(f"a job named {request.job_name!r} already ran here ({used[0]}); job names are unique: "
+                          f"choose another one or remove {workdir / request.job_name}")
+
+
+def region_of(environ: Mapping[str, str]) -> str:
+    return environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+
+
+def _job_env(request: TrainingRequest, region: str) -> dict[str, str]:
+    arn = f"arn:aws:sagemaker:{region}:000000000000:training-job/{request.job_name.lower()}"
+    return {**request.environment, "TRAINING_JOB_NAME": request.job_name, "TRAINING_JOB_ARN": arn}
+
+
+def _command(request: TrainingRequest, environ: Mapping[str, str]) -> list[str]:
+    """In-process: ContainerEntrypoint + ContainerArguments when given, else this machine's train."""
+    if request.entrypoint:
+        return [*request.entrypoint, *request.arguments]
+    if request.arguments:
+        return list(request.arguments)
+    return [hostrun.train_executable(environ)]
+
+
+def _local_submit_dir(request: TrainingRequest) -> Optional[Path]:
+    """A source archive on this machine, which a container sees at the same path."""
+    value = request.hyperparameters.get("sagemaker_submit_directory", "")
+    value = value.strip('"')
+    if not value or value.startswith("s3://"):
+        return None
+    loc = parse_location(value, "sagemaker_submit_directory")
+    return loc.path
+
+
+class TrainingJob:
+    def __init__(self, request: TrainingRequest, opts: RunOptions, environ: Mapping[str, str],
+                 storage: Storage) -> None:
+        self.request = request
+        self.opts = opts
+        self.environ = environ
+        self.storage = storage
+        self.region = region_of(environ)
+        self.job_dir = opts.workdir / request.job_name
+        self.container = bool(request.image)
+        self.hosts = [HostDir(h, self.job_dir / h) for h in request.hosts]
+        self.timeline = _Timeline()
+        self.feeders: list[PipeFeeder] = []
+        self.transfers: dict[str, Transferred] = {}
+        self.syncer: Optional[Syncer] = None
+
+    # -- phases -------------------------------------------------------------------------------
+
+    def checkpoint_dir(self, hd: HostDir) -> Path:
+        return hd.checkpoints(self.request.checkpoint_local_path, self.container)
+
+    def prepare(self) -> None:
+        check_unique(self.opts.workdir, self.request)
+        for hd in self.hosts:
+            shown = self.request.checkpoint_local_path if self.container else str(self.checkpoint_dir(hd))
+            lay_out(hd, self.request, shown if self.request.checkpoint_uri else None)
+
+    def fetch_data(self) -> None:
+        count = len(self.hosts)
+        for channel in self.request.channels:
+            source = ChannelSource(self.storage, channel)
+            if channel.mode == "Pipe":
+                for i, hd in enumerate(self.hosts):
+                    self.feeders.append(PipeFeeder(source, source.for_host(i, count), hd.data, hd.host))
+                continue
+            replicated = channel.distribution == "FullyReplicated"
+            for i, hd in enumerate(self.hosts):
+                dest = hd.data / channel.name
+                if replicated and i > 0:
+                    copy_channel(self.hosts[0].data / channel.name, dest, channel.mode == "FastFile")
+                    continue
+                self.transfers[f"{hd.host} {channel.name}"] = source.fill(dest, source.for_host(i, count), hd.host)
+        if self.request.checkpoint_uri:
+            loc = parse_location(self.request.checkpoint_uri, "CheckpointConfig.S3Uri")
+            items = self.storage.list(loc, "CheckpointConfig.S3Uri", allow_empty=True)
+            for hd in self.hosts:
+                dest = self.checkpoint_dir(hd)
+                dest.mkdir(parents=True, exist_ok=True)
+                if items:
+                    self.transfers[f"{hd.host} checkpoints"] = self.storage.download(
+                        loc, items, dest, f"{hd.host} checkpoints")
+
+    def start_sync(self) -> None:
+        folders = []
+        if self.request.checkpoint_uri:
+            loc = parse_location(self.request.checkpoint_uri, "CheckpointConfig.S3Uri")
+            folders += [SyncedFolder(self.checkpoint_dir(hd), loc, "checkpoints") for hd in self.hosts]
+        s3_output = self.request.hyperparameters.get("sagemaker_s3_output")
+        if s3_output:
+            base = parse_location(s3_output.strip('"'), "sagemaker_s3_output")
+            loc = base.join(self.request.job_name, "output", "intermediate")
+            folders += [SyncedFolder(hd.intermediate, loc, "intermediate") for hd in self.hosts]
+        if folders:
+            self.syncer = Syncer(self.storage, folders, self.opts.sync_interval)
+            self.syncer.start()
+
+    def host_processes(self) -> list[hostrun.HostProcess]:
+        env = _job_env(self.request, self.region)
+        if not self.container:
+            command = _command(self.request, self.environ)
+            return [hostrun.in_process(hd.host, hd.base, command, self.environ, env) for hd in self.hosts]
+        engine = hostrun.find_engine(self.environ, self.opts.engine)
+        aws = {k: v for k, v in self.environ.items() if k.startswith("AWS_")}
+        processes = []
+        for hd in self.hosts:
+            mounts: list[tuple[Path, str, bool]] = [(hd.base, CONTAINER_BASE, False)]
+            mounts += [(hd.data / c.name, f"{CONTAINER_BASE}/input/data/{c.name}", True)
+                       for c in self.request.channels if c.mode == "FastFile"]
+            local_path = self.request.checkpoint_local_path
+            if self.request.checkpoint_uri and not local_path.startswith(CONTAINER_BASE + "/"):
+                mounts.append((self.checkpoint_dir(hd), local_path, False))
+            submit = _local_submit_dir(self.request)
+            if submit is not None:
+                folder = submit if submit.is_dir() else submit.parent
+                mounts.append((folder, str(folder), True))
+            processes.append(hostrun.in_container(
+                engine, str(self.request.image), hd.host, f"{self.request.job_name}-{hd.host}", self.network,
+                mounts, {**aws, **env}, self.request.entrypoint, self.request.arguments, self.opts.kill_after))
+        return processes
+
+    @property
+    def network(self) -> str:
+        return f"toolkit-{self.request.job_name}"
+
+    def run_hosts(self) -> hostrun.RunResult:
+        processes = self.host_processes()
+        for feeder in self.feeders:
+            feeder.start()
+        if not self.container:
+            return hostrun.run_hosts(processes, self.request.max_runtime, self.opts.kill_after)
+        with hostrun.Network(processes[0].argv[0], self.network):
+            return hostrun.run_hosts(processes, self.request.max_runtime, self.opts.kill_after)
+
+    def stop_background(self) -> Optional[str]:
+        for feeder in self.feeders:
+            feeder.stop()
+        for feeder in self.feeders:
+            feeder.join(timeout=2)
+        return self.syncer.finish() if self.syncer else None
+
+    # -- the whole job ------------------------------------------------------------------------
+
+    def run(self) -> JobResult:
+        created = time.time()
+        tl = self.timeline
+        status, secondary, failure, exit_code = "InProgress", "Starting", "", 0
+        artifacts = Artifacts()
+        result: Optional[hostrun.RunResult] = None
+        started = created
+        try:
+            tl.begin("prepare", "Starting", "Preparing the instances for training")
+            self.prepare()
+            tl.begin("data", "Downloading", "Downloading input data")
+            self.fetch_data()
+            self.start_sync()
+            tl.begin("run", "Training", "Training image download completed. Training in progress.")
+            started = time.time()
+            result = self.run_hosts()
+            sync_error = self.stop_background()
+            first = result.first_failure
+            if result.timed_out:
+                status, secondary = "Stopped", "MaxRuntimeExceeded"
+                exit_code = first.exit_code if first else 0
+            elif result.interrupted:
+                status, secondary = "Stopped", "Stopped"
+                exit_code = first.exit_code if first else 130
+            elif first is not None:
+                status, secondary, exit_code = "Failed", "Failed", first.exit_code
+                reason = failure_reason(self.hosts, first.host) or f"{first.host} exited with code {first.exit_code}"
+                failure = f"AlgorithmError: {reason}"
+            else:
+                status, secondary = "Completed", "Completed"
+            tl.begin("upload", "Uploading", "Uploading generated training model")
+            with tempfile.TemporaryDirectory(prefix="toolkit-local-") as scratch:
+                artifacts = upload_artifacts(self.storage, self.request, self.hosts, Path(scratch),
+                                             with_model=status != "Failed")
+            if sync_error and status == "Completed":
+                status, secondary, exit_code = "Failed", "Failed", 2
+                failure = f"ClientError: {sync_error}"
+        except ToolkitError as exc:
+            self.stop_background()
+            status, secondary, exit_code = "Failed", "Failed", exc.exit_code
+            failure = f"ClientError: {exc}"
+            log.error("%s", exc)
+        finally:
+            for channel in self.request.channels:
+                if channel.mode == "FastFile":
+                    for hd in self.hosts:
+                        make_writable(hd.data / channel.name)
+        tl.end()
+        tl.transitions.append({"Status": status if status != "Stopped" else secondary,
+                               "StartTime": iso(time.time()), "EndTime": iso(time.time()),
+                               "StatusMessage": failure or f"Training job {status.lower()}"})
+        answer = describe(self.request, status=status, secondary=secondary, created=created, started=started,
+                          ended=time.time(), region=self.region, artifacts=artifacts, failure=failure[:1024],
+                          transitions=tl.transitions)
+        describe_path = self.opts.workdir / f"{self.request.job_name}.json"
+        describe_path.parent.mkdir(parents=True, exist_ok=True)
+        describe_path.write_text(json.dumps(answer, indent=2) + "\n", encoding="utf-8")
+        job = JobResult(exit_code, status, answer, describe_path, self.job_dir)
+        job.summary = self.summary(job, result, artifacts, failure)
+        return job
+
+    def summary(self, job: JobResult, result: Optional[hostrun.RunResult], artifacts: Artifacts,
+                failure: str) -> list[str]:
+        d = self.timeline.durations
+        phases = ", ".join(f"{k} {v:.2f} s" for k, v in d.items())
+        lines = [f"job {self.request.job_name}: {job.status} (exit code {job.exit_code}) in {sum(d.values()):.2f} s",
+                 f"  phases: {phases}"]
+        if result is not None and len(result.exits) > 1:
+            lines.append("  hosts: " + ", ".join(f"{e.host} exit {e.exit_code}" for e in result.exits))
+        for label, done in self.transfers.items():
+            lines.append(f"  input {label}: {done}")
+        if self.feeders:
+            lines.append("  pipe: " + ", ".join(f"{f.host} {f.source.channel.name} {f.epochs} epoch(s)"
+                                                 for f in self.feeders))
+        if failure:
+            lines.append(f"  FailureReason: {failure.splitlines()[0]}")
+        if artifacts.model:
+            lines.append(f"  model: {artifacts.model}")
+        if artifacts.output:
+            lines.append(f"  output: {artifacts.output}")
+        if self.syncer:
+            for label, count in self.syncer.uploaded.items():
+                where = self.request.checkpoint_uri if label == "checkpoints" else "intermediate output"
+                lines.append(f"  {label}: {count} upload(s) to {where}")
+        lines.append(f"  job folder: {self.job_dir}")
+        lines.append(f"  describe: {job.describe_path}")
+        return lines
+
+
+def run_training_job(request: TrainingRequest, opts: RunOptions, environ: Mapping[str, str],
+                     storage: Storage) -> JobResult:
+    return TrainingJob(request, opts, environ, storage).run()
