@@ -1,0 +1,219 @@
+"""The S3 fetcher, end to end: the real ``train`` script fetching from moto's S3 server over HTTP.
+
+The wrong-credentials and access-denied cases use a second moto server started with
+authentication on (INITIAL_NO_AUTH_ACTION_COUNT), so the refusals are moto's real IAM checks.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+from archives import HOSTILE, bomb_gz, good, good_zip, many_members
+from conftest import BIN, Job, free_port
+
+BAKED = "print('baked code ran')\n"
+
+
+@pytest.fixture
+def bucket(s3: Any) -> str:
+    name = f"code-{uuid.uuid4().hex[:12]}"
+    s3.create_bucket(Bucket=name)
+    return name
+
+
+def submit(job: Job, uri: str, program: str = "train.py") -> Job:
+    job.hyperparameters({"sagemaker_program": program, "sagemaker_submit_directory": uri})
+    return job.resources()
+
+
+def error_lines(proc: subprocess.CompletedProcess) -> list[str]:
+    return [ln for ln in proc.stderr.splitlines() if " ERROR " in ln]
+
+
+def assert_failed_cleanly(job: Job, proc: subprocess.CompletedProcess, fragment: str) -> str:
+    """Exit 2, one ERROR line with ``fragment``, the same line as the whole failure file, no
+    traceback, and no half-extracted folder anywhere under the job."""
+    assert proc.returncode == 2, proc.stderr
+    errors = error_lines(proc)
+    assert len(errors) == 1 and fragment in errors[0], proc.stderr
+    assert "Traceback" not in proc.stderr
+    failure = job.failure.read_text()
+    assert fragment in failure and "\n" not in failure
+    assert errors[0].endswith(failure)
+    assert not [p for p in job.root.rglob("*partial*")]
+    return failure
+
+
+def bake(job: Job) -> dict[str, str]:
+    job.script("train.py", BAKED)
+    job.script("util/extra.py", "X = 1\n")
+    return snapshot(job.code)
+
+
+def snapshot(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): p.read_text() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("kind", ["tar.gz", "tar", "zip"])
+def test_sourcedir_archive_is_fetched_and_run(job: Job, s3: Any, bucket: str, s3_env: dict, kind: str) -> None:
+    body = {"tar.gz": good(), "tar": good(mode="w"), "zip": good_zip()}[kind]
+    s3.put_object(Bucket=bucket, Key=f"job/source/sourcedir.{kind}", Body=body)
+    proc = submit(job, f"s3://{bucket}/job/source/sourcedir.{kind}").run(**s3_env)
+    assert proc.returncode == 0, proc.stderr
+    assert "remote code ran from " + str(job.code) in proc.stdout
+    assert (job.model / "from.txt").read_text() == str(job.code / "train.py")
+    assert (job.code / "pkg" / "helper.py").read_text() == "VALUE = 42\n"
+
+
+def test_single_script_object_is_fetched_and_run(job: Job, s3: Any, bucket: str, s3_env: dict) -> None:
+    s3.put_object(Bucket=bucket, Key="scripts/train.py", Body=b"print('single script ran')\n")
+    proc = submit(job, f"s3://{bucket}/scripts/train.py").run(**s3_env)
+    assert proc.returncode == 0, proc.stderr
+    assert "single script ran" in proc.stdout
+    assert sorted(os.listdir(job.code)) == ["train.py"]
+
+
+@pytest.mark.parametrize("slash", ["/", ""])
+def test_prefix_fetches_every_object_below_it(job: Job, s3: Any, bucket: str, s3_env: dict, slash: str) -> None:
+    s3.put_object(Bucket=bucket, Key="src/train.py", Body=b"from pkg.helper import VALUE\nprint('value', VALUE)\n")
+    s3.put_object(Bucket=bucket, Key="src/pkg/helper.py", Body=b"VALUE = 42\n")
+    s3.put_object(Bucket=bucket, Key="src/pkg/", Body=b"")  # a console's folder marker
+    s3.put_object(Bucket=bucket, Key="src-other/train.py", Body=b"raise SystemExit('wrong prefix')\n")
+    proc = submit(job, f"s3://{bucket}/src{slash}").run(**s3_env)
+    assert proc.returncode == 0, proc.stderr
+    assert "value 42" in proc.stdout
+    assert snapshot(job.code) == {"pkg/helper.py": "VALUE = 42\n",
+                                  "train.py": "from pkg.helper import VALUE\nprint('value', VALUE)\n"}
+
+
+def test_s3_specific_endpoint_variable_wins(job: Job, s3: Any, bucket: str, s3_env: dict) -> None:
+    s3.put_object(Bucket=bucket, Key="s.tar.gz", Body=good())
+    dead = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    env = dict(s3_env, AWS_ENDPOINT_URL=dead, AWS_ENDPOINT_URL_S3=s3_env["AWS_ENDPOINT_URL"])
+    proc = submit(job, f"s3://{bucket}/s.tar.gz").run(**env)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_remote_code_wins_over_code_baked_into_the_image(job: Job, s3: Any, bucket: str, s3_env: dict) -> None:
+    before = bake(job)
+    s3.put_object(Bucket=bucket, Key="s.tar.gz", Body=good())
+    proc = submit(job, f"s3://{bucket}/s.tar.gz").run(**s3_env)
+    assert proc.returncode == 0, proc.stderr
+    assert "baked code ran" not in proc.stdout and "remote code ran" in proc.stdout
+    notes = [ln for ln in proc.stderr.splitlines() if "submit directory wins" in ln]
+    assert len(notes) == 1 and str(job.code) in notes[0] and f"s3://{bucket}/s.tar.gz" in notes[0]
+    assert snapshot(job.code) == before  # the image's code is not touched
+
+
+BAD_ARCHIVES = {
+    **{name: (data, fragment, {}) for name, (data, fragment) in HOSTILE.items()},
+    "size_bomb": (bomb_gz(64 * 1024 * 1024), "expands to more than 10000000 bytes",
+                  {"TOOLKIT_MAX_EXTRACT_BYTES": "10000000"}),
+    "member_bomb": (many_members(300), "more than 200 members", {"TOOLKIT_MAX_EXTRACT_MEMBERS": "200"}),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_ARCHIVES))
+def test_bad_archive_fails_the_job_cleanly(job: Job, s3: Any, bucket: str, s3_env: dict, case: str) -> None:
+    data, fragment, extra = BAD_ARCHIVES[case]
+    before = bake(job)
+    s3.put_object(Bucket=bucket, Key=f"{case}/sourcedir.tar.gz", Body=data)
+    uri = f"s3://{bucket}/{case}/sourcedir.tar.gz"
+    proc = submit(job, uri).run(TMPDIR=str(job.root), **s3_env, **extra)
+    failure = assert_failed_cleanly(job, proc, fragment)
+    assert failure.startswith(uri + ": ")
+    assert snapshot(job.code) == before
+
+
+def test_bad_archive_without_baked_code_leaves_no_code_folder(job: Job, s3: Any, bucket: str, s3_env: dict) -> None:
+    s3.put_object(Bucket=bucket, Key="s.tar.gz", Body=HOSTILE["dotdot"][0])
+    proc = submit(job, f"s3://{bucket}/s.tar.gz").run(**s3_env)
+    assert_failed_cleanly(job, proc, "'../evil.py' points outside")
+    assert not job.code.exists()
+    assert not (job.base / "evil.py").exists()
+
+
+def test_missing_bucket(job: Job, s3_env: dict) -> None:
+    bucket = f"absent-{uuid.uuid4().hex[:8]}"
+    proc = submit(job, f"s3://{bucket}/s.tar.gz").run(**s3_env)
+    failure = assert_failed_cleanly(job, proc, f"bucket {bucket!r} does not exist (NoSuchBucket)")
+    assert failure.startswith(f"s3://{bucket}/s.tar.gz: ")
+    assert not job.code.exists()
+
+
+def test_missing_key(job: Job, bucket: str, s3_env: dict) -> None:
+    before = bake(job)
+    proc = submit(job, f"s3://{bucket}/nothing/sourcedir.tar.gz").run(**s3_env)
+    assert_failed_cleanly(job, proc, f"s3://{bucket}/nothing/sourcedir.tar.gz: no such object")
+    assert snapshot(job.code) == before
+
+
+def test_unknown_scheme_lists_what_is_supported(job: Job) -> None:
+    proc = submit(job, "ftp://example.com/sourcedir.tar.gz").run()
+    failure = assert_failed_cleanly(job, proc, "no fetcher accepts the code location 'ftp://example.com/")
+    for scheme in ("s3", "https", "git+https", "git+ssh", "file"):
+        assert scheme in failure.split("supported:")[1]
+
+
+# -- a moto server with authentication on -----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def locked_s3() -> Iterator[dict[str, str]]:
+    """A second moto server that checks credentials: its first four requests (the set-up below)
+    pass without, every later one is checked against moto's IAM."""
+    import boto3
+
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env["INITIAL_NO_AUTH_ACTION_COUNT"] = "4"
+    server = subprocess.Popen([str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(endpoint + "/moto-api/", timeout=1).read()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+        kw = {"endpoint_url": endpoint, "region_name": "us-east-1", "aws_access_key_id": "setup",
+              "aws_secret_access_key": "setup"}
+        iam = boto3.client("iam", **kw)
+        iam.create_user(UserName="no-rights")
+        key = iam.create_access_key(UserName="no-rights")["AccessKey"]
+        s3 = boto3.client("s3", **kw)
+        s3.create_bucket(Bucket="locked")
+        s3.put_object(Bucket="locked", Key="s.tar.gz", Body=good())
+        yield {"AWS_ENDPOINT_URL": endpoint, "AWS_REGION": "us-east-1",
+               "KEY_ID": key["AccessKeyId"], "SECRET": key["SecretAccessKey"]}
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def test_wrong_credentials(job: Job, locked_s3: dict) -> None:
+    proc = submit(job, "s3://locked/s.tar.gz").run(
+        AWS_ENDPOINT_URL=locked_s3["AWS_ENDPOINT_URL"], AWS_REGION="us-east-1",
+        AWS_ACCESS_KEY_ID="AKIANOTAREALKEY00000", AWS_SECRET_ACCESS_KEY="wrong")
+    failure = assert_failed_cleanly(job, proc, "the AWS credentials were rejected (InvalidAccessKeyId)")
+    assert "wrong" not in failure
+    assert not job.code.exists()
+
+
+def test_access_denied(job: Job, locked_s3: dict) -> None:
+    proc = submit(job, "s3://locked/s.tar.gz").run(
+        AWS_ENDPOINT_URL=locked_s3["AWS_ENDPOINT_URL"], AWS_REGION="us-east-1",
+        AWS_ACCESS_KEY_ID=locked_s3["KEY_ID"], AWS_SECRET_ACCESS_KEY=locked_s3["SECRET"])
+    assert_failed_cleanly(job, proc, "s3://locked/s.tar.gz: access denied (AccessDenied)")
+    assert not job.code.exists()
