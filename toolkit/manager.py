@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import importlib
 import logging
-import sys
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
@@ -47,12 +46,16 @@ def is_true(value: str | None) -> bool:
     return (value or "").strip().lower() in {"1", "true", "yes", "on"}
 
 
-def _entry_points() -> Iterable[Any]:
-    from importlib.metadata import entry_points
+def _entry_points() -> Iterable[tuple[Any, str]]:
+    """(entry point, "distribution version") for every installed plugin, first one per name."""
+    from importlib.metadata import distributions
 
-    if sys.version_info >= (3, 10):
-        return entry_points(group=ENTRY_POINT_GROUP)
-    return entry_points().get(ENTRY_POINT_GROUP, [])  # pragma: no cover - Python 3.9
+    seen: set[str] = set()
+    for dist in distributions():
+        for ep in dist.entry_points:
+            if ep.group == ENTRY_POINT_GROUP and ep.name not in seen:
+                seen.add(ep.name)
+                yield ep, f"{dist.metadata['Name']} {dist.version}"
 
 
 def get_plugin_manager(environ: Mapping[str, str], extra: Iterable[Any] = ()) -> pluggy.PluginManager:
@@ -73,7 +76,7 @@ def get_plugin_manager(environ: Mapping[str, str], extra: Iterable[Any] = ()) ->
         pm.register(importlib.import_module(module_name), name=name)
         sources[name] = f"builtin ({module_name})"
 
-    for ep in _entry_points():
+    for ep, origin in _entry_points():
         if ep.name in disabled or (allowed and ep.name not in allowed):
             continue
         try:
@@ -84,8 +87,6 @@ def get_plugin_manager(environ: Mapping[str, str], extra: Iterable[Any] = ()) ->
                 f"fix it or add it to TOOLKIT_DISABLE_PLUGINS"
             ) from exc
         pm.register(plugin, name=ep.name)
-        dist = getattr(ep, "dist", None)
-        origin = f"{dist.name} {dist.version}" if dist is not None else ep.value
         sources[ep.name] = f"entry point ({origin})"
 
     for plugin in extra:
