@@ -123,6 +123,7 @@ def toolkit_fetch_code(uri: str, dest: Path, env: Mapping[str, str]) -> Optional
     try:
         runner = _Git(git, source, env, user, secret, helper_dir)
         runner.clone(work / "repo")
+        download.subfolder(work / "repo", source.subdirectory, source.shown)
         os.rename(work / "repo", dest)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -214,6 +215,7 @@ class _Git:
             return FetchError(f"{shown}: the repository needs authentication and {has}; set sagemaker_git_token "
                               f"(or sagemaker_git_username and sagemaker_git_password), or an SSH key for ssh URLs "
                               f"({detail})")
-        if any(s in low for s in ("repository not found", "does not appear to be a git repository", " 404")):
+        if any(s in low for s in ("repository not found", "does not appear to be a git repository", " 404",
+                                  "not exported")):
             return FetchError(f"{shown}: repository not found ({detail})")
         return FetchError(f"{shown}: git failed: {detail}")
