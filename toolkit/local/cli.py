@@ -41,6 +41,21 @@ def _default_workdir() -> Path:
     return Path(os.environ.get("TOOLKIT_LOCAL_DIR") or Path(tempfile.gettempdir()) / "toolkit-local")
 
 
+def _sync_interval() -> float:
+    """TOOLKIT_LOCAL_SYNC_SECONDS: how often checkpoints and intermediate output are uploaded."""
+    from toolkit.errors import ConfigError
+    from toolkit.local.sync import DEFAULT_INTERVAL
+
+    raw = os.environ.get("TOOLKIT_LOCAL_SYNC_SECONDS", "")
+    try:
+        value = float(raw) if raw.strip() else DEFAULT_INTERVAL
+    except ValueError:
+        value = -1.0
+    if value <= 0:
+        raise ConfigError(f"TOOLKIT_LOCAL_SYNC_SECONDS={raw!r} must be a positive number of seconds")
+    return value
+
+
 def source_options(fn: Callable) -> Callable:
     for option in reversed([
         click.option("--entry-point", help="Script to run: a path, or a name inside --source-dir."),
@@ -164,11 +179,12 @@ def train_command(request_file: Optional[str], entry_point: Optional[str], sourc
             checkpoint_uri=checkpoint_s3_uri, checkpoint_local_path=checkpoint_local_path, max_run=max_run)
         request = _build_request(request_file, overrides, root, entry_point, source_dir, code_location,
                                  container_log_level, storage)
+        sync_interval = _sync_interval()
     except ToolkitError as exc:
         _fail("local train", exc)
     _sigterm_stops_the_job()
-    result = run_training_job(request, RunOptions(workdir=root, engine=engine, kill_after=kill_after),
-                              os.environ, storage)
+    options = RunOptions(workdir=root, engine=engine, kill_after=kill_after, sync_interval=sync_interval)
+    result = run_training_job(request, options, os.environ, storage)
     for line in result.summary:
         click.echo(line, err=True)
     sys.exit(result.exit_code)

@@ -66,12 +66,43 @@ def exit_code_of(returncode: int) -> int:
     return 128 - returncode if returncode < 0 else returncode
 
 
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (from /proc), including those in sessions of their own, which
+    a process-group signal misses (``train`` starts the user's process in its own session)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as fh:
+                stat = fh.read()
+        except OSError:
+            continue
+        ppid = int(stat[stat.rindex(b")") + 2:].split()[1])
+        children.setdefault(ppid, []).append(int(entry))
+    found: list[int] = []
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
 def _signal_group(sig: int) -> Callable[[subprocess.Popen], None]:
+    """SIGTERM goes to the host's process group (``train`` forwards it); SIGKILL goes to every
+    descendant too, so nothing outlives a killed host."""
     def send(proc: subprocess.Popen) -> None:
+        targets = descendants(proc.pid) if sig == signal.SIGKILL else []
         try:
             os.killpg(proc.pid, sig)
         except ProcessLookupError:
             pass
+        for pid in targets:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
     return send
 
 

@@ -132,6 +132,7 @@ class Storage:
                     aws_access_key_id=self.environ.get("AWS_ACCESS_KEY_ID"),
                     aws_secret_access_key=self.environ.get("AWS_SECRET_ACCESS_KEY"),
                     aws_session_token=self.environ.get("AWS_SESSION_TOKEN"),
+                    profile_name=self.environ.get("AWS_PROFILE") or None,
                     region_name=self.region,
                 )
                 self._client = session.client(
