@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
 from toolkit.errors import ConfigError
+from toolkit.local.storage import parse_location
 
 INPUT_MODES = ("File", "Pipe", "FastFile")
 DISTRIBUTIONS = ("FullyReplicated", "ShardedByS3Key")
@@ -213,6 +214,7 @@ def _channel(spec: Any, index: int, default_mode: str) -> Channel:
     if not isinstance(uri, str) or not uri:
         raise ConfigError(f"{where}.DataSource.S3DataSource.S3Uri: missing; expected s3://bucket/prefix, "
                           f"file:///path or a local path")
+    parse_location(uri, f"{where}.DataSource.S3DataSource.S3Uri")
     data_type = s3.get("S3DataType", "S3Prefix")
     if data_type != "S3Prefix":
         raise ConfigError(f"{where}: S3DataType {data_type!r} is not emulated; use S3Prefix")
@@ -253,6 +255,7 @@ def parse_request(data: Mapping[str, Any]) -> TrainingRequest:
     if not isinstance(output_path, str) or not output_path:
         raise ConfigError("OutputDataConfig.S3OutputPath: missing; where the model goes, e.g. s3://bucket/output "
                           "or a local folder")
+    parse_location(output_path, "OutputDataConfig.S3OutputPath")
     resources = _check_fields(data.get("ResourceConfig") or {}, "ResourceConfig", "ResourceConfig")
     if resources.get("InstanceGroups"):
         raise ConfigError("ResourceConfig.InstanceGroups: heterogeneous clusters are not emulated; "
@@ -261,6 +264,8 @@ def parse_request(data: Mapping[str, Any]) -> TrainingRequest:
     checkpoint = _check_fields(data.get("CheckpointConfig") or {}, "CheckpointConfig", "CheckpointConfig")
     if checkpoint and not checkpoint.get("S3Uri"):
         raise ConfigError("CheckpointConfig.S3Uri: missing; where checkpoints are kept, e.g. s3://bucket/checkpoints")
+    if checkpoint:
+        parse_location(checkpoint["S3Uri"], "CheckpointConfig.S3Uri")
     local_path = checkpoint.get("LocalPath", DEFAULT_CHECKPOINT_PATH)
     if not isinstance(local_path, str) or not local_path.startswith("/"):
         raise ConfigError(f"CheckpointConfig.LocalPath: {local_path!r} must be an absolute path such as "
