@@ -1,0 +1,158 @@
+"""Built-in server: waitress in each worker, on the socket the supervisor bound.
+
+- The time limit (SAGEMAKER_MODEL_SERVER_TIMEOUT, seconds): the app runs on waitress's own threads
+  with no hand-off; a watchdog thread answers a request that runs past the limit with 504 itself
+  (the connection is then closed) and adds a thread so that the stuck one does not reduce capacity.
+  When more than ``2 * threads`` requests are stuck at once, the worker asks to be replaced.
+- SIGTERM: stop accepting, wait for in-flight requests to be answered (at most ``DRAIN_SECONDS``),
+  return.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import threading
+import time
+from typing import Any, Callable, Iterable, Optional
+
+from toolkit.hookspecs import hookimpl
+
+log = logging.getLogger("toolkit")
+DRAIN_SECONDS = 25.0
+
+
+class Watchdog:
+    """Tracks the requests in progress on this worker's threads and times them out."""
+
+    def __init__(self, server: Any, timeout: float, threads: int) -> None:
+        self.server = server
+        self.timeout = timeout
+        self.threads = threads
+        self.active: dict[int, list] = {}  # thread id -> [started, channel, timed_out]
+        self.stuck = 0
+        self.lock = threading.Lock()
+        body = json.dumps({"message": f"the model did not answer within {timeout:g} s "
+                                      f"(SAGEMAKER_MODEL_SERVER_TIMEOUT)"}).encode()
+        self.response = (b"HTTP/1.1 504 Gateway Timeout\r\nContent-Type: application/json\r\n"
+                         b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+
+    def wrap(self, app: Callable[..., Iterable[bytes]]) -> Callable[..., Iterable[bytes]]:
+        active = self.active
+        get_ident = threading.get_ident
+        monotonic = time.monotonic
+
+        def timed(environ: dict, start_response: Callable[..., Any]) -> Iterable[bytes]:
+            check = environ.get("waitress.client_disconnected")
+            entry = [monotonic(), getattr(check, "__self__", None), False]
+            key = get_ident()
+            active[key] = entry
+            try:
+                return app(environ, start_response)
+            finally:
+                if active.get(key) is entry:
+                    del active[key]
+                if entry[2]:
+                    self._recovered()
+
+        return timed
+
+    def start(self) -> None:
+        if self.timeout > 0:
+            threading.Thread(target=self._watch, name="toolkit-watchdog", daemon=True).start()
+
+    def _watch(self) -> None:
+        tick = min(0.1, self.timeout / 4)
+        while True:
+            time.sleep(tick)
+            now = time.monotonic()
+            for key, entry in list(self.active.items()):
+                if now - entry[0] > self.timeout and not entry[2]:
+                    self._time_out(key, entry)
+
+    def _time_out(self, key: int, entry: list) -> None:
+        channel = entry[1]
+        with self.lock:
+            entry[2] = True
+            self.active.pop(key, None)
+            self.stuck += 1
+            stuck = self.stuck
+            self.server.task_dispatcher.set_thread_count(self.threads + stuck)
+        log.error("a request ran past SAGEMAKER_MODEL_SERVER_TIMEOUT=%gs: answered 504 "
+                  "(%d request(s) still running in the handler)", self.timeout, stuck)
+        if channel is not None:
+            try:
+                with channel.requests_lock:
+                    channel.write_soon(self.response)
+                    channel.close_when_flushed = True
+                self.server.pull_trigger()
+            except Exception:  # the client is gone: nothing to answer
+                log.debug("could not send the 504", exc_info=True)
+        if stuck > 2 * self.threads:
+            log.error("worker %d: %d requests stuck in the handler: asking to be replaced", os.getpid(), stuck)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    def _recovered(self) -> None:
+        with self.lock:
+            self.stuck -= 1
+            self.server.task_dispatcher.set_thread_count(self.threads + self.stuck)
+        log.warning("a request that timed out has finished in the handler after all")
+
+
+def _busy(server: Any) -> bool:
+    for channel in list(server._map.values()):
+        if channel is server:
+            continue
+        if getattr(channel, "requests", None) or getattr(channel, "total_outbufs_len", 0):
+            return True
+    return False
+
+
+@hookimpl(trylast=True)
+def toolkit_serve(app: Any, sock: Any, env: Any) -> Optional[bool]:
+    from waitress import wasyncore
+    from waitress.server import create_server
+
+    limit = env.max_payload_bytes
+    server = create_server(
+        app,
+        sockets=[sock],
+        threads=env.threads,
+        ident="sagemaker-toolkit",
+        # our own 413 (JSON) answers up to the limit; waitress refuses far larger bodies itself
+        max_request_body_size=(limit + (1 << 20)) if limit else (1 << 40),
+        channel_timeout=max(120, int(env.timeout) + 60),
+        expose_tracebacks=False,
+        clear_untrusted_proxy_headers=True,
+        asyncore_use_poll=True,
+        backlog=1024,
+    )
+    watchdog = Watchdog(server, env.timeout, env.threads)
+    if env.timeout > 0:
+        server.application = watchdog.wrap(app)  # the tasks call server.application
+    watchdog.start()
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # "task queue depth" under load is normal
+    done = threading.Event()
+
+    def drain() -> None:
+        deadline = time.monotonic() + DRAIN_SECONDS
+        while time.monotonic() < deadline and (watchdog.active or _busy(server)):
+            time.sleep(0.02)
+        done.set()
+        server.pull_trigger()
+
+    def on_term(_signum: int, _frame: object) -> None:
+        if getattr(on_term, "called", False):
+            return
+        on_term.called = True  # type: ignore[attr-defined]
+        server.accepting = False
+        server.del_channel()
+        server.socket.close()
+        threading.Thread(target=drain, name="toolkit-drain", daemon=True).start()
+
+    signal.signal(signal.SIGTERM, on_term)
+    while not done.is_set():
+        wasyncore.loop(timeout=0.2, map=server._map, use_poll=True, count=1)
+    return True

@@ -1,0 +1,231 @@
+"""The WSGI application: /ping, /invocations, /execution-parameters, and a Flask app for the rest.
+
+The three SageMaker routes are answered by ``ServingApp`` directly from the WSGI environ (no
+Flask request objects, no hook calls, codecs looked up once), which is what makes the server
+fast; every other path goes to the Flask app made by ``create_flask_app``, which also has the
+three routes (same code) for the route table, the Flask test client and future routes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from typing import Any, Callable, Iterable
+
+from toolkit.environment import ServingEnv
+from toolkit.errors import ClientError, ToolkitError
+from toolkit.serving.context import RequestContext, headers_of
+from toolkit.serving.handler import Handler
+
+log = logging.getLogger("toolkit")
+access = logging.getLogger("toolkit.access")
+
+JSON_TYPE = [("Content-Type", "application/json")]
+REASONS = {200: "200 OK", 400: "400 Bad Request", 404: "404 Not Found", 405: "405 Method Not Allowed",
+           406: "406 Not Acceptable", 411: "411 Length Required", 413: "413 Payload Too Large",
+           415: "415 Unsupported Media Type", 500: "500 Internal Server Error",
+           503: "503 Service Unavailable", 504: "504 Gateway Timeout"}
+ROUTES = {"/ping": ("GET",), "/invocations": ("POST",), "/execution-parameters": ("GET",)}
+
+
+def status_line(code: int) -> str:
+    if code in REASONS:
+        return REASONS[code]
+    from http import HTTPStatus
+
+    try:
+        return f"{code} {HTTPStatus(code).phrase}"
+    except ValueError:
+        return f"{code} Status"
+
+
+def error_body(message: str) -> bytes:
+    return json.dumps({"message": message}).encode("utf-8")
+
+
+class _Empty:
+    """A request with no context-reading handler function shares this (nothing to set)."""
+
+
+class ServingApp:
+    """The WSGI callable every worker serves."""
+
+    def __init__(self, handler: Handler, env: ServingEnv) -> None:
+        self.handler = handler
+        self.env = env
+        self.limit = env.max_payload_bytes
+        self.inflight = 0
+        self._count_lock = threading.Lock()
+        self._model_dir = str(env.model_dir)
+        self._flask: Any = None
+        self.ready = False  # set once the model is loaded in this process
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def load(self) -> None:
+        """Load the model in this process (the server is already answering /ping with 503)."""
+        if not self.handler.problem:
+            self.handler.load_model()
+        if self.handler.problem:
+            log.error("not ready: %s", self.handler.problem)
+        else:
+            self.ready = True
+
+    def idle(self) -> bool:
+        return self.inflight == 0
+
+    @property
+    def flask(self) -> Any:
+        """The Flask app, made on first use: the hot routes never need it, and start-up stays fast."""
+        if self._flask is None:
+            with self._count_lock:
+                if self._flask is None:
+                    self._flask = create_flask_app(self)
+        return self._flask
+
+    # -- WSGI ---------------------------------------------------------------------------------
+
+    def __call__(self, environ: dict, start_response: Callable[..., Any]) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        method = environ.get("REQUEST_METHOD", "GET")
+        if path == "/invocations" and method == "POST":
+            with self._count_lock:
+                self.inflight += 1
+            try:
+                code, headers, body = self.invocations(environ)
+            finally:
+                with self._count_lock:
+                    self.inflight -= 1
+        elif path == "/ping" and method in ("GET", "HEAD"):
+            code, headers, body = self.ping()
+            if self.env.log_ping:
+                access.info("GET /ping %d", code)
+        elif path == "/execution-parameters" and method == "GET":
+            code, headers, body = self.execution_parameters(environ)
+        else:
+            return self.flask(environ, start_response)
+        headers.append(("Content-Length", str(len(body))))
+        start_response(status_line(code), headers)
+        return (body,)
+
+    # -- routes -------------------------------------------------------------------------------
+
+    def ping(self) -> tuple[int, list, bytes]:
+        if self.ready:
+            return 200, [], b""
+        return 503, list(JSON_TYPE), error_body(self.handler.problem or "the model is loading")
+
+    def invocations(self, environ: dict) -> tuple[int, list, bytes]:
+        if not self.ready:
+            return 503, list(JSON_TYPE), error_body(self.handler.problem or "the model is loading; retry shortly")
+        try:
+            body = self._body(environ)
+            content_type = environ.get("CONTENT_TYPE", "")
+            accept = environ.get("HTTP_ACCEPT")
+            if self.handler.needs_context:
+                context = RequestContext(headers_of(environ), self._model_dir)
+            else:
+                context = _NO_CONTEXT
+            result, media = self.handler.invoke(body, content_type, accept, context)
+        except ClientError as exc:
+            return exc.status, list(JSON_TYPE), error_body(str(exc))
+        except ToolkitError as exc:
+            log.error("POST /invocations: %s", exc)
+            return exc.status, list(JSON_TYPE), error_body(str(exc))
+        except Exception as exc:
+            log.exception("POST /invocations: the handler raised")
+            first = (str(exc).splitlines() or [""])[0][:300]
+            return 500, list(JSON_TYPE), error_body(
+                f"the model's handler raised {type(exc).__name__}: {first}" if first else
+                f"the model's handler raised {type(exc).__name__}")
+        if isinstance(result, str):
+            result = result.encode("utf-8")
+        elif not isinstance(result, bytes):
+            result = bytes(result)
+        headers = [("Content-Type", media)]
+        if context is not _NO_CONTEXT:
+            headers.extend(context.response_headers.items())
+            if context.status is not None:
+                return context.status, headers, result
+        return 200, headers, result
+
+    def _body(self, environ: dict) -> bytes:
+        stream = environ["wsgi.input"]
+        length = environ.get("CONTENT_LENGTH")
+        limit = self.limit
+        if length:
+            try:
+                size = int(length)
+            except ValueError:
+                raise ClientError(f"Content-Length {length!r} is not a number") from None
+            if limit is not None and size > limit:
+                raise ClientError(self._too_large(size), status=413)
+            return stream.read(size)
+        data = stream.read() if limit is None else stream.read(limit + 1)
+        if limit is not None and len(data) > limit:
+            raise ClientError(self._too_large(len(data)), status=413)
+        return data
+
+    def _too_large(self, size: int) -> str:
+        return (f"the request body has {size} bytes, more than SAGEMAKER_MAX_PAYLOAD_IN_MB="
+                f"{self.env.max_payload_mb} allows ({self.limit} bytes)")
+
+    def execution_parameters(self, environ: dict) -> tuple[int, list, bytes]:
+        params = {
+            "MaxConcurrentTransforms": self.env.max_concurrent_transforms,
+            "BatchStrategy": self.env.batch_strategy,
+            "MaxPayloadInMB": self.env.max_payload_mb,
+        }
+        try:
+            custom = self.handler.execution_parameters(RequestContext(headers_of(environ), self._model_dir))
+        except Exception as exc:
+            log.exception("execution_parameters_fn raised")
+            return 500, list(JSON_TYPE), error_body(f"execution_parameters_fn raised {type(exc).__name__}: {exc}")
+        if custom:
+            params.update(custom)
+        return 200, list(JSON_TYPE), json.dumps(params).encode("utf-8")
+
+
+_NO_CONTEXT: Any = RequestContext({})
+
+
+def create_flask_app(core: ServingApp) -> Any:
+    """The Flask app: the SageMaker routes (delegating to ``core``) and JSON errors for the rest."""
+    from flask import Flask, Response, request
+    from werkzeug.exceptions import HTTPException
+
+    app = Flask("toolkit.serving")
+
+    def respond(result: tuple[int, list, bytes]) -> Response:
+        code, headers, body = result
+        return Response(body, status=code, headers=headers)
+
+    @app.route("/ping", methods=["GET"])
+    def ping() -> Response:
+        return respond(core.ping())
+
+    @app.route("/invocations", methods=["POST"])
+    def invocations() -> Response:
+        return respond(core.invocations(request.environ))
+
+    @app.route("/execution-parameters", methods=["GET"])
+    def execution_parameters() -> Response:
+        return respond(core.execution_parameters(request.environ))
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> Response:
+        message = f"{request.method} {request.path}: {exc.name}"
+        if exc.code == 405:
+            allowed = ROUTES.get(request.path, ())
+            message += f"; this route accepts {', '.join(allowed)}" if allowed else ""
+        elif exc.code == 404:
+            message += f"; routes: {', '.join(f'{m} {p}' for p, ms in ROUTES.items() for m in ms)}"
+        return Response(error_body(message), status=exc.code or 500, mimetype="application/json")
+
+    @app.errorhandler(Exception)
+    def internal_error(exc: Exception) -> Response:
+        log.exception("%s %s failed", request.method, request.path)
+        return Response(error_body(f"internal error: {type(exc).__name__}"), status=500, mimetype="application/json")
+
+    return app

@@ -1,0 +1,64 @@
+"""``serve``: environment -> code -> dependencies -> handler -> app -> supervisor."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+from toolkit import log as tlog
+from toolkit.environment import ServingEnv, log_level_from
+from toolkit.errors import CodeError, FetchError, ToolkitError
+
+log = logging.getLogger("toolkit")
+
+
+def fetch_code(env: ServingEnv, pm: Any) -> Optional[Path]:
+    """The folder with the inference code: the fetched SAGEMAKER_SUBMIT_DIRECTORY, else /opt/ml/model/code."""
+    if env.submit_dir:
+        dest = Path(tempfile.mkdtemp(prefix="toolkit-serve-")) / "code"
+        found = pm.hook.toolkit_fetch_code(uri=env.submit_dir, dest=dest, env=env.settings_view())
+        if found is None:
+            schemes = sorted({s for result in pm.hook.toolkit_fetch_schemes() for s in result or ()})
+            raise FetchError(f"SAGEMAKER_SUBMIT_DIRECTORY={env.submit_dir!r}: no fetcher accepts this URI; "
+                             f"supported: {', '.join(schemes)}")
+        return Path(found)
+    return env.code_dir if env.code_dir.is_dir() else None
+
+
+def build_app(env: ServingEnv, pm: Any) -> Any:
+    """The WSGI app for the model in ``env.model_dir`` (the model itself is not loaded yet)."""
+    from toolkit.serving.app import ServingApp
+    from toolkit.serving.codecs import Codecs
+
+    code_dir = fetch_code(env, pm)
+    if code_dir is not None:
+        with tlog.step("install dependencies"):
+            pm.hook.toolkit_install_dependencies(code_dir=code_dir, env=env.settings_view())
+    codecs = Codecs(pm.hook)
+    handler = pm.hook.toolkit_load_handler(model_dir=env.model_dir, code_dir=code_dir, env=env, codecs=codecs)
+    if handler is None:
+        raise CodeError("no plugin returned a handler (toolkit_load_handler); is the 'inference' plugin disabled?")
+    return ServingApp(handler, env)
+
+
+def main(environ: Mapping[str, str]) -> int:
+    """Run the model server until SIGTERM; the exit code (2 for a configuration or code problem)."""
+    tlog.setup(log_level_from(environ.get("TOOLKIT_LOG_LEVEL")))
+    try:
+        env = ServingEnv.from_environ(environ)
+        tlog.setup(env.log_level)
+        if env.multi_model:
+            log.warning("SAGEMAKER_MULTI_MODEL=true is not supported yet: serving %s as a single model", env.model_dir)
+        from toolkit.manager import get_plugin_manager
+        from toolkit.serving.supervisor import Supervisor
+
+        pm = get_plugin_manager(environ)
+        app = build_app(env, pm)
+        if app.handler.problem:
+            log.error("the server starts but will answer 503: %s", app.handler.problem)
+        return Supervisor(env, app, pm).run()
+    except ToolkitError as exc:
+        log.error("%s", exc)
+        return exc.exit_code

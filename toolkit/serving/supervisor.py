@@ -1,0 +1,207 @@
+"""The prefork supervisor: bind the port once, fork the workers, replace the ones that die, stop
+gracefully on SIGTERM, and reap every child (we are PID 1 in a container).
+
+Each worker inherits the listening socket and serves the app through ``toolkit_serve`` (waitress
+by default); the kernel spreads connections across them. With TOOLKIT_PRELOAD_MODEL=true the model
+is loaded here, before forking, so its memory is shared copy-on-write; otherwise each worker
+loads it in a background thread while already answering /ping with 503.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import select
+import signal
+import socket
+import sys
+import threading
+import time
+from typing import Any
+
+from toolkit.environment import ServingEnv
+from toolkit.process import exit_code_of
+from toolkit.serving.app import error_body
+
+log = logging.getLogger("toolkit")
+STOP_DEADLINE = 28.0  # SageMaker sends SIGKILL 30 s after SIGTERM
+QUICK_DEATH = 1.0  # a worker that dies sooner than this after starting is "crash looping"
+
+
+def bind(env: ServingEnv) -> socket.socket:
+    """The listening socket, bound before any worker exists, so connections queue from the start."""
+    family = socket.AF_INET6 if ":" in env.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((env.host, env.port))
+    except OSError as exc:
+        sock.close()
+        from toolkit.errors import ConfigError
+
+        raise ConfigError(f"cannot listen on {env.host}:{env.port}: {exc.strerror}; "
+                          f"free the port or set SAGEMAKER_BIND_TO_PORT") from None
+    sock.listen(1024)
+    sock.set_inheritable(True)
+    return sock
+
+
+def describe_status(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        try:
+            name = signal.Signals(sig).name
+        except ValueError:
+            name = f"signal {sig}"
+        return f"killed by {name}"
+    return f"exited with code {os.WEXITSTATUS(status)}"
+
+
+class Supervisor:
+    def __init__(self, env: ServingEnv, app: Any, pm: Any) -> None:
+        self.env = env
+        self.app = app
+        self.pm = pm
+        self.workers: dict[int, float] = {}  # pid -> start time
+        self.stopping = False
+        self.stop_started = 0.0
+        self.sock: socket.socket | None = None
+        self.backoff = 0.0
+
+    def run(self) -> int:
+        self.sock = bind(self.env)
+        log.info("listening on %s:%d with %d worker(s), %d thread(s) each, timeout %gs",
+                 self.env.host, self.env.port, self.env.workers, self.env.threads, self.env.timeout)
+        if self.env.preload_model:
+            started = time.perf_counter()
+            self.app.load()
+            log.info("model loaded before forking (TOOLKIT_PRELOAD_MODEL) in %.2f s", time.perf_counter() - started)
+        signal.signal(signal.SIGTERM, self._on_stop)
+        signal.signal(signal.SIGINT, self._on_stop)
+        try:  # import the default server once, here, so the workers share it instead of each importing it
+            import waitress.server  # noqa: F401
+        except ImportError:
+            pass
+        for _ in range(self.env.workers):
+            self._spawn()
+        return self._supervise()
+
+    # -- workers ------------------------------------------------------------------------------
+
+    def _spawn(self) -> None:
+        pid = os.fork()
+        if pid:
+            self.workers[pid] = time.monotonic()
+            return
+        code = 1
+        try:
+            code = self._worker()
+        except BaseException:
+            log.exception("worker %d failed", os.getpid())
+        finally:
+            for handler in logging.getLogger("toolkit").handlers:
+                handler.flush()
+            sys.stderr.flush()
+            os._exit(code)
+
+    def _worker(self) -> int:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the supervisor, which stops us
+        if not self.app.ready:
+            threading.Thread(target=self.app.load, name="toolkit-load-model", daemon=True).start()
+        assert self.sock is not None
+        served = self.pm.hook.toolkit_serve(app=self.app, sock=self.sock, env=self.env)
+        if not served:
+            log.error("no plugin served the app (toolkit_serve): is the waitress plugin disabled?")
+            return 2
+        return 0
+
+    def _supervise(self) -> int:
+        while True:
+            if not self.workers and self.stopping:
+                log.info("stopped")
+                return 0
+            if not self.workers:
+                self._answer_503_for(self.backoff)
+                self.backoff = 0.0
+                if not self.stopping:
+                    self._spawn()
+                continue
+            if self.stopping and time.monotonic() - self.stop_started > STOP_DEADLINE:
+                for pid in list(self.workers):
+                    log.warning("worker %d still running %.0f s after SIGTERM: SIGKILL", pid, STOP_DEADLINE)
+                    _kill(pid, signal.SIGKILL)
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG if self.stopping else 0)
+            except ChildProcessError:
+                self.workers.clear()
+                continue
+            except InterruptedError:
+                continue
+            if pid == 0:
+                time.sleep(0.05)
+                continue
+            started = self.workers.pop(pid, None)
+            if started is None:
+                continue  # an orphan we reaped as PID 1
+            if self.stopping:
+                log.info("worker %d stopped (%s)", pid, describe_status(status))
+                continue
+            lived = time.monotonic() - started
+            log.error("worker %d %s after %.1f s: starting a new one", pid, describe_status(status), lived)
+            if lived < QUICK_DEATH:
+                self.backoff = min(max(self.backoff * 2, 0.25), 5.0)
+                if self.workers:
+                    time.sleep(self.backoff)
+                    self._spawn()
+                continue  # with no worker left, the loop answers 503 during the backoff
+            self.backoff = 0.0
+            self._spawn()
+
+    def _answer_503_for(self, seconds: float) -> None:
+        """With no worker alive, answer connections with 503 ourselves instead of leaving them queued."""
+        deadline = time.monotonic() + seconds
+        body = error_body("no model server worker is running; one is being started")
+        response = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                    b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+        assert self.sock is not None
+        while (left := deadline - time.monotonic()) > 0 and not self.stopping:
+            try:
+                ready, _, _ = select.select([self.sock], [], [], left)
+                if not ready:
+                    continue
+                conn, _ = self.sock.accept()
+            except OSError as exc:
+                if exc.errno in (errno.EINTR, errno.EAGAIN):
+                    continue
+                return
+            with conn:
+                conn.settimeout(0.5)
+                try:
+                    conn.recv(65536)
+                    conn.sendall(response)
+                except OSError:
+                    pass
+
+    def _on_stop(self, signum: int, _frame: object) -> None:
+        if self.stopping:
+            return
+        self.stopping = True
+        self.stop_started = time.monotonic()
+        log.info("received %s: stopping %d worker(s) after their in-flight requests",
+                 signal.Signals(signum).name, len(self.workers))
+        if self.sock is not None:
+            self.sock.close()
+        for pid in list(self.workers):
+            _kill(pid, signal.SIGTERM)
+
+
+def _kill(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+__all__ = ["Supervisor", "bind", "exit_code_of"]
