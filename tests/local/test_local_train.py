@@ -316,3 +316,35 @@ def test_package_generates_the_job_name_as_the_sdk(tmp_path: Path, source: Path)
     assert name.startswith("my-trainer-") and len(name) == len("my-trainer-2026-01-01-00-00-00-000")
     assert (tmp_path / "out" / name / "source" / "sourcedir.tar.gz").is_file()
     assert os.path.getsize(tmp_path / "out" / name / "source" / "sourcedir.tar.gz") > 0
+
+
+FASTFILE = """
+import json, os, stat
+root = os.environ["SM_CHANNEL_TRAIN"]
+mode = stat.S_IMODE(os.stat(os.path.join(root, "a.csv")).st_mode)
+inter = os.environ["SM_OUTPUT_INTERMEDIATE_DIR"]
+os.makedirs(os.path.join(inter, "epoch-1"), exist_ok=True)
+open(os.path.join(inter, "epoch-1", "curve.csv"), "w").write("0.5\\n")
+json.dump({"mode": oct(mode), "data": open(os.path.join(root, "a.csv")).read()},
+          open(os.path.join(os.environ["SM_MODEL_DIR"], "fastfile.json"), "w"))
+"""
+
+
+def test_fastfile_intermediate_and_uncompressed_model(s3: Any, s3_env: dict, bucket: str, tmp_path: Path) -> None:
+    s3.put_object(Bucket=bucket, Key="ff/a.csv", Body=b"1\n")
+    src = tmp_path / "src"
+    write_script(src, FASTFILE)
+    request = {"OutputDataConfig": {"S3OutputPath": f"s3://{bucket}/out", "CompressionType": "NONE"}}
+    proc = toolkit("local", "train", "--request", "-", "--job-name", "ff-job", "--source-dir", str(src),
+                   "--entry-point", "train.py", "--channel", f"train=s3://{bucket}/ff", "--input-mode", "FastFile",
+                   "--hyperparameter", f"sagemaker_s3_output=s3://{bucket}/out", "--workdir", str(tmp_path / "work"),
+                   env=s3_env, stdin=json.dumps(request))
+    assert proc.returncode == 0, proc.stderr
+    assert s3_keys(s3, bucket) == {"ff/a.csv", "ff-job/source/sourcedir.tar.gz", "out/ff-job/output/model/fastfile.json",
+                                   "out/ff-job/output/output.tar.gz",
+                                   "out/ff-job/output/intermediate/epoch-1/curve.csv"}
+    seen = json.loads(s3_bytes(s3, bucket, "out/ff-job/output/model/fastfile.json"))
+    assert seen == {"mode": "0o444", "data": "1\n"}
+    assert s3_bytes(s3, bucket, "out/ff-job/output/intermediate/epoch-1/curve.csv") == b"0.5\n"
+    answer = describe(tmp_path / "work", "ff-job")
+    assert answer["ModelArtifacts"] == {"S3ModelArtifacts": f"s3://{bucket}/out/ff-job/output/model/"}
