@@ -148,3 +148,13 @@ def test_sniff_tells_archives_from_scripts() -> None:
     assert archive.sniff(good(mode="w:xz")[:512]) == "xz"
     assert archive.sniff(good_zip()[:512]) == "zip"
     assert archive.sniff(b"import os\n") is None
+
+
+@pytest.mark.parametrize("mode", ["w", "w:gz", "w:bz2", "w:xz"])
+def test_archive_cut_short_is_refused_whatever_the_compression(tmp_path: Path, mode: str) -> None:
+    import random
+
+    data = good({"data.bin": random.Random(2).randbytes(100_000)}, mode=mode)
+    with pytest.raises(ArchiveError, match="corrupt or truncated"):
+        archive.extract(OneWay(data[: len(data) - 20_000]), tmp_path / "code", stream=True)
+    assert leftovers(tmp_path) == []

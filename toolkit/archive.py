@@ -115,7 +115,8 @@ def extract(
             if zipfile.is_zipfile(source):
                 _extract_zip(source, tmp, label, max_bytes, max_members)
             else:
-                _extract_tar(source, tmp, label, max_bytes, max_members, stream=False)
+                with open(source, "rb") as fileobj:
+                    _extract_tar(fileobj, tmp, label, max_bytes, max_members)
         elif stream:
             head, rest = _peek(source, 4)
             if sniff(head) == "zip":
@@ -125,11 +126,11 @@ def extract(
                     spool.seek(0)
                     _extract_zip(spool, tmp, label, max_bytes, max_members)
             else:
-                _extract_tar(_Prefixed(head, rest), tmp, label, max_bytes, max_members, stream=True)
+                _extract_tar(_Prefixed(head, rest), tmp, label, max_bytes, max_members)
         elif _seekable_zip(source):
             _extract_zip(source, tmp, label, max_bytes, max_members)
         else:
-            _extract_tar(source, tmp, label, max_bytes, max_members, stream=False)
+            _extract_tar(source, tmp, label, max_bytes, max_members)
         os.rename(tmp, dest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -206,11 +207,17 @@ class _Writer:
             target.unlink()
         return target
 
-    def file(self, name: str, data: IO[bytes], mode: int) -> None:
+    def file(self, name: str, data: IO[bytes], mode: int) -> int:
         target = self.parent_of(name)
+        written = 0
         with open(target, "wb") as out:
-            shutil.copyfileobj(data, out, CHUNK)
+            while True:
+                chunk = data.read(CHUNK)
+                if not chunk:
+                    break
+                written += out.write(chunk)
         os.chmod(target, mode)
+        return written
 
     def symlink(self, name: str, link: str) -> None:
         target = self.parent_of(name)
@@ -250,19 +257,38 @@ def _mode(name: str, mode: int, label: str, is_dir: bool) -> int:
     return (stat.S_IMODE(mode) & 0o777) or 0o644
 
 
-def _extract_tar(source: Source, tmp: Path, label: str, max_bytes: int, max_members: int, stream: bool) -> None:
-    try:
-        if isinstance(source, (str, Path)):
-            tar = tarfile.open(source, mode="r:*")  # noqa: SIM115 - closed by `with tar` below
-        else:
-            mode = "r|*" if stream else "r:*"
-            tar = tarfile.open(fileobj=source, mode=mode, bufsize=CHUNK)  # type: ignore[call-overload]  # noqa: SIM115
-    except (tarfile.TarError, EOFError, OSError) as exc:
-        raise ArchiveError(f"{label}: not a readable tar or zip archive ({exc})") from exc
+def _decompressed(fileobj: IO[bytes]) -> IO[bytes]:
+    """The tar stream inside ``fileobj``. The compression modules, unlike tarfile's own stream
+    mode, check the end-of-stream marker and checksum, so a truncated archive is noticed."""
+    head, _ = _peek(fileobj, 512)
+    kind = sniff(head)
+    raw = _Prefixed(head, fileobj)
+    if kind == "gzip":
+        import gzip
+
+        return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[arg-type]
+    if kind == "bzip2":
+        import bz2
+
+        return bz2.BZ2File(raw)  # type: ignore[arg-type]
+    if kind == "xz":
+        import lzma
+
+        return lzma.LZMAFile(raw)  # type: ignore[arg-type]
+    return raw  # type: ignore[return-value]
+
+
+def _extract_tar(source: IO[bytes], tmp: Path, label: str, max_bytes: int, max_members: int) -> None:
+    """One pass over the archive, in tarfile's stream mode, so any readable object will do."""
     writer = _Writer(tmp, label)
     total = 0
     count = 0
     try:
+        data = _decompressed(source)
+        try:
+            tar = tarfile.open(fileobj=data, mode="r|", bufsize=CHUNK)  # noqa: SIM115 - closed below
+        except tarfile.TarError as exc:
+            raise ArchiveError(f"{label}: not a readable tar or zip archive ({exc})") from exc
         with tar:
             for member in tar:
                 count += 1
@@ -298,11 +324,15 @@ def _extract_tar(source: Source, tmp: Path, label: str, max_bytes: int, max_memb
                     fileobj = tar.extractfile(member)
                     if fileobj is not None:
                         with fileobj:
-                            writer.file(name, fileobj, mode)
+                            written = writer.file(name, fileobj, mode)
+                        if written != member.size:
+                            raise ArchiveError(f"{label}: archive is corrupt or truncated (member {member.name!r} "
+                                               f"has {written} of its {member.size} bytes)")
+            # Read to the end: the decompressor checks its trailer, the transport its length.
+            while data.read(CHUNK):
+                pass
         writer.verify_links()
     except (tarfile.TarError, EOFError, OSError, zipfile.BadZipFile) as exc:
-        if isinstance(exc, ArchiveError):
-            raise
         raise ArchiveError(f"{label}: archive is corrupt or truncated ({exc})") from exc
 
 

@@ -40,8 +40,10 @@ class ReadAhead:
     ahead of the consumer, so that the network, decompression and disk writes overlap (each
     releases the GIL). Any error reading the body is raised to the consumer as TransferError."""
 
-    def __init__(self, body: IO[bytes], chunk: int = 1024 * 1024, depth: int = 16) -> None:
+    def __init__(self, body: IO[bytes], chunk: int = 1024 * 1024, depth: int = 16,
+                 expected: Optional[int] = None) -> None:
         self._body = body
+        self._expected = expected
         self._chunk = chunk
         self._queue: queue.Queue = queue.Queue(maxsize=depth)
         self._stop = threading.Event()
@@ -53,12 +55,16 @@ class ReadAhead:
 
     def _pump(self) -> None:
         item: object
+        total = 0
         try:
             while not self._stop.is_set():
                 data = self._body.read(self._chunk)
                 if not data:
                     break
+                total += len(data)
                 self._put(data)
+            if self._expected is not None and total != self._expected and not self._stop.is_set():
+                raise ConnectionError(f"connection closed after {total} of {self._expected} bytes")
             item = b""
         except BaseException as exc:
             item = exc

@@ -82,8 +82,12 @@ def toolkit_fetch_code(uri: str, dest: Path, env: Mapping[str, str]) -> Optional
     name = posixpath.basename(unquote(parts.path).rstrip("/")) or "index.html"
 
     def attempt() -> Path:
-        with urllib.request.urlopen(request, timeout=TIMEOUT) as response, download.ReadAhead(response) as body:
-            return download.unpack_or_place(body, dest, name, shown, env)  # type: ignore[arg-type]
+        with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
+            length = response.headers.get("Content-Length")
+            plain = not response.headers.get("Content-Encoding")
+            expected = int(length) if length and length.isdigit() and plain else None
+            with download.ReadAhead(response, expected=expected) as body:
+                return download.unpack_or_place(body, dest, name, shown, env)  # type: ignore[arg-type]
 
     try:
         return download.with_retries(attempt, transient=transient, tries=download.attempts(env), what=shown)
