@@ -442,3 +442,117 @@ class TrainingEnv:
             "user_args": mask_argv(self.user_args()),
             "warnings": list(self.warnings),
         }
+
+
+# --- serving ---
+
+
+def _int_setting(environ: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+    raw = (environ.get(name) or "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a whole number; expected e.g. {name}={default}") from None
+    if value < minimum:
+        raise ConfigError(f"{name}={value} is below {minimum}; expected e.g. {name}={default}")
+    return value
+
+
+def _port_range(environ: Mapping[str, str]) -> Optional[tuple[int, int]]:
+    raw = (environ.get("SAGEMAKER_SAFE_PORT_RANGE") or "").strip()
+    if not raw:
+        return None
+    low, sep, high = raw.partition("-")
+    if not sep or not low.strip().isdigit() or not high.strip().isdigit() or int(low) > int(high):
+        raise ConfigError(f"SAGEMAKER_SAFE_PORT_RANGE={raw!r} is not a range like 20000-20999")
+    return int(low), int(high)
+
+
+@dataclass(frozen=True)
+class ServingEnv:
+    """Everything ``serve`` needs to know, read once from the environment mapping.
+
+    SAGEMAKER_MODEL_SERVER_TIMEOUT is in seconds here (Multi Model Server read it as minutes).
+    """
+
+    base_dir: Path
+    environ: Mapping[str, str]
+    port: int = 8080
+    host: str = "0.0.0.0"
+    safe_port_range: Optional[tuple[int, int]] = None
+    workers: int = 1
+    threads: int = 4
+    timeout: float = 60.0
+    max_payload_mb: int = 6
+    default_accept: str = "application/json"
+    program: str = "inference.py"
+    submit_dir: Optional[str] = None
+    max_concurrent_transforms: int = 1
+    batch_strategy: str = "MULTI_RECORD"
+    preload_model: bool = False
+    log_ping: bool = False
+    log_level: int = logging.INFO
+    multi_model: bool = False
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str], base_dir: Optional[str] = None) -> ServingEnv:
+        """Parse the serving variables; raises ``ConfigError`` naming the variable and a valid value."""
+
+        def flag(name: str) -> bool:
+            return (environ.get(name) or "").strip().lower() in {"1", "true", "yes", "on"}
+
+        port = _int_setting(environ, "SAGEMAKER_BIND_TO_PORT", 8080, minimum=0)
+        if port > 65535:
+            raise ConfigError(f"SAGEMAKER_BIND_TO_PORT={port} is not a TCP port; expected 1-65535, e.g. 8080")
+        strategy = (environ.get("SAGEMAKER_BATCH_STRATEGY") or "MULTI_RECORD").strip().upper()
+        if strategy not in {"MULTI_RECORD", "SINGLE_RECORD"}:
+            raise ConfigError(f"SAGEMAKER_BATCH_STRATEGY={strategy!r}: expected MULTI_RECORD or SINGLE_RECORD")
+        raw_timeout = (environ.get("SAGEMAKER_MODEL_SERVER_TIMEOUT") or "").strip()
+        try:
+            timeout = float(raw_timeout) if raw_timeout else 60.0
+        except ValueError:
+            raise ConfigError(
+                f"SAGEMAKER_MODEL_SERVER_TIMEOUT={raw_timeout!r} is not a number of seconds, e.g. 60"
+            ) from None
+        return cls(
+            base_dir=Path(base_dir or environ.get("SAGEMAKER_BASE_DIR") or DEFAULT_BASE_DIR),
+            environ=MappingProxyType(dict(environ)),
+            port=port,
+            host=(environ.get("TOOLKIT_BIND_HOST") or "0.0.0.0").strip(),
+            safe_port_range=_port_range(environ),
+            workers=_int_setting(environ, "SAGEMAKER_MODEL_SERVER_WORKERS", cpu_count(), minimum=1),
+            threads=_int_setting(environ, "TOOLKIT_SERVER_THREADS", 4, minimum=1),
+            timeout=timeout,
+            max_payload_mb=_int_setting(environ, "SAGEMAKER_MAX_PAYLOAD_IN_MB", 6),
+            default_accept=(environ.get("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT") or "application/json").strip(),
+            program=(environ.get("SAGEMAKER_PROGRAM") or "inference.py").strip(),
+            submit_dir=(environ.get("SAGEMAKER_SUBMIT_DIRECTORY") or "").strip() or None,
+            max_concurrent_transforms=_int_setting(environ, "SAGEMAKER_MAX_CONCURRENT_TRANSFORMS", 1, minimum=1),
+            batch_strategy=strategy,
+            preload_model=flag("TOOLKIT_PRELOAD_MODEL"),
+            log_ping=flag("TOOLKIT_LOG_PING"),
+            log_level=log_level_from(
+                environ.get("SAGEMAKER_CONTAINER_LOG_LEVEL") or environ.get("TOOLKIT_LOG_LEVEL")
+            ),
+            multi_model=flag("SAGEMAKER_MULTI_MODEL"),
+        )
+
+    @property
+    def model_dir(self) -> Path:
+        return self.base_dir / "model"
+
+    @property
+    def code_dir(self) -> Path:
+        """Where the inference code is when no submit directory is given: /opt/ml/model/code."""
+        return self.model_dir / "code"
+
+    @property
+    def max_payload_bytes(self) -> Optional[int]:
+        """The request body limit; None when SAGEMAKER_MAX_PAYLOAD_IN_MB=0 (chunked Batch Transform)."""
+        return self.max_payload_mb * 1024 * 1024 if self.max_payload_mb else None
+
+    def settings_view(self) -> Mapping[str, str]:
+        """The environment as fetchers and installers receive it."""
+        return self.environ

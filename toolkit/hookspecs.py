@@ -13,12 +13,15 @@ in step.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, Sequence
 
 import pluggy
 
 if TYPE_CHECKING:  # pragma: no cover - types only
-    from toolkit.environment import TrainingEnv
+    import socket
+
+    from toolkit.environment import ServingEnv, TrainingEnv
+    from toolkit.serving.codecs import Codecs
     from toolkit.types import Command, Outcome
 
 PROJECT = "toolkit"
@@ -103,38 +106,61 @@ def toolkit_after_training(env: TrainingEnv, outcome: Outcome) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# Serving: the handler and the codecs
+# Serving: the handler, the codecs and the HTTP server
 # --------------------------------------------------------------------------------------------
 
 
 @hookspec(firstresult=True)
-def toolkit_load_handler(model_dir: Path, code_dir: Optional[Path], env: Mapping[str, str]) -> Any:
-    """Return the inference handler for the model in ``model_dir``, or None.
+def toolkit_load_handler(model_dir: Path, code_dir: Optional[Path], env: ServingEnv, codecs: Codecs) -> Any:
+    """Return the inference handler for the model in ``model_dir``, or None to let the next loader try.
 
-    The built-in loader imports SAGEMAKER_PROGRAM (default ``inference.py``) from ``code_dir``
-    and wraps its model_fn / input_fn / predict_fn / output_fn / transform_fn functions.
+    ``code_dir`` is where the user's code is (the fetched SAGEMAKER_SUBMIT_DIRECTORY, or
+    ``model_dir/code``), None when there is none. The result must be a
+    ``toolkit.serving.handler.Handler``: ``load_model()`` is called once per process (in the
+    supervisor before forking when TOOLKIT_PRELOAD_MODEL=true), then ``invoke(request)`` for every
+    POST /invocations, from several threads at once. ``codecs`` decodes and encodes bodies by media
+    type, for handlers that want the default codecs.
+
+    The built-in loader imports SAGEMAKER_PROGRAM (default ``inference.py``) from ``code_dir`` and
+    implements the AWS inference toolkit's contract: model_fn, input_fn, predict_fn, output_fn,
+    transform_fn, pre_model_fn, model_warmup_fn, execution_parameters_fn, each with an optional
+    trailing ``context`` argument. It answers last, so a plugin's loader replaces it.
     """
 
 
 @hookspec(firstresult=True)
-def toolkit_decode(body: bytes, content_type: str) -> Any:
-    """Turn a request body into the object the handler gets; None when the type is not yours.
+def toolkit_decoder(media_type: str) -> Optional[Callable[[bytes], Any]]:
+    """Return a function that turns a request body of ``media_type`` into a Python object, or None.
 
-    ``content_type`` is the bare media type, lower-cased, parameters removed
-    (``application/json``). Raise ``toolkit.ClientError`` for a body that does not parse.
+    ``media_type`` is bare and lower-case (``application/json``: parameters such as charset are
+    removed). The server asks once per media type and keeps the answer, so the function you return
+    is what runs per request. It raises ``toolkit.ClientError`` (or ValueError) for a body that does
+    not parse; the client then gets 400 with that message. Used when the user's module has no
+    ``input_fn``.
     """
 
 
 @hookspec(firstresult=True)
-def toolkit_encode(data: Any, accept: str) -> Optional[bytes]:
-    """Turn a prediction into response bytes for the media type ``accept``; None if not yours."""
+def toolkit_encoder(media_type: str) -> Optional[Callable[[Any], bytes]]:
+    """Return a function that turns a prediction into response bytes of ``media_type``, or None.
+
+    Asked once per media type, like ``toolkit_decoder``; used when the user's module has no
+    ``output_fn``, and to choose among the types a client's Accept header lists.
+    """
 
 
 @hookspec
 def toolkit_media_types() -> Sequence[str]:
-    """Return the media types your decode/encode implementations accept (for 415/406 errors)."""
+    """Return the media types your decoder/encoder accept; they are listed in 415/406 errors and
+    matched against wildcards such as ``text/*`` in Accept headers."""
 
 
 @hookspec(firstresult=True)
-def toolkit_serve(app: Any, env: Mapping[str, str]) -> Optional[bool]:
-    """Serve the WSGI ``app``; return True when you did (the built-in uses waitress)."""
+def toolkit_serve(app: Callable[..., Any], sock: socket.socket, env: ServingEnv) -> Optional[bool]:
+    """Serve the WSGI ``app`` on the listening ``sock`` in this worker process; True when you did.
+
+    The supervisor binds the port once and forks SAGEMAKER_MODEL_SERVER_WORKERS workers; each
+    calls this hook. Serve until the process gets SIGTERM, then stop accepting, let in-flight
+    requests finish (at most 25 s) and return. ``app.idle()`` says whether no request is in
+    progress. The built-in implementation uses waitress with TOOLKIT_SERVER_THREADS threads.
+    """

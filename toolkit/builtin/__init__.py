@@ -13,4 +13,7 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "python": "toolkit.builtin.python",
     "shell": "toolkit.builtin.shell",
     "executable": "toolkit.builtin.executable",
+    "codecs": "toolkit.builtin.codecs",
+    "inference": "toolkit.builtin.inference",
+    "waitress": "toolkit.builtin.waitress",
 }
