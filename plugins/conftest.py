@@ -1,0 +1,188 @@
+"""Fixtures for the first-party plugins' tests: SageMaker job folders, and several hosts on one
+machine, each in its own network namespace with its own address, /etc/hosts and /opt/ml, each
+running the real ``train`` console script (see /work/shared/multihost.md for the recipe)."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Optional
+
+import pytest
+
+BIN = Path(sys.executable).parent
+
+
+def clean_environ(**extra: str) -> dict[str, str]:
+    """This process's environment without SageMaker/toolkit/AWS variables, plus ``extra``."""
+    drop = ("SM_", "SAGEMAKER_", "TOOLKIT_", "AWS_", "TRAINING_JOB_NAME", "OMPI_", "PMIX_")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
+    env.update(extra)
+    return env
+
+
+class HostJob:
+    """One host's /opt/ml (under a temporary folder), laid out as SageMaker does."""
+
+    def __init__(self, root: Path, host: str, hosts: list[str]) -> None:
+        self.host = host
+        self.base = root / host / "opt" / "ml"
+        self.config = self.base / "input" / "config"
+        self.code = self.base / "code"
+        self.config.mkdir(parents=True)
+        self.code.mkdir(parents=True)
+        self.resources(hosts)
+
+    def resources(self, hosts: list[str], instance_type: str = "ml.m5.xlarge") -> HostJob:
+        data = {"current_host": self.host, "hosts": hosts, "current_group_name": "homogeneousCluster",
+                "current_instance_type": instance_type, "network_interface_name": "eth0",
+                "instance_groups": [{"instance_group_name": "homogeneousCluster",
+                                     "instance_type": instance_type, "hosts": hosts}]}
+        (self.config / "resourceconfig.json").write_text(json.dumps(data))
+        return self
+
+    def hyperparameters(self, hps: Mapping[str, Any]) -> HostJob:
+        (self.config / "hyperparameters.json").write_text(json.dumps({k: json.dumps(v) for k, v in hps.items()}))
+        return self
+
+    def distributed(self, config: Mapping[str, Any]) -> HostJob:
+        drivers = self.base / "input" / "data" / "sm_drivers"
+        drivers.mkdir(parents=True, exist_ok=True)
+        (drivers / "distributed.json").write_text(json.dumps(config))
+        return self
+
+    def script(self, name: str, text: str) -> Path:
+        path = self.code / name
+        path.write_text(text)
+        return path
+
+    @property
+    def failure(self) -> Path:
+        return self.base / "output" / "failure"
+
+    @property
+    def success(self) -> Path:
+        return self.base / "output" / "success"
+
+    @property
+    def model(self) -> Path:
+        return self.base / "model"
+
+
+def netns_unavailable() -> Optional[str]:
+    """Why network namespaces cannot be used here, or None."""
+    if os.geteuid() != 0:
+        return "multi-host tests need root (to create network namespaces)"
+    if shutil.which("ip") is None:
+        return "multi-host tests need the `ip` command (iproute2)"
+    probe = f"tkprobe{secrets.token_hex(3)}"
+    made = subprocess.run(["ip", "netns", "add", probe], capture_output=True, text=True)
+    if made.returncode != 0:
+        return f"`ip netns add` does not work here: {made.stderr.strip()}"
+    subprocess.run(["ip", "netns", "del", probe], capture_output=True)
+    return None
+
+
+class Cluster:
+    """Hosts algo-1..algo-N, each a network namespace joined to the others by a bridge."""
+
+    def __init__(self, root: Path, count: int = 2) -> None:
+        self.tag = secrets.token_hex(3)  # unique per test: namespace and link names
+        self.hosts = [f"algo-{i + 1}" for i in range(count)]
+        self.ns = {h: f"tk{self.tag}-{i + 1}" for i, h in enumerate(self.hosts)}
+        self.bridge = f"tkbr{self.tag}"
+        self.jobs = {h: HostJob(root, h, self.hosts) for h in self.hosts}
+        self.logs = root / "logs"
+        self.logs.mkdir()
+        self.procs: dict[str, subprocess.Popen] = {}
+
+    def _ip(self, *args: str) -> None:
+        subprocess.run(["ip", *args], check=True, capture_output=True, text=True)
+
+    def up(self) -> Cluster:
+        self._ip("link", "add", self.bridge, "type", "bridge")
+        self._ip("link", "set", self.bridge, "up")
+        lines = ["127.0.0.1 localhost"] + [f"10.77.0.{i + 1} {h}" for i, h in enumerate(self.hosts)]
+        for i, host in enumerate(self.hosts):
+            ns, outside = self.ns[host], f"tk{self.tag}v{i + 1}"
+            self._ip("netns", "add", ns)
+            self._ip("link", "add", outside, "type", "veth", "peer", "name", "eth0", "netns", ns)
+            self._ip("link", "set", outside, "master", self.bridge)
+            self._ip("link", "set", outside, "up")
+            self._ip("-n", ns, "addr", "add", f"10.77.0.{i + 1}/24", "dev", "eth0")
+            self._ip("-n", ns, "link", "set", "lo", "up")
+            self._ip("-n", ns, "link", "set", "eth0", "up")
+            folder = Path("/etc/netns") / ns
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / "hosts").write_text("\n".join(lines) + "\n")
+        return self
+
+    def down(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        for ns in self.ns.values():
+            pids = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True).stdout.split()
+            for pid in pids:
+                try:
+                    os.kill(int(pid), signal.SIGKILL)
+                except (ProcessLookupError, ValueError):
+                    pass
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+            shutil.rmtree(Path("/etc/netns") / ns, ignore_errors=True)
+        subprocess.run(["ip", "link", "del", self.bridge], capture_output=True)
+
+    def start(self, host: str, **extra: str) -> subprocess.Popen:
+        """The real ``train`` on ``host``, in its namespace, with its own SAGEMAKER_BASE_DIR."""
+        env = clean_environ(SAGEMAKER_BASE_DIR=str(self.jobs[host].base), PYTHONUNBUFFERED="1", **extra)
+        out = open(self.logs / f"{host}.log", "w")  # noqa: SIM115 - kept open while the host runs
+        # Own UTS namespace too: each host has its own hostname, as separate machines do (Open MPI
+        # tells hosts apart by name).
+        argv = ["ip", "netns", "exec", self.ns[host], "unshare", "--uts", "--", "sh", "-c",
+                'hostname "$0" && exec "$1"', host, str(BIN / "train")]
+        proc = subprocess.Popen(argv, env=env,
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        self.procs[host] = proc
+        return proc
+
+    def run(self, timeout: float = 120, **extra: str) -> dict[str, int]:
+        """Start ``train`` on every host and wait for all; exit code by host."""
+        for host in self.hosts:
+            self.start(host, **extra)
+        return self.wait(timeout)
+
+    def wait(self, timeout: float) -> dict[str, int]:
+        deadline = time.monotonic() + timeout
+        codes = {}
+        for host, proc in self.procs.items():
+            try:
+                codes[host] = proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                pytest.fail(f"{host} still running after {timeout} s:\n{self.output()}")
+        return codes
+
+    def output(self) -> str:
+        return "\n".join(f"----- {h}\n{(self.logs / f'{h}.log').read_text()}" for h in self.hosts
+                         if (self.logs / f"{h}.log").exists())
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
+    """Two hosts, algo-1 and algo-2 (10.77.0.1 and .2), torn down after the test."""
+    why = netns_unavailable()
+    if why:
+        pytest.skip(why)
+    c = Cluster(tmp_path)
+    try:
+        c.up()
+        yield c
+    finally:
+        c.down()

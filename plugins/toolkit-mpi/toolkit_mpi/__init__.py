@@ -1,0 +1,190 @@
+"""toolkit-mpi: multi-host training with Open MPI's ``mpirun`` over SSH.
+
+Selected by the ``sagemaker_mpi_enabled`` hyperparameter, an SDK v3 ``distributed.json`` of type
+MPI, or ``TOOLKIT_LAUNCHER=mpi``. The first host runs ``mpirun`` to every host; the others run
+sshd and wait until the master reports how the job ended (see ``toolkit_mpi.worker``).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import shlex
+import sys
+from pathlib import Path
+from typing import Any, Mapping, Optional, Sequence
+
+from toolkit import Command, ConfigError, hookimpl
+from toolkit.environment import TrainingEnv
+from toolkit_mpi.ssh import key_path
+
+__version__ = "0.1.0"
+
+NAME = "mpi"
+DEFAULT_SSH_PORT = 22
+DEFAULT_STATE_DIR = "/tmp/toolkit-mpi"
+# The instance types the official toolkit and the SDK v3 drivers turn EFA on for.
+EFA_NCCL_INSTANCES = frozenset({
+    "ml.g4dn.8xlarge", "ml.g4dn.12xlarge", "ml.g5.48xlarge", "ml.p3dn.24xlarge",
+    "ml.p4d.24xlarge", "ml.p4de.24xlarge", "ml.p5.48xlarge", "ml.trn1.32xlarge",
+})
+EFA_RDMA_INSTANCES = frozenset({"ml.p4d.24xlarge", "ml.p4de.24xlarge", "ml.trn1.32xlarge"})
+
+
+def _true(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in {"1", "true", "yes", "on"}
+    return bool(value)
+
+
+def v3_type(distributed: Optional[Mapping[str, Any]]) -> str:
+    """The launcher an SDK v3 ``distributed.json`` asks for: ``mpi``, ``torchrun`` or ''."""
+    if not distributed:
+        return ""
+    kind = str(distributed.get("_type") or "").lower()
+    if kind:
+        return kind
+    driver = str(distributed.get("driver_script") or "").lower()  # older SDK v3 releases
+    return driver.split("_driver", 1)[0] if "_driver" in driver else ""
+
+
+def selected(env: TrainingEnv) -> bool:
+    """Whether this job asked for MPI. TOOLKIT_LAUNCHER, when set, decides alone."""
+    explicit = (env.environ.get("TOOLKIT_LAUNCHER") or "").strip().lower()
+    if explicit:
+        return explicit == NAME
+    return _true(env.settings.get("sagemaker_mpi_enabled")) or v3_type(env.distributed) == NAME
+
+
+def _positive(value: Any, what: str) -> Optional[int]:
+    if value in (None, ""):
+        return None
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        number = 0
+    if number < 1:
+        raise ConfigError(f"{what} must be a whole number of at least 1, got {value!r}")
+    return number
+
+
+def processes_per_host(env: TrainingEnv) -> int:
+    """``sagemaker_mpi_num_of_processes_per_host``, else v3 ``process_count_per_node``, else the
+    GPUs, else 1."""
+    classic = _positive(env.settings.get("sagemaker_mpi_num_of_processes_per_host"),
+                        "sagemaker_mpi_num_of_processes_per_host")
+    v3 = _positive((env.distributed or {}).get("process_count_per_node"),
+                   "distributed.json process_count_per_node")
+    return classic or v3 or env.num_gpus or 1
+
+
+def custom_options(env: TrainingEnv) -> list[str]:
+    """``sagemaker_mpi_custom_mpi_options`` (one string, split like a shell would) and the v3
+    ``mpi_additional_options`` (a list, or a string)."""
+    options: list[str] = []
+    for value, what in ((env.settings.get("sagemaker_mpi_custom_mpi_options"), "sagemaker_mpi_custom_mpi_options"),
+                        ((env.distributed or {}).get("mpi_additional_options"), "mpi_additional_options")):
+        if value in (None, ""):
+            continue
+        if isinstance(value, list):
+            options.extend(str(v) for v in value)
+            continue
+        try:
+            options.extend(shlex.split(str(value)))
+        except ValueError as exc:
+            raise ConfigError(f"{what} {value!r} does not parse as shell words: {exc}") from exc
+    return options
+
+
+def python() -> list[str]:
+    """How ranks start Python. Under ``python -m mpi4py`` (when mpi4py is installed) a rank that
+    raises or exits non-zero aborts the whole job with its code; under plain ``python`` it would
+    wait forever in MPI_Finalize for the ranks still running."""
+    if importlib.util.find_spec("mpi4py") is not None:
+        return [sys.executable, "-m", "mpi4py"]
+    return [sys.executable]
+
+
+def program(entry_point: str, code_dir: Path, args: Sequence[str]) -> list[str]:
+    """What each rank runs: a .py file, a module (``-m``), a .sh file or an executable."""
+    if entry_point.endswith(".py"):
+        return [*python(), str(code_dir / entry_point), *args]
+    if entry_point.endswith(".sh"):
+        return ["/bin/sh", str(code_dir / entry_point), *args]
+    if (code_dir / entry_point).is_file():
+        return [str((code_dir / entry_point).resolve()), *args]
+    return [*python(), "-m", entry_point, *args]
+
+
+def efa_variables(instance_type: str) -> dict[str, str]:
+    """The EFA/NCCL settings the official toolkit exports for this instance type."""
+    found: dict[str, str] = {}
+    if instance_type in EFA_NCCL_INSTANCES:
+        found.update(FI_PROVIDER="efa", NCCL_PROTO="simple")
+    if instance_type in EFA_RDMA_INSTANCES:
+        found.update(FI_EFA_USE_DEVICE_RDMA="1", RDMAV_FORK_SAFE="1")
+    return found
+
+
+def ssh_options(environ: Mapping[str, str]) -> tuple[str, int, str]:
+    """(key folder, sshd port, state folder): where keys live, which port sshd listens on and
+    where workers find the job's status. Same on every host."""
+    ssh_dir = environ.get("TOOLKIT_SSH_DIR") or str(Path(environ.get("HOME") or "/root") / ".ssh")
+    port = _positive(environ.get("TOOLKIT_SSH_PORT"), "TOOLKIT_SSH_PORT") or DEFAULT_SSH_PORT
+    state = environ.get("TOOLKIT_MPI_STATE_DIR") or DEFAULT_STATE_DIR
+    return ssh_dir, port, state
+
+
+def mpirun_argv(env: TrainingEnv, run: Sequence[str], extra_env: Mapping[str, str]) -> list[str]:
+    """The ``mpirun`` command the master runs. ``-np`` is processes per host x hosts (the SDK v3
+    driver passes the per-host count only, which starts too few ranks on a multi-host job)."""
+    hosts = env.distribution_hosts or env.hosts
+    per_host = processes_per_host(env)
+    ssh_dir, port, _state = ssh_options(env.environ)
+    iface = env.network_interface_name
+    key = key_path(Path(ssh_dir))
+    rsh = (f"-p {port} -i {key} -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null "
+           f"-o LogLevel=ERROR -o BatchMode=yes")
+    argv = [
+        "mpirun",
+        "--host", ",".join(f"{h}:{per_host}" for h in hosts),
+        "-np", str(per_host * len(hosts)),
+        "--allow-run-as-root", "--tag-output",
+        "-mca", "plm_rsh_agent", "ssh",
+        "-mca", "plm_rsh_args", rsh,
+        "-mca", "plm_rsh_no_tree_spawn", "1",
+        "-mca", "btl_tcp_if_include", iface,
+        "-mca", "oob_tcp_if_include", iface,
+        "-mca", "pml", "ob1",
+        "-mca", "btl", "^openib",
+        "-mca", "orte_abort_on_non_zero_status", "1",
+        "-bind-to", "none", "-map-by", "slot",
+    ]
+    for name, value in sorted(extra_env.items()):
+        argv += ["-x", f"{name}={value}"]
+    argv += custom_options(env)
+    return [*argv, *run]
+
+
+@hookimpl
+def toolkit_launch(
+    entry_point: str, code_dir: Path, args: Sequence[str], env: TrainingEnv
+) -> Optional[Command]:
+    if not selected(env):
+        return None
+    hosts = env.distribution_hosts or env.hosts
+    ssh_dir, port, state = ssh_options(env.environ)
+    common = ["--ssh-dir", ssh_dir, "--port", str(port), "--state-dir", state]
+    for option, name in (("--wait-seconds", "TOOLKIT_MPI_WAIT_SECONDS"),
+                         ("--start-timeout", "TOOLKIT_MPI_START_TIMEOUT"),
+                         ("--report-grace", "TOOLKIT_MPI_REPORT_GRACE")):
+        if env.environ.get(name):
+            common += [option, str(_positive(env.environ[name], name))]
+    helper = [sys.executable, "-m", "toolkit_mpi.worker"]
+    if env.current_host != hosts[0]:
+        argv = [*helper, "worker", "--host", env.current_host, "--master", hosts[0], *common]
+        return Command(argv, cwd=code_dir, name="mpi worker")
+    extra = {"NCCL_SOCKET_IFNAME": env.network_interface_name,
+             **efa_variables(env.current_instance_type)}
+    mpirun = mpirun_argv(env, program(entry_point, code_dir, args), extra)
+    argv = [*helper, "master", "--hosts", ",".join(hosts), *common, "--", *mpirun]
+    return Command(argv, cwd=code_dir, env=extra, name="mpirun")

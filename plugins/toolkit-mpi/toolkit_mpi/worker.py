@@ -1,0 +1,188 @@
+"""The helper the MPI launcher runs on each host: ``python -m toolkit_mpi.worker master|worker``.
+
+master: make sure the key exists, wait (bounded, logged) until every other host resolves and
+accepts SSH, run ``mpirun`` (with the job's variables forwarded by ``-x``), then tell every
+other host the exit code over SSH and exit with it.
+
+worker: run sshd and wait until the master reports how the job ended, then exit with that code.
+No fixed sleeps: the worker polls for the report, and gives up (exit 1, with the reason) when
+mpirun's daemon on this host has gone and no report came within ``--report-grace`` seconds, or
+when no daemon ever started within ``--start-timeout`` seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Mapping, Optional, Sequence
+
+from toolkit_mpi import ssh
+
+log = logging.getLogger("toolkit")
+FORWARD_PREFIXES = ("SM_", "SAGEMAKER_", "NCCL_", "FI_", "AWS_", "TOOLKIT_", "OMP_", "PYTHON")
+FORWARD_NAMES = ("PATH", "LD_LIBRARY_PATH", "LD_PRELOAD", "HOME", "LANG", "TZ")
+NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def forwarded(environ: Mapping[str, str], argv: Sequence[str]) -> list[str]:
+    """``-x NAME`` for every variable the ranks on other hosts need (values stay out of argv)."""
+    given = {argv[i + 1].split("=", 1)[0] for i, a in enumerate(argv[:-1]) if a == "-x"}
+    names = sorted(n for n in environ if NAME.match(n) and n not in given
+                   and (n.startswith(FORWARD_PREFIXES) or n in FORWARD_NAMES))
+    return [part for n in names for part in ("-x", n)]
+
+
+def _stop_on(signals: Sequence[int], action: object) -> None:
+    for sig in signals:
+        signal.signal(sig, action)  # type: ignore[arg-type]
+
+
+def report(hosts: Sequence[str], key: Path, port: int, state_dir: Path, code: int) -> None:
+    """Write ``code`` into each host's status file over SSH, all hosts at once."""
+    def one(host: str) -> None:
+        path = ssh.status_path(state_dir, host)
+        command = f"mkdir -p {state_dir} && echo {code} > {path}.tmp && mv {path}.tmp {path}"
+        try:
+            done = ssh.ssh(host, key, port, command, timeout=30)
+            if done.returncode != 0:
+                log.error("could not tell %s the job's exit code: %s", host, done.stderr.strip())
+        except subprocess.TimeoutExpired:
+            log.error("could not tell %s the job's exit code: ssh timed out", host)
+
+    threads = [threading.Thread(target=one, args=(h,)) for h in hosts]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
+def run_master(opts: argparse.Namespace, mpirun: list[str], environ: Mapping[str, str]) -> int:
+    ssh_dir, state_dir = Path(opts.ssh_dir), Path(opts.state_dir)
+    key = ssh.ensure_keys(ssh_dir)
+    hosts = [h for h in opts.hosts.split(",") if h]
+    others = hosts[1:]
+    deadline = time.monotonic() + opts.wait_seconds
+    try:
+        for host in others:
+            ssh.wait_for_host(host, key, opts.port, deadline)
+    except TimeoutError as exc:
+        print(f"mpi: {exc}; check that every host runs the same image and the network allows port "
+              f"{opts.port} (TOOLKIT_MPI_WAIT_SECONDS={opts.wait_seconds:g})", file=sys.stderr)
+        report(others, key, opts.port, state_dir, 1)
+        return 1
+    argv = [mpirun[0], *forwarded(environ, mpirun), *mpirun[1:]]
+    log.info("mpi: %d host(s) ready; starting mpirun", len(hosts))
+    child = subprocess.Popen(argv)
+    stopped: list[int] = []
+
+    def forward(signum: int, _frame: object) -> None:
+        stopped.append(signum)
+        try:
+            child.send_signal(signum)
+        except ProcessLookupError:
+            pass
+
+    _stop_on((signal.SIGTERM, signal.SIGINT), forward)
+    code = child.wait()
+    code = 128 - code if code < 0 else code
+    report(others, key, opts.port, state_dir, code)
+    if code != 0:
+        why = f" after {signal.Signals(stopped[0]).name}" if stopped else ""
+        print(f"mpi: mpirun exited with code {code}{why}; the job failed on all {len(hosts)} host(s)",
+              file=sys.stderr)
+    return code
+
+
+def run_worker(opts: argparse.Namespace) -> int:
+    ssh_dir, state_dir = Path(opts.ssh_dir), Path(opts.state_dir)
+    ssh.ensure_keys(ssh_dir)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    status = ssh.status_path(state_dir, opts.host)
+    status.unlink(missing_ok=True)
+    sshd = ssh.start_sshd(ssh_dir, opts.port, state_dir, name=opts.host)
+    stopped: list[int] = []
+    _stop_on((signal.SIGTERM, signal.SIGINT), lambda signum, _f: stopped.append(signum))
+    log.info("mpi: %s runs sshd on port %d and waits for %s's mpirun", opts.host, opts.port, opts.master)
+    started, seen, gone_at = time.monotonic(), False, None
+    code: Optional[int] = None
+    reason = ""
+    while code is None:
+        if status.is_file():
+            text = status.read_text().strip()
+            code = int(text) if text.lstrip("-").isdigit() else 1
+            reason = f"the MPI job run by {opts.master} failed with exit code {code}"
+            break
+        if stopped:
+            code, reason = 128 + stopped[0], f"stopped by {signal.Signals(stopped[0]).name}"
+            break
+        if sshd.poll() is not None:
+            code, reason = 1, f"sshd exited with code {sshd.returncode}; {opts.master} cannot reach this host"
+            break
+        daemons = bool(ssh.running("orted"))
+        now = time.monotonic()
+        if daemons:
+            seen, gone_at = True, None
+        elif seen and gone_at is None:
+            gone_at = now
+        if gone_at is not None and now - gone_at > opts.report_grace:
+            code, reason = 1, (f"mpirun's daemon on this host ended but {opts.master} never reported the "
+                               f"job's exit code within {opts.report_grace:g} s (did the master host die?)")
+        elif not seen and now - started > opts.start_timeout:
+            code, reason = 1, (f"{opts.master} did not start mpirun on this host within "
+                               f"{opts.start_timeout:g} s (TOOLKIT_MPI_START_TIMEOUT)")
+        else:
+            time.sleep(0.2)
+    sshd.terminate()
+    try:
+        sshd.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        sshd.kill()
+    if code == 0:
+        log.info("mpi: the job run by %s succeeded", opts.master)
+    else:
+        print(f"mpi: {reason}", file=sys.stderr)
+    return code
+
+
+def parse(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
+    argv = list(argv)
+    rest: list[str] = []
+    if "--" in argv:
+        cut = argv.index("--")
+        argv, rest = argv[:cut], argv[cut + 1:]
+    parser = argparse.ArgumentParser(prog="python -m toolkit_mpi.worker")
+    parser.add_argument("role", choices=["master", "worker"])
+    parser.add_argument("--hosts", default="", help="master: every host, master first")
+    parser.add_argument("--host", default="", help="worker: this host")
+    parser.add_argument("--master", default="", help="worker: the host that runs mpirun")
+    parser.add_argument("--ssh-dir", required=True)
+    parser.add_argument("--port", type=int, default=22)
+    parser.add_argument("--state-dir", required=True)
+    parser.add_argument("--wait-seconds", type=float, default=300.0)
+    parser.add_argument("--start-timeout", type=float, default=3600.0)
+    parser.add_argument("--report-grace", type=float, default=60.0)
+    return parser.parse_args(argv), rest
+
+
+def main(argv: Optional[Sequence[str]] = None, environ: Optional[Mapping[str, str]] = None) -> int:
+    opts, rest = parse(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s toolkit-mpi %(levelname)s %(message)s")
+    environ = os.environ if environ is None else environ
+    if opts.role == "master":
+        if not rest:
+            print("mpi: master needs the mpirun command after --", file=sys.stderr)
+            return 2
+        return run_master(opts, rest, environ)
+    return run_worker(opts)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
