@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Callable, Mapping, Optional, Sequence
@@ -225,7 +226,11 @@ def in_process(host: str, base: Path, command: Sequence[str], environ: Mapping[s
 
 
 def find_engine(environ: Mapping[str, str], wanted: Optional[str]) -> str:
-    for name in ([wanted] if wanted else ["docker", "podman"]):
+    """The engine asked for; else docker when its daemon is there, else podman, else docker."""
+    names = [wanted] if wanted else ["docker", "podman"]
+    if not wanted and not (environ.get("DOCKER_HOST") or Path("/var/run/docker.sock").exists()):
+        names = ["podman", "docker"]
+    for name in names:
         found = shutil.which(name, path=environ.get("PATH"))
         if found:
             return found
@@ -234,28 +239,44 @@ def find_engine(environ: Mapping[str, str], wanted: Optional[str]) -> str:
 
 
 class Network:
-    """The job's private network: hosts reach each other as algo-1..algo-N."""
+    """The job's private network, with a fixed address per host and every host in every host's
+    /etc/hosts, so algo-1..algo-N resolve from the first instant, whichever container starts first."""
 
     def __init__(self, engine: str, name: str) -> None:
         self.engine = engine
         self.name = name
+        self.prefix = ""
+
+    def address(self, index: int) -> str:
+        """The address of host ``index`` (0-based)."""
+        return f"{self.prefix}.{index + 10}"
 
     def __enter__(self) -> Network:
-        out = subprocess.run([self.engine, "network", "create", self.name], capture_output=True, text=True)
-        if out.returncode != 0:
-            raise ConfigError(f"cannot create the job network {self.name}: {out.stderr.strip()}")
-        return self
+        seed = zlib.crc32(self.name.encode())
+        error = ""
+        for attempt in range(8):  # another network may hold the subnet: try the next one
+            value = (seed + attempt * 7919) % 65536
+            prefix = f"10.{200 + value % 50}.{value // 256}"
+            out = subprocess.run([self.engine, "network", "create", "--subnet", f"{prefix}.0/24", self.name],
+                                 capture_output=True, text=True)
+            if out.returncode == 0:
+                self.prefix = prefix
+                return self
+            error = out.stderr.strip()
+        raise ConfigError(f"cannot create the job network {self.name}: {error}")
 
     def __exit__(self, *exc: object) -> None:
         subprocess.run([self.engine, "network", "rm", "-f", self.name], capture_output=True)
 
 
-def in_container(engine: str, image: str, host: str, container: str, network: str,
+def in_container(engine: str, image: str, host: str, container: str, network: Network, hosts: Sequence[str],
                  mounts: Sequence[tuple[Path, str, bool]], env: Mapping[str, str],
                  entrypoint: Sequence[str], arguments: Sequence[str], kill_after: float) -> HostProcess:
     """``ENGINE run`` for one host: named, on the job network as ``host``, /opt/ml mounted."""
-    argv = [engine, "run", "--rm", "--name", container, "--hostname", host, "--network", network,
-            "--network-alias", host]
+    argv = [engine, "run", "--rm", "--name", container, "--hostname", host, "--network", network.name,
+            "--network-alias", host, "--ip", network.address(hosts.index(host))]
+    for i, other in enumerate(hosts):
+        argv += ["--add-host", f"{other}:{network.address(i)}"]
     for src, dest, read_only in mounts:
         argv += ["-v", f"{src}:{dest}{':ro' if read_only else ''}"]
     for key, value in env.items():

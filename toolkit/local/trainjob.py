@@ -171,12 +171,11 @@ class TrainingJob:
             self.syncer = Syncer(self.storage, folders, self.opts.sync_interval)
             self.syncer.start()
 
-    def host_processes(self) -> list[hostrun.HostProcess]:
+    def host_processes(self, network: Optional[hostrun.Network]) -> list[hostrun.HostProcess]:
         env = _job_env(self.request, self.region)
-        if not self.container:
+        if network is None:
             command = _command(self.request, self.environ)
             return [hostrun.in_process(hd.host, hd.base, command, self.environ, env) for hd in self.hosts]
-        engine = hostrun.find_engine(self.environ, self.opts.engine)
         aws = {k: v for k, v in self.environ.items() if k.startswith("AWS_")}
         processes = []
         for hd in self.hosts:
@@ -191,21 +190,22 @@ class TrainingJob:
                 folder = submit if submit.is_dir() else submit.parent
                 mounts.append((folder, str(folder), True))
             processes.append(hostrun.in_container(
-                engine, str(self.request.image), hd.host, f"{self.request.job_name}-{hd.host}", self.network,
-                mounts, {**aws, **env}, self.request.entrypoint, self.request.arguments, self.opts.kill_after))
+                network.engine, str(self.request.image), hd.host, f"{self.request.job_name}-{hd.host}", network,
+                self.request.hosts, mounts, {**aws, **env}, self.request.entrypoint, self.request.arguments,
+                self.opts.kill_after))
         return processes
 
-    @property
-    def network(self) -> str:
-        return f"toolkit-{self.request.job_name}"
-
     def run_hosts(self) -> hostrun.RunResult:
-        processes = self.host_processes()
-        for feeder in self.feeders:
-            feeder.start()
         if not self.container:
+            processes = self.host_processes(None)
+            for feeder in self.feeders:
+                feeder.start()
             return hostrun.run_hosts(processes, self.request.max_runtime, self.opts.kill_after)
-        with hostrun.Network(processes[0].argv[0], self.network):
+        engine = hostrun.find_engine(self.environ, self.opts.engine)
+        with hostrun.Network(engine, f"toolkit-{self.request.job_name}") as network:
+            processes = self.host_processes(network)
+            for feeder in self.feeders:
+                feeder.start()
             return hostrun.run_hosts(processes, self.request.max_runtime, self.opts.kill_after)
 
     def stop_background(self) -> Optional[str]:
