@@ -84,3 +84,17 @@ def test_later_host_replaces_an_earlier_hosts_file(tmp_path: Path) -> None:
     files = merged_files([(h, tmp_path / h) for h in ("algo-1", "algo-2")])
     assert sorted(files) == ["algo-1.txt", "algo-2.txt", "model.bin"]
     assert files["model.bin"].read_text() == "two"
+
+
+@pytest.mark.parametrize("argv", [["toolkit", "--help"], ["toolkit", "local", "train", "--help"],
+                                  ["toolkit", "package", "--help"]])
+def test_help_imports_no_boto3(argv: list) -> None:
+    import subprocess
+    import sys
+
+    code = (f"import sys\nsys.argv = {argv!r}\nfrom toolkit.cli import toolkit_main\n"
+            "try:\n    toolkit_main()\nexcept SystemExit:\n    pass\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('boto3', 'botocore', 'flask')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+    assert "Usage:" in out.stdout
