@@ -1,0 +1,65 @@
+"""Time the phases of our ``train`` start-up inside one fresh interpreter; print JSON (ms).
+
+Run by bench_train.py with our Python, in the benchmark job's environment, many times. Each phase
+is timed with perf_counter, in the order ``train`` meets them, so a module imported by an earlier
+phase is not counted again. Uses a few internals of toolkit.manager (BUILTIN_PLUGINS,
+_entry_points): a phase whose names moved is reported as an error instead of a time.
+"""
+
+import json
+import os
+import sys
+import time
+
+phases = {}
+errors = {}
+last = time.perf_counter()
+
+
+def phase(name, fn):
+    global last
+    try:
+        fn()
+    except Exception as exc:  # report, keep timing the rest
+        errors[name] = f"{type(exc).__name__}: {exc}"
+    now = time.perf_counter()
+    phases[name] = (now - last) * 1000
+    last = now
+
+
+def builtin_plugins():
+    import importlib
+
+    from toolkit.builtin import BUILTIN_PLUGINS
+
+    for module in BUILTIN_PLUGINS.values():
+        importlib.import_module(module)
+
+
+def entry_points():
+    from toolkit.manager import _entry_points
+
+    list(_entry_points())
+
+
+def plugin_manager():
+    from toolkit.manager import get_plugin_manager
+
+    get_plugin_manager(os.environ)
+
+
+def training_env():
+    from toolkit.environment import TrainingEnv
+
+    TrainingEnv.from_environ(os.environ)
+
+
+phase("import toolkit (toolkit/__init__: errors, hookspecs -> pluggy, types)", lambda: __import__("toolkit"))
+phase("import toolkit.cli (click)", lambda: __import__("toolkit.cli"))
+phase("import toolkit.training (and what it imports)", lambda: __import__("toolkit.training"))
+phase("import the built-in plugin modules (toolkit/builtin/*)", builtin_plugins)
+phase("import importlib.metadata", lambda: __import__("importlib.metadata"))
+phase("scan installed distributions for toolkit.plugins entry points", entry_points)
+phase("get_plugin_manager() as train calls it (registers, checks, scans the distributions again)", plugin_manager)
+phase("TrainingEnv.from_environ() (read the config files)", training_env)
+json.dump({"phases": phases, "errors": errors, "modules": len(sys.modules)}, sys.stdout)
