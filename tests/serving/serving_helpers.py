@@ -118,8 +118,9 @@ def start_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[
         base = tmp_path_factory.mktemp("opt_ml")
         write_model(base, inference, files)
         port = free_port()
+        settings = {"SAGEMAKER_MODEL_SERVER_WORKERS": "2", **variables}
         env = clean_environ(SAGEMAKER_BASE_DIR=str(base), SAGEMAKER_BIND_TO_PORT=str(port),
-                            TOOLKIT_BIND_HOST="127.0.0.1", SAGEMAKER_MODEL_SERVER_WORKERS="2", **variables)
+                            TOOLKIT_BIND_HOST="127.0.0.1", **settings)
         log = base / "serve.log"
         with log.open("wb") as out:
             proc = subprocess.Popen([str(BIN / "serve")], env=env, stdout=out, stderr=subprocess.STDOUT,
