@@ -195,7 +195,7 @@ def create_flask_app(core: ServingApp) -> Any:
     from flask import Flask, Response, request
     from werkzeug.exceptions import HTTPException
 
-    app = Flask("toolkit.serving")
+    app = Flask("toolkit.serving", static_folder=None)
 
     def respond(result: tuple[int, list, bytes]) -> Response:
         code, headers, body = result

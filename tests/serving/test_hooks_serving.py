@@ -1,0 +1,219 @@
+"""The serving hooks, each exercised by a real plugin module registered through the plugin manager.
+
+The app is called in-process through werkzeug's WSGI test client, except ``toolkit_serve``, whose
+test runs the supervisor in a subprocess with a plugin that serves with the standard library's
+wsgiref instead of waitress."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, Optional
+
+import pytest
+import serving_helpers
+from conftest import clean_environ, free_port
+from serving_helpers import Server
+from werkzeug.test import Client
+
+import toolkit
+from toolkit.environment import ServingEnv
+from toolkit.manager import get_plugin_manager
+from toolkit.serving.entry import build_app
+from toolkit.serving.handler import Handler
+
+
+def make_app(tmp_path: Path, inference: Optional[str], *plugins: Any, **variables: str) -> Any:
+    serving_helpers.write_model(tmp_path, inference)
+    environ = clean_environ(SAGEMAKER_BASE_DIR=str(tmp_path), **variables)
+    pm = get_plugin_manager(environ, extra=plugins)
+    app = build_app(ServingEnv.from_environ(environ), pm)
+    app.load()
+    return app
+
+
+def post(app: Any, body: bytes, content_type: str, accept: Optional[str] = None) -> Any:
+    headers = {"Content-Type": content_type}
+    if accept:
+        headers["Accept"] = accept
+    return Client(app).post("/invocations", data=body, headers=headers)
+
+
+class Upper:
+    """A codec plugin for a made-up type: bodies are upper-cased on the way in, reversed on the way out."""
+
+    __name__ = "upper"
+
+    @toolkit.hookimpl
+    def toolkit_decoder(self, media_type: str) -> Any:
+        return (lambda body: body.decode().upper()) if media_type == "text/x-upper" else None
+
+    @toolkit.hookimpl
+    def toolkit_encoder(self, media_type: str) -> Any:
+        return (lambda data: str(data)[::-1].encode()) if media_type == "text/x-upper" else None
+
+    @toolkit.hookimpl
+    def toolkit_media_types(self) -> Any:
+        return ["text/x-upper"]
+
+
+def test_hook_decoder(tmp_path) -> None:
+    app = make_app(tmp_path, serving_helpers.ECHO, Upper())
+    resp = post(app, b"abc", "text/x-upper; charset=utf-8", accept="application/json")
+    assert resp.status_code == 200 and resp.get_json() == "ABC"
+
+
+def test_hook_encoder(tmp_path) -> None:
+    app = make_app(tmp_path, serving_helpers.ECHO, Upper())
+    resp = post(app, b'"abc"', "application/json", accept="text/x-upper")
+    assert resp.status_code == 200 and resp.data == b"cba"
+    assert resp.headers["Content-Type"] == "text/x-upper"
+
+
+def test_hook_media_types(tmp_path) -> None:
+    app = make_app(tmp_path, serving_helpers.ECHO, Upper())
+    resp = post(app, b"x", "application/xml")
+    assert resp.status_code == 415 and "text/x-upper" in resp.get_json()["message"]
+    resp = post(app, b"[1]", "application/json", accept="text/x-*, text/x-upper")
+    assert resp.status_code == 200 and resp.headers["Content-Type"] == "text/x-upper"
+
+
+class Reverser(Handler):
+    def __init__(self, model_dir: Path) -> None:
+        self.model_dir = model_dir
+        self.loaded = False
+
+    def load_model(self) -> None:
+        self.loaded = True
+
+    def invoke(self, body: bytes, content_type: str, accept: Optional[str], context: Any) -> tuple[Any, str]:
+        context.set_response_header("X-Model-Dir", str(self.model_dir))
+        return body[::-1], "application/octet-stream"
+
+
+class ReverserLoader:
+    __name__ = "reverser"
+
+    @toolkit.hookimpl
+    def toolkit_load_handler(self, model_dir: Path, code_dir: Optional[Path], env: Any, codecs: Any) -> Any:
+        return Reverser(model_dir)
+
+
+def test_hook_load_handler(tmp_path) -> None:
+    # no inference.py at all: the plugin's handler answers instead of the built-in loader
+    app = make_app(tmp_path, None, ReverserLoader())
+    assert app.handler.loaded
+    resp = post(app, b"abc", "anything/at-all")
+    assert resp.status_code == 200 and resp.data == b"cba"
+    assert resp.headers["X-Model-Dir"] == str(tmp_path / "model")
+
+
+def test_builtin_loader_without_code_says_what_is_missing(tmp_path) -> None:
+    app = make_app(tmp_path / "x", None)
+    resp = Client(app).get("/ping")
+    assert resp.status_code == 503
+    assert "inference.py does not exist" in resp.get_json()["message"]
+
+
+WSGIREF_PLUGIN = """
+    import signal
+    import threading
+    from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
+
+    import toolkit
+
+    class Quiet(WSGIRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    class Plugin:
+        @toolkit.hookimpl
+        def toolkit_serve(self, app, sock, env):
+            server = WSGIServer(sock.getsockname(), Quiet, bind_and_activate=False)
+            server.socket = sock
+            server.server_name, server.server_port = "127.0.0.1", sock.getsockname()[1]
+            server.setup_environ()
+            server.set_app(lambda environ, start: _tag(app, environ, start))
+            signal.signal(signal.SIGTERM, lambda *a: threading.Thread(target=server.shutdown).start())
+            server.serve_forever(poll_interval=0.05)
+            return True
+
+    def _tag(app, environ, start):
+        def tagged(status, headers, exc_info=None):
+            return start(status, [*headers, ("X-Served-By", "wsgiref")], exc_info)
+        return app(environ, tagged)
+"""
+
+RUN_SUPERVISOR = """
+import os, sys
+sys.path.insert(0, sys.argv[1])
+from wsgiref_plugin import Plugin
+from toolkit import log
+from toolkit.environment import ServingEnv
+from toolkit.manager import get_plugin_manager
+from toolkit.serving.entry import build_app
+from toolkit.serving.supervisor import Supervisor
+log.setup(20)
+env = ServingEnv.from_environ(os.environ)
+pm = get_plugin_manager(os.environ, extra=[Plugin()])
+sys.exit(Supervisor(env, build_app(env, pm), pm).run())
+"""
+
+
+def test_hook_serve(tmp_path) -> None:
+    (tmp_path / "wsgiref_plugin.py").write_text(textwrap.dedent(WSGIREF_PLUGIN))
+    serving_helpers.write_model(tmp_path, serving_helpers.ECHO)
+    port = free_port()
+    env = clean_environ(SAGEMAKER_BASE_DIR=str(tmp_path), SAGEMAKER_BIND_TO_PORT=str(port),
+                        TOOLKIT_BIND_HOST="127.0.0.1", SAGEMAKER_MODEL_SERVER_WORKERS="2")
+    log = tmp_path / "log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-c", RUN_SUPERVISOR, str(tmp_path)], env=env, stdout=out,
+                                stderr=subprocess.STDOUT)
+    server = Server(tmp_path, port, proc, log)
+    try:
+        server.wait_ready()
+        resp = server.invoke(json.dumps({"a": 1}))
+        assert resp.status == 200 and resp.json() == {"a": 1}
+        assert resp.headers["x-served-by"] == "wsgiref"
+        started = time.monotonic()
+    finally:
+        code = server.stop()
+    assert code == 0 and time.monotonic() - started < 10, server.log
+
+
+@pytest.mark.parametrize("variable,value,expected", [
+    ("SAGEMAKER_MODEL_SERVER_TIMEOUT", "soon", "SAGEMAKER_MODEL_SERVER_TIMEOUT='soon' is not a number of seconds"),
+    ("SAGEMAKER_MODEL_SERVER_WORKERS", "0", "SAGEMAKER_MODEL_SERVER_WORKERS=0 is below 1"),
+    ("SAGEMAKER_BATCH_STRATEGY", "ALL", "expected MULTI_RECORD or SINGLE_RECORD"),
+    ("SAGEMAKER_SAFE_PORT_RANGE", "9000", "not a range like 20000-20999"),
+])
+def test_serving_env_rejects_bad_values(variable: str, value: str, expected: str) -> None:
+    from toolkit.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=expected.replace("(", r"\(").replace(")", r"\)")):
+        ServingEnv.from_environ({variable: value})
+
+
+def test_serving_env_reads_every_variable() -> None:
+    env = ServingEnv.from_environ({
+        "SAGEMAKER_BIND_TO_PORT": "9090", "SAGEMAKER_SAFE_PORT_RANGE": "20000-20999",
+        "SAGEMAKER_MODEL_SERVER_WORKERS": "3", "SAGEMAKER_MODEL_SERVER_TIMEOUT": "2.5",
+        "SAGEMAKER_MAX_PAYLOAD_IN_MB": "0", "SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT": "text/csv",
+        "SAGEMAKER_PROGRAM": "serve.py", "SAGEMAKER_MAX_CONCURRENT_TRANSFORMS": "4",
+        "SAGEMAKER_BATCH_STRATEGY": "single_record", "TOOLKIT_PRELOAD_MODEL": "TRUE", "TOOLKIT_LOG_PING": "1",
+        "TOOLKIT_SERVER_THREADS": "8", "TOOLKIT_BIND_HOST": "127.0.0.1", "SAGEMAKER_BASE_DIR": "/srv/ml",
+    })
+    assert SimpleNamespace(**{k: getattr(env, k) for k in (
+        "port", "safe_port_range", "workers", "timeout", "max_payload_bytes", "default_accept", "program",
+        "max_concurrent_transforms", "batch_strategy", "preload_model", "log_ping", "threads", "host")}) == \
+        SimpleNamespace(port=9090, safe_port_range=(20000, 20999), workers=3, timeout=2.5, max_payload_bytes=None,
+                        default_accept="text/csv", program="serve.py", max_concurrent_transforms=4,
+                        batch_strategy="SINGLE_RECORD", preload_model=True, log_ping=True, threads=8,
+                        host="127.0.0.1")
+    assert env.model_dir == Path("/srv/ml/model") and env.code_dir == Path("/srv/ml/model/code")
