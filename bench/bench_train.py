@@ -79,6 +79,22 @@ class Case:
         return subprocess.run(self.argv, env=self.env, cwd=self.cwd, stdout=out, stderr=out, text=True)
 
 
+@dataclass
+class Probe:
+    """A profiling command run once per round, after the timed ones (same conditions); its
+    stdout or stderr is kept for the summary."""
+
+    key: str
+    argv: list[str]
+    env: dict[str, str]
+    stream: str  # "stdout" or "stderr"
+    outputs: list[str] = field(default_factory=list)
+
+    def collect(self) -> None:
+        proc = subprocess.run(self.argv, env=self.env, capture_output=True, text=True)
+        self.outputs.append(getattr(proc, self.stream))
+
+
 # --------------------------------------------------------------------------------------------
 # Set-up
 # --------------------------------------------------------------------------------------------
@@ -179,7 +195,7 @@ def check_once(case: Case) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def measure(cases: list[Case], runs: int, warmup: int) -> None:
+def measure(cases: list[Case], probes: list[Probe], runs: int, warmup: int) -> None:
     for i in range(warmup + runs):
         for case in cases:
             started = time.perf_counter()
@@ -189,8 +205,21 @@ def measure(cases: list[Case], runs: int, warmup: int) -> None:
                 sys.exit(f"bench_train: {case.key} exited {code} in round {i}")
             if i >= warmup:
                 case.times.append(took)
+        if i >= warmup:
+            for probe in probes:
+                probe.collect()
         if i >= warmup and (i - warmup + 1) % 5 == 0:
             tp.log(f"round {i - warmup + 1}/{runs}")
+
+
+def wait_for_quiet(limit: float, patience: float = 600.0) -> None:
+    """On a shared machine, wait until the 1-minute load average drops below ``limit``."""
+    if limit <= 0:
+        return
+    deadline = time.monotonic() + patience
+    while os.getloadavg()[0] >= limit and time.monotonic() < deadline:
+        tp.log(f"load average {os.getloadavg()[0]:.2f} >= {limit}: waiting")
+        time.sleep(15)
 
 
 def quantile(values: list[float], q: float) -> float:
@@ -218,14 +247,13 @@ def processes_started(case: Case, work: Path) -> Optional[dict]:
     return {"processes": len(pids), "programs": programs}
 
 
-def importtime(argv: list[str], env: dict[str, str], runs: int) -> dict:
-    """Median ``-X importtime`` profile over ``runs`` fresh interpreters: per module (self and
-    cumulative microseconds) and per top-level package (sum of its modules' self time)."""
+def importtime(outputs: list[str]) -> dict:
+    """Median ``-X importtime`` profile over several fresh interpreters' stderr: per module (self
+    and cumulative microseconds) and per top-level package (sum of its modules' self time)."""
     selfs, cums = collections.defaultdict(list), collections.defaultdict(list)
     packages = collections.defaultdict(list)
     totals = []
-    for _ in range(runs):
-        err = subprocess.run(argv, env=env, capture_output=True, text=True).stderr
+    for err in outputs:
         per_pkg: collections.Counter = collections.Counter()
         total = 0
         for line in err.splitlines():
@@ -260,20 +288,23 @@ def cprofile_top(case: Case, work: Path, limit: int = 25) -> str:
     return subprocess.run([python, "-c", code, str(out)], capture_output=True, text=True).stdout
 
 
-def phases(python: str, env: dict[str, str], runs: int) -> dict:
-    """Median time of each phase of our start-up, timed inside fresh interpreters by train_phases.py."""
+def phases(outputs: list[str]) -> dict:
+    """Median time of each phase of our start-up, from train_phases.py's JSON outputs."""
     samples: dict[str, list[float]] = collections.defaultdict(list)
+    refs: dict[str, list[float]] = collections.defaultdict(list)
     errors: dict[str, str] = {}
-    for _ in range(runs):
-        proc = subprocess.run([python, str(HERE / "train_phases.py")], env=env, capture_output=True, text=True)
+    for out in outputs:
         try:
-            got = json.loads(proc.stdout)
+            got = json.loads(out)
         except ValueError:
-            return {"error": (proc.stderr.strip().splitlines() or ["no output"])[-1], "phases": {}}
+            return {"error": "train_phases.py printed no JSON", "phases": {}}
         for name, ms in got["phases"].items():
             samples[name].append(ms)
+        for name, ms in got.get("reference", {}).items():
+            refs[name].append(ms)
         errors.update(got["errors"])
-    return {"phases": {k: statistics.median(v) for k, v in samples.items()}, "errors": errors}
+    return {"phases": {k: statistics.median(v) for k, v in samples.items()},
+            "reference": {k: statistics.median(v) for k, v in refs.items()}, "errors": errors}
 
 
 def wheel_install(work: Path, ours_bin: Path) -> Optional[Path]:
@@ -387,12 +418,14 @@ def render(results: dict) -> str:
     if ph.get("error"):
         lines.append(f"| (train_phases.py failed: {ph['error'][:100]}) | |")
     total = sum(ph.get("phases", {}).values()) / 1000
+    for name, ms in ph.get("reference", {}).items():
+        lines.append(f"| ({name}: not added, part of the row above) | ({ms:.1f} ms) |")
     lines.append(f"| the rest: fetch, launch, supervise, outcome file, logging (our overhead minus the rows "
                  f"above) | {fmt_ms(r['overhead'] - med['pass'] - total)} |")
     lines += [
         "",
         f"Where our `train` spends its import time (`python -X importtime`, median of "
-        f"{r['importtime_runs']} runs; total self time of all imports):",
+        f"{r['runs']} runs, one per round; total self time of all imports):",
         "",
         "| | total | top packages (self ms) | heavy modules imported |",
         "| --- | ---: | --- | --- |",
@@ -447,7 +480,8 @@ def main() -> None:
     ap.add_argument("--workdir", type=Path, default=tp.DEFAULT_WORKDIR)
     ap.add_argument("--ours", help="bin/ folder holding our `train` and `python` (default: the repo's .venv)")
     ap.add_argument("--peer-python", help="Python to build the peer's venv from (default: pyenv 3.11, 3.12)")
-    ap.add_argument("--importtime-runs", type=int, default=9)
+    ap.add_argument("--quiet-load", type=float, default=0.0,
+                    help="first wait (up to 10 min) until the 1-minute load average is below this (0: do not wait)")
     ap.add_argument("--no-wheel", action="store_true", help="skip the wheel-installed case of ours")
     ap.add_argument("--no-docs", action="store_true", help="do not write docs/benchmarks.md")
     ap.add_argument("--profile", action="store_true", help="print a cProfile of our train even if targets are met")
@@ -473,14 +507,24 @@ def main() -> None:
     for case in cases:
         check_once(case)
     ours_py = str(ours_bin / "python")
+    wait_for_quiet(args.quiet_load)
     tp.log(f"measuring {len(cases)} commands x {args.runs} runs, interleaved")
     load_before = os.getloadavg()[0]
-    measure(cases, args.runs, args.warmup)
+    ours_env = next(c.env for c in cases if c.key == "ours")
+    peer_env = next(c.env for c in cases if c.key == "peer")
+    train_script = str(ours_bin / "train")
+    probes = [
+        Probe("help", [ours_py, "-X", "importtime", train_script, "--help"], ours_env, "stderr"),
+        Probe("run", [ours_py, "-X", "importtime", train_script], ours_env, "stderr"),
+        Probe("peer_run", [str(peer_bin / "python"), "-X", "importtime", str(peer_bin / "train")], peer_env,
+              "stderr"),
+        Probe("phases", [ours_py, str(HERE / "train_phases.py")], ours_env, "stdout"),
+    ]
+    measure(cases, probes, args.runs, args.warmup)
     load_after = os.getloadavg()[0]
 
     by = {c.key: c for c in cases}
     med = {c.key: statistics.median(c.times) for c in cases}
-    ours_env = by["ours"].env
     results: dict = {
         "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": machine(),
@@ -500,19 +544,12 @@ def main() -> None:
         "ratio": med["peer"] / med["ours"],
         "wheel_overhead": med["ours-wheel"] - med["direct"] if "ours-wheel" in med else None,
         "wheel_ratio": med["peer"] / med["ours-wheel"] if "ours-wheel" in med else None,
-        "importtime_runs": args.importtime_runs,
     }
     for case in cases:
         if case.key in ("peer", "ours"):
             results["cases"][case.key]["strace"] = processes_started(case, work)
-    train_script = str(ours_bin / "train")
-    results["importtime"] = {
-        "help": importtime([ours_py, "-X", "importtime", train_script, "--help"], ours_env, args.importtime_runs),
-        "run": importtime([ours_py, "-X", "importtime", train_script], ours_env, args.importtime_runs),
-        "peer_run": importtime([str(peer_bin / "python"), "-X", "importtime", str(peer_bin / "train")],
-                               by["peer"].env, max(3, args.importtime_runs // 3)),
-    }
-    results["phases"] = phases(ours_py, ours_env, args.runs)
+    results["importtime"] = {p.key: importtime(p.outputs) for p in probes if p.key != "phases"}
+    results["phases"] = phases(probes[-1].outputs)
     missed = results["overhead"] > TARGET_OVERHEAD or results["ratio"] < TARGET_RATIO
     if missed or args.profile:
         results["cprofile"] = cprofile_top(by["ours"], work)
