@@ -41,7 +41,7 @@ TROUBLE = """
 
 def test_hanging_handler_gets_504_and_the_worker_keeps_serving(start_server) -> None:
     server: Server = start_server(TROUBLE, SAGEMAKER_MODEL_SERVER_TIMEOUT="1", SAGEMAKER_MODEL_SERVER_WORKERS="1",
-                                  TOOLKIT_SERVER_THREADS="2")
+                                  TOOLKIT_SERVER_THREADS="1")
     started = time.monotonic()
     resp = server.invoke('{"action": "hang"}')
     took = time.monotonic() - started
@@ -49,10 +49,29 @@ def test_hanging_handler_gets_504_and_the_worker_keeps_serving(start_server) -> 
     assert "SAGEMAKER_MODEL_SERVER_TIMEOUT" in resp.json()["message"]
     assert 0.9 < took < 5
     # more hangs than threads: capacity is replaced, normal requests still get through at once
-    for _ in range(3):
-        assert server.invoke('{"action": "hang"}').status == 504
+    assert server.invoke('{"action": "hang"}').status == 504
     assert server.invoke('{"action": "none"}').status == 200
-    assert server.ping() == 200
+    # more than 2 x threads stuck at once: the worker is replaced by a fresh one
+    pid = server.invoke('{"action": "none"}').json()["pid"]
+    assert server.invoke('{"action": "hang"}').status == 504
+    server.wait_ready(timeout=30)
+    assert "asking to be replaced" in server.log
+    assert server.invoke('{"action": "none"}').json()["pid"] != pid
+
+
+def test_with_no_worker_alive_the_supervisor_answers_503(start_server) -> None:
+    crashing = "import os\n\ndef model_fn(model_dir):\n    os._exit(3)\n"
+    server: Server = start_server(crashing, wait=False, SAGEMAKER_MODEL_SERVER_WORKERS="1")
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            resp = server.request("GET", "/ping", timeout=2)
+        except OSError:
+            continue
+        if b"no model server worker is running" in resp.body:
+            break
+    assert resp.status == 503 and "no model server worker is running" in resp.json()["message"]
+    assert "exited with code 3" in server.log
 
 
 def test_segfaulting_worker_is_replaced_and_ping_recovers_within_2s(start_server) -> None:
