@@ -186,3 +186,49 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
         yield c
     finally:
         c.down()
+
+
+class Launch:
+    """Ask the real plugin manager (built-ins and installed plugins) what it would run."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.count = 0
+
+    def __call__(self, hps: Mapping[str, Any], *, current: str = "algo-1", hosts: tuple[str, ...] = ("algo-1",),
+                 distributed: Optional[Mapping[str, Any]] = None, instance_type: str = "ml.m5.xlarge",
+                 entry: str = "train.py", args: tuple[str, ...] = (), **environ: str) -> Any:
+        from toolkit.environment import TrainingEnv
+        from toolkit.manager import get_plugin_manager
+
+        self.count += 1
+        job = HostJob(self.root / f"job{self.count}", current, list(hosts))
+        job.resources(list(hosts), instance_type)
+        job.hyperparameters({"sagemaker_program": entry, **hps})
+        if distributed is not None:
+            job.distributed(distributed)
+        for name in ("train.py", "run.sh", "trainer/__init__.py", "trainer/main.py"):
+            (job.code / name).parent.mkdir(parents=True, exist_ok=True)
+            (job.code / name).write_text("")
+        env_map = clean_environ(SAGEMAKER_BASE_DIR=str(job.base), **environ)
+        env = TrainingEnv.from_environ(env_map)
+        pm = get_plugin_manager(env_map)
+        return pm.hook.toolkit_launch(entry_point=entry, code_dir=job.code, args=list(args), env=env)
+
+
+@pytest.fixture
+def launch(tmp_path: Path) -> Launch:
+    return Launch(tmp_path)
+
+
+@pytest.fixture
+def host_job(tmp_path: Path) -> HostJob:
+    """A one-host job (algo-1) with ``run()``: the real ``train`` on it, in this namespace."""
+    job = HostJob(tmp_path, "algo-1", ["algo-1"])
+
+    def run(timeout: float = 60, **extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run([str(BIN / "train")], env=clean_environ(SAGEMAKER_BASE_DIR=str(job.base), **extra),
+                              capture_output=True, text=True, timeout=timeout)
+
+    job.run = run  # type: ignore[attr-defined]
+    return job

@@ -61,7 +61,13 @@ def selected(env: TrainingEnv) -> bool:
     explicit = (env.environ.get("TOOLKIT_LAUNCHER") or "").strip().lower()
     if explicit:
         return explicit == NAME
-    return _true(env.settings.get("sagemaker_torch_distributed_enabled")) or v3_type(env.distributed) == NAME
+    chosen = _true(env.settings.get("sagemaker_torch_distributed_enabled")) or v3_type(env.distributed) == NAME
+    if chosen and _true(env.settings.get("sagemaker_mpi_enabled")):
+        raise ConfigError(
+            "both sagemaker_mpi_enabled and sagemaker_torch_distributed_enabled are set: "
+            "set only one, or choose with TOOLKIT_LAUNCHER=mpi or TOOLKIT_LAUNCHER=torchrun"
+        )
+    return chosen
 
 
 def processes_per_host(env: TrainingEnv) -> int:
