@@ -6,9 +6,9 @@ import shlex
 import sys
 
 import pytest
+from toolkit_mpi.worker import forwarded
 
 from toolkit.errors import ConfigError
-from toolkit_mpi.worker import forwarded
 
 HOSTS = ("algo-1", "algo-2", "algo-3")
 
