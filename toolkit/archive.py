@@ -19,13 +19,14 @@ import tarfile
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import IO, Mapping, Optional, Union
+from typing import IO, Any, Mapping, Optional, Union
 
 from toolkit.errors import ArchiveError
 
 DEFAULT_MAX_BYTES = 20 * 1024**3  # 20 GiB: far above any real source dir, far below a full disk
 DEFAULT_MAX_MEMBERS = 1_000_000
 CHUNK = 1024 * 1024
+TAR_BUFFER = 64 * 1024  # tarfile copies its whole buffer on every header read: keep it small
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".tar.bz2", ".tbz2", ".tar.xz", ".txz", ".zip")
 
 Source = Union[str, Path, IO[bytes]]
@@ -178,13 +179,32 @@ class _Prefixed:
 
 
 class _Writer:
-    """Writes members under ``root``; once a symlink exists, every path is checked physically."""
+    """Writes members under ``root``; once a symlink exists, every path is checked physically.
+
+    Small files are handed to two writer threads (open/write/close release the GIL), so the
+    file system's per-file cost overlaps with decompression and header parsing. Anything
+    order-sensitive (links, a name written twice) waits for the pending writes first.
+    """
+
+    SMALL = 1024 * 1024
+    MAX_PENDING = 64 * 1024 * 1024
 
     def __init__(self, root: Path, label: str) -> None:
         self.root = root
         self.real_root = os.path.realpath(root)
         self.label = label
         self.links: list[tuple[str, Path]] = []
+        self.dirs: set[str] = {str(root)}
+        self.pool: Optional[Any] = None
+        self.pending: list[tuple[str, int, Any]] = []
+        self.pending_bytes = 0
+
+    def __enter__(self) -> _Writer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True)
 
     def _check(self, path: Path, name: str) -> None:
         if not self.links:
@@ -193,41 +213,72 @@ class _Writer:
         if real != self.real_root and not real.startswith(self.real_root + os.sep):
             raise ArchiveError(f"{self.label}: member {name!r} would be written through a link outside the destination")
 
+    def _mkdir(self, path: Path, name: str) -> None:
+        if str(path) in self.dirs and not self.links:
+            return
+        self._check(path, name)
+        path.mkdir(parents=True, exist_ok=True)
+        self.dirs.add(str(path))
+
     def folder(self, name: str) -> Path:
         target = self.root / name
-        self._check(target, name)
-        target.mkdir(parents=True, exist_ok=True)
+        self._mkdir(target, name)
         return target
 
     def parent_of(self, name: str) -> Path:
         target = self.root / name
-        self._check(target.parent, name)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if target.is_symlink():
+        if any(pending == name for pending, _, _ in self.pending):
+            self.flush()
+        self._mkdir(target.parent, name)
+        if self.links and target.is_symlink():
             target.unlink()
         return target
 
-    def file(self, name: str, data: IO[bytes], mode: int) -> int:
+    def file(self, name: str, data: IO[bytes], mode: int, size: Optional[int] = None) -> int:
+        """Write ``data`` to ``name``; returns the bytes read (the caller compares with the size
+        the archive declared)."""
         target = self.parent_of(name)
+        if size is not None and size <= self.SMALL:
+            content = data.read(size + 1)
+            self._submit(name, target, content, mode)
+            return len(content)
         written = 0
-        with open(target, "wb") as out:
+        with open(os.open(target, _WRITE_FLAGS, mode), "wb") as out:
             while True:
                 chunk = data.read(CHUNK)
                 if not chunk:
                     break
                 written += out.write(chunk)
-        os.chmod(target, mode)
         return written
 
+    def _submit(self, name: str, target: Path, content: bytes, mode: int) -> None:
+        if self.pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self.pool = ThreadPoolExecutor(2, thread_name_prefix="toolkit-extract")
+        self.pending.append((name, len(content), self.pool.submit(_write_file, target, content, mode)))
+        self.pending_bytes += len(content)
+        while self.pending_bytes > self.MAX_PENDING or len(self.pending) > 4096:
+            _, size, future = self.pending.pop(0)
+            self.pending_bytes -= size
+            future.result()
+
+    def flush(self) -> None:
+        pending, self.pending, self.pending_bytes = self.pending, [], 0
+        for _, _, future in pending:
+            future.result()
+
     def symlink(self, name: str, link: str) -> None:
+        self.flush()
         target = self.parent_of(name)
-        if target.exists():
+        if target.is_symlink() or target.exists():
             target.unlink()
         os.symlink(link, target)
         self.links.append((name, target))
         self._check(target, name)
 
     def hardlink(self, name: str, link: str) -> None:
+        self.flush()
         source = self.root / link
         self._check(source, name)
         if source.is_symlink() or not source.is_file():
@@ -235,18 +286,32 @@ class _Writer:
                 f"{self.label}: hard link {name!r} -> {link!r} has no file to link to inside the archive"
             )
         target = self.parent_of(name)
-        if target.exists():
+        if target.is_symlink() or target.exists():
             target.unlink()
         os.link(source, target)
 
     def verify_links(self) -> None:
         """A link may only escape once a later link changes what it resolves through."""
+        self.flush()
         for name, target in self.links:
             real = os.path.realpath(target)
             if real != self.real_root and not real.startswith(self.real_root + os.sep):
                 raise ArchiveError(
                     f"{self.label}: symlink {name!r} -> {os.readlink(target)!r} resolves outside the destination"
                 )
+
+
+_WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+
+
+def _write_file(target: Path, content: bytes, mode: int) -> None:
+    fd = os.open(target, _WRITE_FLAGS, mode)
+    try:
+        view = memoryview(content)
+        while view:
+            view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
 
 
 def _mode(name: str, mode: int, label: str, is_dir: bool) -> int:
@@ -280,66 +345,69 @@ def _decompressed(fileobj: IO[bytes]) -> IO[bytes]:
 
 def _extract_tar(source: IO[bytes], tmp: Path, label: str, max_bytes: int, max_members: int) -> None:
     """One pass over the archive, in tarfile's stream mode, so any readable object will do."""
-    writer = _Writer(tmp, label)
-    total = 0
-    count = 0
     try:
-        data = _decompressed(source)
-        try:
-            tar = tarfile.open(fileobj=data, mode="r|", bufsize=CHUNK)  # noqa: SIM115 - closed below
-        except tarfile.TarError as exc:
-            raise ArchiveError(f"{label}: not a readable tar or zip archive ({exc})") from exc
-        with tar:
-            for member in tar:
-                count += 1
-                if count > max_members:
-                    raise ArchiveError(
-                        f"{label}: more than {max_members} members; raise "
-                        f"TOOLKIT_MAX_EXTRACT_MEMBERS if this archive is genuine"
-                    )
-                name = safe_name(member.name, label)
-                if not name:
-                    continue
-                if member.isdev() or member.isfifo():
-                    raise ArchiveError(f"{label}: member {member.name!r} is a device or FIFO; refusing to extract")
-                total += max(member.size, 0)
-                if total > max_bytes:
-                    raise ArchiveError(
-                        f"{label}: expands to more than {max_bytes} bytes; raise "
-                        f"TOOLKIT_MAX_EXTRACT_BYTES if this archive is genuine"
-                    )
-                if member.issym():
-                    target = member.linkname
-                    if target.startswith("/") or not _inside(posixpath.dirname(name), target):
-                        raise ArchiveError(
-                            f"{label}: symlink {member.name!r} -> {target!r} points outside the destination"
-                        )
-                    writer.symlink(name, target)
-                elif member.islnk():
-                    writer.hardlink(name, safe_name(member.linkname, label))
-                elif member.isdir():
-                    writer.folder(name)
-                elif member.isfile():
-                    mode = _mode(member.name, member.mode, label, False)
-                    fileobj = tar.extractfile(member)
-                    if fileobj is not None:
-                        with fileobj:
-                            written = writer.file(name, fileobj, mode)
-                        if written != member.size:
-                            raise ArchiveError(f"{label}: archive is corrupt or truncated (member {member.name!r} "
-                                               f"has {written} of its {member.size} bytes)")
-            # Read to the end: the decompressor checks its trailer, the transport its length.
-            while data.read(CHUNK):
-                pass
-        writer.verify_links()
+        with _Writer(tmp, label) as writer:
+            _tar_members(source, writer, label, max_bytes, max_members)
     except (tarfile.TarError, EOFError, OSError, zipfile.BadZipFile) as exc:
         raise ArchiveError(f"{label}: archive is corrupt or truncated ({exc})") from exc
 
 
-def _extract_zip(source: Source, tmp: Path, label: str, max_bytes: int, max_members: int) -> None:
-    writer = _Writer(tmp, label)
+def _tar_members(source: IO[bytes], writer: _Writer, label: str, max_bytes: int, max_members: int) -> None:
+    total = 0
+    count = 0
+    data = _decompressed(source)
     try:
-        with zipfile.ZipFile(source) as zf:
+        tar = tarfile.open(fileobj=data, mode="r|", bufsize=TAR_BUFFER)  # noqa: SIM115 - closed below
+    except tarfile.TarError as exc:
+        raise ArchiveError(f"{label}: not a readable tar or zip archive ({exc})") from exc
+    with tar:
+        for member in tar:
+            count += 1
+            if count > max_members:
+                raise ArchiveError(
+                    f"{label}: more than {max_members} members; raise "
+                    f"TOOLKIT_MAX_EXTRACT_MEMBERS if this archive is genuine"
+                )
+            name = safe_name(member.name, label)
+            if not name:
+                continue
+            if member.isdev() or member.isfifo():
+                raise ArchiveError(f"{label}: member {member.name!r} is a device or FIFO; refusing to extract")
+            total += max(member.size, 0)
+            if total > max_bytes:
+                raise ArchiveError(
+                    f"{label}: expands to more than {max_bytes} bytes; raise "
+                    f"TOOLKIT_MAX_EXTRACT_BYTES if this archive is genuine"
+                )
+            if member.issym():
+                target = member.linkname
+                if target.startswith("/") or not _inside(posixpath.dirname(name), target):
+                    raise ArchiveError(
+                        f"{label}: symlink {member.name!r} -> {target!r} points outside the destination"
+                    )
+                writer.symlink(name, target)
+            elif member.islnk():
+                writer.hardlink(name, safe_name(member.linkname, label))
+            elif member.isdir():
+                writer.folder(name)
+            elif member.isfile():
+                mode = _mode(member.name, member.mode, label, False)
+                fileobj = tar.extractfile(member)
+                if fileobj is not None:
+                    with fileobj:
+                        written = writer.file(name, fileobj, mode, member.size)
+                    if written != member.size:
+                        raise ArchiveError(f"{label}: archive is corrupt or truncated (member {member.name!r} "
+                                           f"has {written} of its {member.size} bytes)")
+        # Read to the end: the decompressor checks its trailer, the transport its length.
+        while data.read(CHUNK):
+            pass
+    writer.verify_links()
+
+
+def _extract_zip(source: Source, tmp: Path, label: str, max_bytes: int, max_members: int) -> None:
+    try:
+        with zipfile.ZipFile(source) as zf, _Writer(tmp, label) as writer:
             infos = zf.infolist()
             if len(infos) > max_members:
                 raise ArchiveError(
@@ -365,7 +433,8 @@ def _extract_zip(source: Source, tmp: Path, label: str, max_bytes: int, max_memb
                     continue
                 file_mode = _mode(info.filename, mode, label, False) if mode else 0o644
                 with zf.open(info) as src:
-                    writer.file(name, src, file_mode)
+                    writer.file(name, src, file_mode, info.file_size)
+            writer.flush()
     except (zipfile.BadZipFile, EOFError, OSError) as exc:
         if isinstance(exc, ArchiveError):
             raise
