@@ -188,3 +188,147 @@ def train_command(request_file: Optional[str], entry_point: Optional[str], sourc
     for line in result.summary:
         click.echo(line, err=True)
     sys.exit(result.exit_code)
+
+
+def _environment(pairs: tuple[str, ...]) -> dict[str, str]:
+    from toolkit.local.request import key_value
+
+    return dict(key_value(text, "--environment") for text in pairs)
+
+
+def _model_base(root: Path, name: Optional[str], prefix: str) -> Path:
+    from toolkit.errors import ConfigError
+    from toolkit.local.request import check_job_name, name_from_base
+
+    job = check_job_name(name) if name else name_from_base(prefix)
+    base = root / job
+    if base.exists():
+        raise ConfigError(f"{base} already exists; choose another --job-name or remove it")
+    base.mkdir(parents=True)
+    return base
+
+
+@local_group.command("serve")
+@click.argument("model")
+@click.option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True, help="Port to serve on.")
+@click.option("--host", "bind_host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option("--environment", "environment", multiple=True, metavar="NAME=VALUE",
+              help="A variable for the server (repeatable), e.g. SAGEMAKER_PROGRAM=inference.py.")
+@click.option("--image", help="Run IMAGE serve in a container engine instead of this machine's serve.")
+@click.option("--engine", type=click.Choice(["docker", "podman"]), help="Container engine.")
+@click.option("--job-name", help="Name of the model folder under the work folder (default: generated).")
+@click.option("--workdir", type=click.Path(file_okay=False), help="Where the model is extracted.")
+def serve_command(model: str, port: int, bind_host: str, environment: tuple[str, ...], image: Optional[str],
+                  engine: Optional[str], job_name: Optional[str], workdir: Optional[str]) -> None:
+    """Serve MODEL (a model.tar.gz in S3 or here, or a model folder) as an endpoint does.
+
+    The model is extracted into <workdir>/<name>/model (the server's /opt/ml/model) and `serve`
+    starts on PORT; Ctrl-C or SIGTERM stops it.
+    """
+    from toolkit.local.endpoint import prepare_model, start_server
+    from toolkit.local.storage import Storage
+
+    _setup_logging()
+    root = Path(workdir).absolute() if workdir else _default_workdir()
+    try:
+        env = _environment(environment)
+        base = _model_base(root, job_name, "toolkit-local-endpoint")
+        prepare_model(Storage(os.environ), model, base, os.environ)
+        server = start_server(base, port, os.environ, env, bind_host=bind_host, image=image, engine=engine,
+                              name=base.name)
+    except ToolkitError as exc:
+        _fail("local serve", exc)
+    _sigterm_stops_the_job()
+    try:
+        seconds = server.wait_ready()
+        click.echo(f"toolkit local serve: {model} answers at http://{bind_host}:{port} ({seconds:.2f} s to the "
+                   f"first /ping 200); Ctrl-C stops it", err=True)
+        server.process.wait()
+    except ToolkitError as exc:
+        server.stop()
+        _fail("local serve", exc)
+    except KeyboardInterrupt:
+        pass
+    sys.exit(server.stop())
+
+
+@local_group.command("transform")
+@click.option("--model", help="model.tar.gz (S3 or here) or model folder: a server is started for the job.")
+@click.option("--endpoint", "endpoint_url", help="Use the server already answering at this URL instead.")
+@click.option("--input", "input_uri", required=True, help="Input: s3://bucket/prefix, file:///path or a folder.")
+@click.option("--output-path", required=True, help="Where <input file name>.out go.")
+@click.option("--content-type", help="Content-Type of every request.")
+@click.option("--accept", help="Accept of every request.")
+@click.option("--split-type", type=click.Choice(["None", "Line"]), default="None", show_default=True)
+@click.option("--batch-strategy", type=click.Choice(["SingleRecord", "MultiRecord"]),
+              help="Default: the server's /execution-parameters, else MultiRecord.")
+@click.option("--max-payload", "max_payload_mb", type=click.IntRange(min=0),
+              help="MaxPayloadInMB (default: the server's, else 6; 0: no limit).")
+@click.option("--max-concurrent", type=click.IntRange(min=1),
+              help="MaxConcurrentTransforms (default: the server's, else 1).")
+@click.option("--assemble-with", type=click.Choice(["None", "Line"]), default="None", show_default=True)
+@click.option("--environment", "environment", multiple=True, metavar="NAME=VALUE",
+              help="A variable for the server (repeatable).")
+@click.option("--image", help="Run IMAGE serve in a container engine instead of this machine's serve.")
+@click.option("--engine", type=click.Choice(["docker", "podman"]), help="Container engine.")
+@click.option("--job-name", help="Name of the job's folder under the work folder (default: generated).")
+@click.option("--workdir", type=click.Path(file_okay=False), help="Where the model is extracted.")
+def transform_command(model: Optional[str], endpoint_url: Optional[str], input_uri: str, output_path: str,
+                      content_type: Optional[str], accept: Optional[str], split_type: str,
+                      batch_strategy: Optional[str], max_payload_mb: Optional[int], max_concurrent: Optional[int],
+                      assemble_with: str, environment: tuple[str, ...], image: Optional[str],
+                      engine: Optional[str], job_name: Optional[str], workdir: Optional[str]) -> None:
+    """Run a Batch Transform job: every input file through /invocations, answers in input order.
+
+    Exits 0 when every file was transformed, 1 when a record failed (its file and line are
+    named, and that file gets no output), 2 when the job's settings are wrong.
+    """
+    from toolkit.errors import ConfigError
+    from toolkit.local.endpoint import free_port, prepare_model, start_server
+    from toolkit.local.storage import Storage, parse_location
+    from toolkit.local.transform import TransformSettings, execution_parameters, resolve, run_transform
+
+    _setup_logging()
+    root = Path(workdir).absolute() if workdir else _default_workdir()
+    storage = Storage(os.environ)
+    server = None
+    settings = TransformSettings(content_type=content_type, accept=accept, split_type=split_type,
+                                 assemble_with=assemble_with, batch_strategy=batch_strategy,
+                                 max_payload_mb=max_payload_mb, max_concurrent=max_concurrent)
+    try:
+        if bool(model) == bool(endpoint_url):
+            raise ConfigError("give either --model (a server is started for the job) or --endpoint URL")
+        env = _environment(environment)
+        source = parse_location(input_uri, "--input")
+        output = parse_location(output_path, "--output-path")
+        items = storage.list(source, "--input")
+        if model:
+            base = _model_base(root, job_name, "toolkit-local-transform")
+            prepare_model(storage, model, base, os.environ)
+            server = start_server(base, free_port(), os.environ, {**env, **settings.server_environment()},
+                                  image=image, engine=engine, name=base.name)
+            _sigterm_stops_the_job()
+            server.wait_ready()
+            endpoint_url = server.url
+        assert endpoint_url is not None
+        settings = resolve(settings, execution_parameters(endpoint_url))
+        result = run_transform(storage, endpoint_url, source, items, output, settings)
+    except ToolkitError as exc:
+        if server is not None:
+            server.stop()
+        _fail("local transform", exc)
+    except KeyboardInterrupt:
+        if server is not None:
+            server.stop()
+        sys.exit(130)
+    if server is not None:
+        server.stop()
+    status = "Completed" if result.ok else "Failed"
+    click.echo(f"transform: {status}: {result.files} file(s), {result.records} record(s) in {result.requests} "
+               f"request(s) ({settings.batch_strategy}, MaxPayloadInMB={settings.max_payload_mb}, "
+               f"MaxConcurrentTransforms={settings.max_concurrent}) in {result.seconds:.2f} s", err=True)
+    for error in result.errors:
+        click.echo(f"  failed: {error}", err=True)
+    for uri in result.outputs:
+        click.echo(f"  output: {uri}", err=True)
+    sys.exit(0 if result.ok else 1)

@@ -1,0 +1,145 @@
+"""A model server as the platform starts one: model.tar.gz extracted into /opt/ml/model, then
+``serve`` (this machine's, or ``IMAGE serve`` in a container engine) on a chosen port."""
+
+from __future__ import annotations
+
+import http.client
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping, Optional
+
+from toolkit import archive
+from toolkit.errors import ConfigError, ToolkitError
+from toolkit.local.hosts import descendants, find_engine, host_environment
+from toolkit.local.storage import Storage, parse_location
+
+log = logging.getLogger("toolkit")
+READY_TIMEOUT = 120.0
+STOP_TIMEOUT = 30.0
+
+
+class ServerError(ToolkitError):
+    """The model server did not start, or stopped answering."""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def prepare_model(storage: Storage, model_uri: str, base: Path, environ: Mapping[str, str]) -> Path:
+    """``<base>/model`` from a model.tar.gz (S3 or local) or a model folder, as the platform
+    extracts it before starting the container."""
+    dest = base / "model"
+    loc = parse_location(model_uri, "model")
+    if loc.path is not None and loc.path.is_dir():
+        shutil.copytree(loc.path, dest)
+        return dest
+    tarball = base / "model.tar.gz"
+    storage.download_file(loc, tarball)
+    max_bytes, max_members = archive.limits(environ)
+    archive.extract(tarball, dest, label=model_uri, max_bytes=max_bytes, max_members=max_members)
+    tarball.unlink()
+    return dest
+
+
+@dataclass
+class ModelServer:
+    """A running ``serve``; ``url`` is where this machine reaches it."""
+
+    url: str
+    port: int
+    process: subprocess.Popen
+    container: Optional[str] = None
+    engine: Optional[str] = None
+
+    def stop(self) -> int:
+        """SIGTERM (``ENGINE stop`` for a container), SIGKILL to the whole tree 30 s later."""
+        if self.process.poll() is None:
+            if self.container and self.engine:
+                subprocess.run([self.engine, "stop", "-t", str(int(STOP_TIMEOUT)), self.container],
+                               capture_output=True)
+            else:
+                try:
+                    os.killpg(self.process.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+            try:
+                self.process.wait(timeout=STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                for pid in [*descendants(self.process.pid), self.process.pid]:
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+                self.process.wait()
+        code = self.process.returncode
+        return 128 - code if code < 0 else code
+
+    def get(self, path: str, timeout: float = 5.0) -> tuple[int, bytes]:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        try:
+            conn.request("GET", path)
+            response = conn.getresponse()
+            return response.status, response.read()
+        finally:
+            conn.close()
+
+    def wait_ready(self, timeout: float = READY_TIMEOUT) -> float:
+        """Poll GET /ping until it answers 200, as the platform does; the seconds it took."""
+        started = time.perf_counter()
+        last = "no answer"
+        while time.perf_counter() - started < timeout:
+            code = self.process.poll()
+            if code is not None:
+                raise ServerError(f"the model server exited with code {code} before /ping answered 200 "
+                                  f"(its log is above)")
+            try:
+                status, body = self.get("/ping", timeout=2)
+                if status == 200:
+                    return time.perf_counter() - started
+                last = f"HTTP {status} {body[:200].decode('utf-8', 'replace')}"
+            except OSError as exc:
+                last = str(exc)
+            time.sleep(0.1)
+        raise ServerError(f"the model server did not answer /ping with 200 within {timeout:.0f} s (last: {last})")
+
+
+def serve_executable(environ: Mapping[str, str]) -> str:
+    beside = Path(sys.executable).parent / "serve"
+    if beside.is_file():
+        return str(beside)
+    found = shutil.which("serve", path=environ.get("PATH"))
+    if not found:
+        raise ConfigError("no `serve` console script next to this Python or on PATH; install sagemaker-toolkit "
+                          "here or give --image")
+    return found
+
+
+def start_server(base: Path, port: int, environ: Mapping[str, str], extra_env: Mapping[str, str], *,
+                 bind_host: str = "127.0.0.1", image: Optional[str] = None, engine: Optional[str] = None,
+                 name: str = "toolkit-local-serve") -> ModelServer:
+    """Start ``serve`` for the model in ``<base>/model`` on ``port``."""
+    if image is None:
+        env = host_environment(environ, {**extra_env, "SAGEMAKER_BASE_DIR": str(base),
+                                         "SAGEMAKER_BIND_TO_PORT": str(port), "TOOLKIT_BIND_HOST": bind_host})
+        argv = [serve_executable(environ)]
+        process = subprocess.Popen(argv, env=env, cwd=str(base), start_new_session=True)
+        return ModelServer(f"http://127.0.0.1:{port}", port, process)
+    exe = find_engine(environ, engine)
+    argv = [exe, "run", "--rm", "--name", name, "-p", f"{bind_host}:{port}:8080",
+            "-v", f"{base / 'model'}:/opt/ml/model:ro"]
+    for key, value in extra_env.items():
+        argv += ["-e", f"{key}={value}"]
+    argv += [image, "serve"]
+    process = subprocess.Popen(argv, start_new_session=True)
+    return ModelServer(f"http://127.0.0.1:{port}", port, process, container=name, engine=exe)
