@@ -183,6 +183,8 @@ def child_environment(env: TrainingEnv, pm: pluggy.PluginManager, command: Comma
     for result in reversed(pm.hook.toolkit_environment(env=env)):
         merged.update(result or {})
     merged.update(command.env)
+    # as sagemaker-training: modules beside the entry point import from anywhere in the code dir
+    merged["PYTHONPATH"] = os.pathsep.join(p for p in (str(env.source_dir or ""), merged.get("PYTHONPATH")) if p)
     return merged
 
 

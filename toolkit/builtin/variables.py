@@ -47,7 +47,8 @@ def training_env_dict(env: TrainingEnv) -> dict[str, Any]:
         "instance_groups_dict": {g.get("instance_group_name"): g for g in groups},
         "is_hetero": len(groups) > 1,
         "is_master": env.current_host == env.master_hostname,
-        "is_modelparallel_enabled": bool(mp) and mp != {},
+        # as sagemaker-training: None when model parallelism is not configured at all
+        "is_modelparallel_enabled": None if mp is None else format_value(mp) not in ("", "{}"),
         "is_smddpmprun_installed": shutil.which("smddpmprun") is not None,
         "is_smddprun_installed": shutil.which("smddprun") is not None,
         "job_name": env.environ.get("TRAINING_JOB_NAME"),
