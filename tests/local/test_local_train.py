@@ -340,8 +340,8 @@ def test_fastfile_intermediate_and_uncompressed_model(s3: Any, s3_env: dict, buc
                    "--hyperparameter", f"sagemaker_s3_output=s3://{bucket}/out", "--workdir", str(tmp_path / "work"),
                    env=s3_env, stdin=json.dumps(request))
     assert proc.returncode == 0, proc.stderr
-    assert s3_keys(s3, bucket) == {"ff/a.csv", "ff-job/source/sourcedir.tar.gz", "out/ff-job/output/model/fastfile.json",
-                                   "out/ff-job/output/output.tar.gz",
+    assert s3_keys(s3, bucket) == {"ff/a.csv", "ff-job/source/sourcedir.tar.gz",
+                                   "out/ff-job/output/model/fastfile.json", "out/ff-job/output/output.tar.gz",
                                    "out/ff-job/output/intermediate/epoch-1/curve.csv"}
     seen = json.loads(s3_bytes(s3, bucket, "out/ff-job/output/model/fastfile.json"))
     assert seen == {"mode": "0o444", "data": "1\n"}

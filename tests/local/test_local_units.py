@@ -63,7 +63,7 @@ def test_unsupported_features_are_named() -> None:
     with pytest.raises(ConfigError, match="S3DataType 'ManifestFile' is not emulated"):
         parse_request({**base, "InputDataConfig": [{"ChannelName": "c", "DataSource": {"S3DataSource": {
             "S3Uri": "s3://b/m", "S3DataType": "ManifestFile"}}}]})
-    with pytest.raises(ConfigError, match="CheckpointConfig.LocalPath"):
+    with pytest.raises(ConfigError, match=r"CheckpointConfig\.LocalPath"):
         parse_request({**base, "CheckpointConfig": {"S3Uri": "s3://b/c", "LocalPath": "relative"}})
 
 
@@ -98,3 +98,17 @@ def test_help_imports_no_boto3(argv: list) -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "[]"
     assert "Usage:" in out.stdout
+
+
+def test_transform_settings_job_then_server_then_defaults() -> None:
+    from toolkit.local.transform import TransformSettings, make_batches, resolve, split
+
+    server = {"BatchStrategy": "SINGLE_RECORD", "MaxPayloadInMB": 2, "MaxConcurrentTransforms": 4}
+    chosen = resolve(TransformSettings(max_payload_mb=0), server)
+    assert (chosen.batch_strategy, chosen.max_payload_mb, chosen.max_concurrent) == ("SingleRecord", 0, 4)
+    chosen = resolve(TransformSettings(), None)
+    assert (chosen.batch_strategy, chosen.max_payload_mb, chosen.max_concurrent) == ("MultiRecord", 6, 1)
+    records = split(b"a\n\nb\r\nc", "Line")
+    assert records == [(1, b"a\n"), (3, b"b\r\n"), (4, b"c\n")]
+    assert [(b.first, b.last) for b in make_batches("f", records, "MultiRecord", 0)] == [(1, 4)]
+    assert [(b.first, b.last) for b in make_batches("f", records, "SingleRecord", 6)] == [(1, 1), (3, 3), (4, 4)]

@@ -112,6 +112,8 @@ def resolve(settings: TransformSettings, execution_parameters: Optional[dict]) -
         return given.get(key, DEFAULTS[key])
 
     strategy = pick(settings.batch_strategy, "BatchStrategy")
+    # servers built on sagemaker-inference answer the variable's spelling
+    strategy = {"MULTI_RECORD": "MultiRecord", "SINGLE_RECORD": "SingleRecord"}.get(str(strategy), strategy)
     if strategy not in ("SingleRecord", "MultiRecord"):
         raise ConfigError(f"/execution-parameters BatchStrategy {strategy!r}: expected SingleRecord or MultiRecord")
     payload = pick(settings.max_payload_mb, "MaxPayloadInMB")
