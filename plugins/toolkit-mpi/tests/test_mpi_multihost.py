@@ -24,9 +24,11 @@ from mpi4py import MPI
 comm = MPI.COMM_WORLD
 total = comm.allreduce(comm.rank + 1)
 hosts = comm.allgather(socket.gethostname())
+seen = comm.allgather(os.environ.get("SM_CURRENT_HOST"))  # forwarded from the master with -x
 if comm.rank == 0:
     with open(os.path.join(os.environ["SM_MODEL_DIR"], "result.json"), "w") as fh:
-        json.dump({"size": comm.size, "sum": total, "args": sys.argv[1:], "hosts": hosts}, fh)
+        json.dump({"size": comm.size, "sum": total, "args": sys.argv[1:], "hosts": hosts,
+                   "sm_current_host": seen}, fh)
 """
 
 
@@ -48,6 +50,7 @@ def test_allreduce_across_two_hosts_of_two_ranks(cluster, tmp_path):
     assert result["sum"] == 1 + 2 + 3 + 4
     assert result["args"] == ["--epochs", "3"]
     assert sorted(result["hosts"]) == ["algo-1", "algo-1", "algo-2", "algo-2"]  # 2 ranks on each host
+    assert result["sm_current_host"] == ["algo-1"] * 4  # the master's SM_* reach every rank
     for job in cluster.jobs.values():
         assert job.success.exists() and not job.failure.exists()
     assert (tmp_path / "ssh" / "id_ed25519").exists()  # made at start: there was none
@@ -107,7 +110,7 @@ def test_sigterm_to_the_master_stops_every_rank(cluster, tmp_path):
     assert all(_alive(pid) for pid in ranks)
     cluster.procs["algo-1"].send_signal(signal.SIGTERM)  # `ip netns exec` execs train: same PID
     codes = cluster.wait(timeout=60)
-    assert codes["algo-1"] != 0 and codes["algo-2"] != 0, cluster.output()
+    assert codes == {"algo-1": 143, "algo-2": 143}, cluster.output()
     assert not [pid for pid in ranks if _alive(pid)], cluster.output()
-    for job in cluster.jobs.values():
-        assert job.failure.exists() and not job.success.exists()
+    assert "stopped by SIGTERM" in cluster.jobs["algo-1"].failure.read_text()
+    assert "failed with exit code 143" in cluster.jobs["algo-2"].failure.read_text()

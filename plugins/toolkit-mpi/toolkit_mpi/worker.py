@@ -93,11 +93,13 @@ def run_master(opts: argparse.Namespace, mpirun: list[str], environ: Mapping[str
     _stop_on((signal.SIGTERM, signal.SIGINT), forward)
     code = child.wait()
     code = 128 - code if code < 0 else code
+    if stopped:  # stopped from outside: say so with 128+N on every host, as the core does
+        print(f"mpi: stopped by {signal.Signals(stopped[0]).name} (mpirun ended with code {code}); "
+              f"stopping all {len(hosts)} host(s)", file=sys.stderr)
+        code = 128 + stopped[0]
+    elif code != 0:
+        print(f"mpi: mpirun exited with code {code}; the job failed on all {len(hosts)} host(s)", file=sys.stderr)
     report(others, key, opts.port, state_dir, code)
-    if code != 0:
-        why = f" after {signal.Signals(stopped[0]).name}" if stopped else ""
-        print(f"mpi: mpirun exited with code {code}{why}; the job failed on all {len(hosts)} host(s)",
-              file=sys.stderr)
     return code
 
 
