@@ -1,30 +1,87 @@
-"""Installer: ``requirements.txt`` and, for a package directory, the directory itself, with pip.
+"""Installer: ``requirements.txt`` and, for a package directory, the directory itself, with pip
+(or ``uv pip`` when TOOLKIT_INSTALLER=uv and uv is installed).
 
-PIP_INDEX_URL, PIP_EXTRA_INDEX_URL, PIP_CERT and the other PIP_* variables pass through.
+Downloads are cached under TOOLKIT_CACHE_DIR (default: SageMaker's warm-pool persistent cache,
+SAGEMAKER_MANAGED_WARMPOOL_CACHE_DIRECTORY, else a folder under /tmp), so a warm-pool job or a
+local re-run with the same requirements downloads nothing. PIP_INDEX_URL, PIP_EXTRA_INDEX_URL,
+PIP_CERT and the other PIP_* variables pass through (the two index URLs are also given to uv);
+a PIP_CACHE_DIR / UV_CACHE_DIR you set yourself wins.
 """
 
 from __future__ import annotations
 
+import logging
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 from typing import Mapping, Optional
 
-from toolkit.errors import CodeError
+from toolkit.errors import CodeError, ConfigError
 from toolkit.hookspecs import hookimpl
+
+log = logging.getLogger("toolkit")
+TMP_CACHE = "/tmp/sagemaker-toolkit-cache"
+INSTALLERS = ("pip", "uv")
+
+
+def cache_root(env: Mapping[str, str]) -> Path:
+    """Where installers keep their caches: TOOLKIT_CACHE_DIR, else a folder in the warm-pool
+    cache, else one under /tmp."""
+    if env.get("TOOLKIT_CACHE_DIR"):
+        return Path(env["TOOLKIT_CACHE_DIR"])
+    warm = env.get("SAGEMAKER_MANAGED_WARMPOOL_CACHE_DIRECTORY")
+    if warm:
+        return Path(warm) / "sagemaker-toolkit"
+    return Path(TMP_CACHE)
+
+
+def uv_path(env: Mapping[str, str]) -> Optional[str]:
+    """The uv executable: on PATH, or beside this Python (``pip install uv`` puts it there)."""
+    found = shutil.which("uv", path=env.get("PATH"))
+    if found:
+        return found
+    beside = Path(sys.executable).parent / "uv"
+    return str(beside) if os.access(beside, os.X_OK) else None
+
+
+def command(env: Mapping[str, str]) -> tuple[list[str], dict[str, str], str]:
+    """(argv prefix, child environment, installer name) for an install."""
+    choice = (env.get("TOOLKIT_INSTALLER") or "pip").strip().lower()
+    if choice not in INSTALLERS:
+        raise ConfigError(f"TOOLKIT_INSTALLER={choice!r} is not an installer; use one of: {', '.join(INSTALLERS)}")
+    child = {k: str(v) for k, v in env.items() if not k.startswith("sagemaker_")}
+    root = cache_root(env)
+    uv = uv_path(env) if choice == "uv" else None
+    if choice == "uv" and uv is None:
+        log.warning("TOOLKIT_INSTALLER=uv but uv is not installed; using pip")
+    if uv is not None:
+        child.setdefault("UV_CACHE_DIR", str(root / "uv"))
+        if env.get("PIP_INDEX_URL"):
+            child.setdefault("UV_INDEX_URL", env["PIP_INDEX_URL"])
+        if env.get("PIP_EXTRA_INDEX_URL"):
+            child.setdefault("UV_EXTRA_INDEX_URL", env["PIP_EXTRA_INDEX_URL"])
+        argv = [uv, "pip", "install", "--python", sys.executable]
+        if sys.prefix == sys.base_prefix:  # not a virtual environment: uv needs to be told
+            argv.append("--system")
+        return argv, child, "uv"
+    child.setdefault("PIP_CACHE_DIR", str(root / "pip"))
+    return [sys.executable, "-m", "pip", "install", "--disable-pip-version-check"], child, "pip"
 
 
 def pip_install(args: list[str], code_dir: Path, env: Mapping[str, str], what: str) -> None:
-    cmd = [sys.executable, "-m", "pip", "install", "--disable-pip-version-check", *args]
+    prefix, child, name = command(env)
+    log.info("installing %s with %s (cache: %s)", what, name, child.get("UV_CACHE_DIR") or child.get("PIP_CACHE_DIR"))
     proc = subprocess.run(
-        cmd, cwd=str(code_dir), env=dict(env), stdout=sys.stderr, stderr=subprocess.PIPE, text=True
+        [*prefix, *args], cwd=str(code_dir), env=child, stdout=sys.stderr, stderr=subprocess.PIPE, text=True
     )
     if proc.stderr:
         sys.stderr.write(proc.stderr)
     if proc.returncode != 0:
         lines = [ln.strip() for ln in proc.stderr.splitlines() if ln.strip()]
-        reason = next((ln for ln in reversed(lines) if ln.startswith("ERROR")), lines[-1] if lines else "")
-        raise CodeError(f"pip could not install {what} (exit {proc.returncode}): {reason}")
+        reason = next((ln for ln in reversed(lines) if ln.startswith(("ERROR", "error"))), lines[-1] if lines else "")
+        raise CodeError(f"{name} could not install {what} (exit {proc.returncode}): {reason}")
 
 
 @hookimpl(trylast=True)
