@@ -7,10 +7,14 @@ authentication on (INITIAL_NO_AUTH_ACTION_COUNT), so the refusals are moto's rea
 from __future__ import annotations
 
 import os
+import random
+import socket
 import subprocess
+import threading
 import time
 import urllib.request
 import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -216,4 +220,107 @@ def test_access_denied(job: Job, locked_s3: dict) -> None:
         AWS_ENDPOINT_URL=locked_s3["AWS_ENDPOINT_URL"], AWS_REGION="us-east-1",
         AWS_ACCESS_KEY_ID=locked_s3["KEY_ID"], AWS_SECRET_ACCESS_KEY=locked_s3["SECRET"])
     assert_failed_cleanly(job, proc, "s3://locked/s.tar.gz: access denied (AccessDenied)")
+    assert not job.code.exists()
+
+
+# -- transient failures: a proxy in front of moto that fails on purpose ------------------------
+
+
+class FlakyProxy(BaseHTTPRequestHandler):
+    """Relays to moto; for a GET of a path with planned failures, the next one happens instead:
+    "503" answers S3's SlowDown error, "cut" sends half the body and closes the connection."""
+
+    upstream = ""
+    plans: dict[str, list[str]] = {}
+    gets: dict[str, int] = {}
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        self.relay()
+
+    def do_HEAD(self) -> None:
+        self.relay()
+
+    def do_PUT(self) -> None:
+        self.relay()
+
+    def relay(self) -> None:
+        import http.client
+        from urllib.parse import urlsplit
+
+        path = self.path.split("?")[0]
+        if self.command == "GET":
+            self.gets[path] = self.gets.get(path, 0) + 1
+        plan = self.plans.get(path, [])
+        action = plan.pop(0) if plan and self.command == "GET" else ""
+        if action == "503":
+            body = b"<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>"
+            self.send_response(503)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
+        length = int(self.headers.get("Content-Length") or 0)
+        data = self.rfile.read(length) if length else None
+        up = urlsplit(self.upstream)
+        conn = http.client.HTTPConnection(up.hostname, up.port, timeout=30)
+        conn.request(self.command, self.path, body=data, headers=dict(self.headers))
+        response = conn.getresponse()
+        payload = response.read()
+        self.send_response(response.status)
+        for name, value in response.getheaders():
+            if name.lower() not in ("content-length", "transfer-encoding", "connection", "server", "date"):
+                self.send_header(name, value)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        if action == "cut":
+            self.wfile.write(payload[: len(payload) // 2])
+            self.wfile.flush()
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+        elif self.command != "HEAD":
+            self.wfile.write(payload)
+        conn.close()
+
+
+@pytest.fixture
+def flaky(s3_server: str) -> Iterator[tuple[str, type]]:
+    handler = type("Handler", (FlakyProxy,), {"upstream": s3_server, "plans": {}, "gets": {}})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", handler
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def big_source() -> bytes:
+    return good({"data.bin": random.Random(3).randbytes(400_000)})
+
+
+@pytest.mark.parametrize("plan", [["503", "503"], ["cut"], ["503", "cut"]])
+def test_transient_errors_are_retried(job: Job, s3: Any, bucket: str, s3_env: dict, flaky: tuple,
+                                      plan: list[str]) -> None:
+    endpoint, handler = flaky
+    s3.put_object(Bucket=bucket, Key="s.tar.gz", Body=big_source())
+    handler.plans[f"/{bucket}/s.tar.gz"] = list(plan)
+    proc = submit(job, f"s3://{bucket}/s.tar.gz").run(**dict(s3_env, AWS_ENDPOINT_URL=endpoint))
+    assert proc.returncode == 0, proc.stderr
+    assert "remote code ran" in proc.stdout
+    assert handler.gets[f"/{bucket}/s.tar.gz"] == len(plan) + 1
+    if "cut" in plan:
+        assert "retrying in" in proc.stderr
+
+
+def test_connection_that_keeps_dropping_is_a_one_line_error(job: Job, s3: Any, bucket: str, s3_env: dict,
+                                                            flaky: tuple) -> None:
+    endpoint, handler = flaky
+    s3.put_object(Bucket=bucket, Key="s.tar.gz", Body=big_source())
+    handler.plans[f"/{bucket}/s.tar.gz"] = ["cut", "cut"]
+    proc = submit(job, f"s3://{bucket}/s.tar.gz").run(
+        **dict(s3_env, AWS_ENDPOINT_URL=endpoint, TOOLKIT_FETCH_ATTEMPTS="2"))
+    assert_failed_cleanly(job, proc, f"s3://{bucket}/s.tar.gz: download failed: ")
     assert not job.code.exists()
