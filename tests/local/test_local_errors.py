@@ -97,3 +97,16 @@ def test_job_names_are_unique(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert "a job named 'once' already ran here" in only_line(proc.stderr)
     assert json.loads((tmp_path / "work" / "once.json").read_text())["TrainingJobStatus"] == "Completed"
+
+
+def test_pipe_channel_then_missing_channel(tmp_path: Path) -> None:
+    write_script(tmp_path / "src", "raise SystemExit('must not run')\n")
+    write_script(tmp_path / "data", "x\n", "a.csv")
+    work = tmp_path / "work"
+    proc = toolkit("local", "train", "--job-name", "pipe-missing", "--source-dir", str(tmp_path / "src"),
+                   "--entry-point", "train.py", "--input-mode", "Pipe", "--channel", f"a={tmp_path / 'data'}",
+                   "--channel", f"b={tmp_path / 'nothing'}", "--workdir", str(work))
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert describe(work, "pipe-missing")["FailureReason"] == (
+        f"ClientError: channel 'b': local path {tmp_path / 'nothing'} does not exist")

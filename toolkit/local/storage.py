@@ -278,7 +278,10 @@ class Storage:
     def _parallel(fn: Any, items: Sequence[Any], workers: int, what: str) -> None:
         if workers <= 1 or len(items) <= 1:
             for item in items:
-                fn(item)
+                try:
+                    fn(item)
+                except OSError as exc:
+                    raise TransferError(f"{what}: {exc}") from exc
             return
         with concurrent.futures.ThreadPoolExecutor(max_workers=min(workers, len(items))) as pool:
             futures = [pool.submit(fn, item) for item in items]

@@ -212,7 +212,8 @@ class TrainingJob:
         for feeder in self.feeders:
             feeder.stop()
         for feeder in self.feeders:
-            feeder.join(timeout=2)
+            if feeder.ident is not None:
+                feeder.join(timeout=2)
         return self.syncer.finish() if self.syncer else None
 
     # -- the whole job ------------------------------------------------------------------------
@@ -259,6 +260,10 @@ class TrainingJob:
             status, secondary, exit_code = "Failed", "Failed", exc.exit_code
             failure = f"ClientError: {exc}"
             log.error("%s", exc)
+        except KeyboardInterrupt:
+            self.stop_background()
+            status, secondary, exit_code = "Stopped", "Stopped", 130
+            log.warning("interrupted before the hosts started")
         finally:
             for channel in self.request.channels:
                 if channel.mode == "FastFile":
