@@ -159,3 +159,16 @@ def test_unknown_installer_is_a_one_line_error(job: Job, tmp_path: Path, index: 
     proc = train_in_new_venv(job, tmp_path / "venv", PIP_INDEX_URL=index[0], TOOLKIT_INSTALLER="conda")
     assert proc.returncode == 2
     assert job.failure.read_text() == "TOOLKIT_INSTALLER='conda' is not an installer; use one of: pip, uv"
+
+
+def test_requirements_file_named_by_toolkit_requirements(make_job, tmp_path: Path, index: tuple) -> None:
+    job = make_job("named")
+    job.script("deps/extra.txt", "demo-cache-pkg==1.0\n")
+    proc = train_in_new_venv(job, tmp_path / "venv", PIP_INDEX_URL=index[0], TOOLKIT_REQUIREMENTS="deps/extra.txt",
+                             TOOLKIT_CACHE_DIR=str(tmp_path / "cache"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "installing " + str(job.code / "deps" / "extra.txt") in proc.stderr
+    missing = make_job("missing")
+    proc = train_in_new_venv(missing, tmp_path / "venv2", TOOLKIT_REQUIREMENTS="nope.txt")
+    assert proc.returncode == 2
+    assert missing.failure.read_text().startswith("requirements file 'nope.txt' not found in ")

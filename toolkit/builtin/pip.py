@@ -1,5 +1,6 @@
-"""Installer: ``requirements.txt`` and, for a package directory, the directory itself, with pip
-(or ``uv pip`` when TOOLKIT_INSTALLER=uv and uv is installed).
+"""Installer: ``requirements.txt`` (or the file TOOLKIT_REQUIREMENTS names) and, for a package
+directory, the directory itself, with pip (or ``uv pip`` when TOOLKIT_INSTALLER=uv and uv is
+installed).
 
 Downloads are cached under TOOLKIT_CACHE_DIR (default: SageMaker's warm-pool persistent cache,
 SAGEMAKER_MANAGED_WARMPOOL_CACHE_DIRECTORY, else a folder under /tmp), so a warm-pool job or a
@@ -86,9 +87,12 @@ def pip_install(args: list[str], code_dir: Path, env: Mapping[str, str], what: s
 
 @hookimpl(trylast=True)
 def toolkit_install_dependencies(code_dir: Path, env: Mapping[str, str]) -> Optional[bool]:
-    requirements = code_dir / "requirements.txt"
+    named = env.get("TOOLKIT_REQUIREMENTS")  # the SDK v3 sourcecode.json's "requirements"
+    requirements = code_dir / (named or "requirements.txt")
     if requirements.is_file():
-        pip_install(["-r", "requirements.txt"], code_dir, env, str(requirements))
+        pip_install(["-r", str(requirements)], code_dir, env, str(requirements))
+    elif named:
+        raise CodeError(f"requirements file {named!r} not found in {code_dir}; check the requirements setting")
     if (code_dir / "pyproject.toml").is_file() or (code_dir / "setup.py").is_file():
         pip_install(["."], code_dir, env, f"the package in {code_dir}")
     return True
