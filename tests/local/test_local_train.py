@@ -348,3 +348,18 @@ def test_fastfile_intermediate_and_uncompressed_model(s3: Any, s3_env: dict, buc
     assert s3_bytes(s3, bucket, "out/ff-job/output/intermediate/epoch-1/curve.csv") == b"0.5\n"
     answer = describe(tmp_path / "work", "ff-job")
     assert answer["ModelArtifacts"] == {"S3ModelArtifacts": f"s3://{bucket}/out/ff-job/output/model/"}
+
+
+def test_container_entrypoint_replaces_train_in_process(tmp_path: Path) -> None:
+    import sys
+
+    code = ("import os, sys; base = os.environ['SAGEMAKER_BASE_DIR']; "
+            "open(os.path.join(base, 'model', 'argv.json'), 'w').write(__import__('json').dumps(sys.argv[1:]))")
+    request = {"AlgorithmSpecification": {"ContainerEntrypoint": [sys.executable, "-c", code],
+                                          "ContainerArguments": ["--mode", "two words"]}}
+    out = tmp_path / "out"
+    proc = toolkit("local", "train", "--request", "-", "--job-name", "entry", "--output-path", str(out),
+                   "--workdir", str(tmp_path / "work"), stdin=json.dumps(request))
+    assert proc.returncode == 0, proc.stderr
+    model = tar_members((out / "entry/output/model.tar.gz").read_bytes())
+    assert json.loads(model["argv.json"]) == ["--mode", "two words"]

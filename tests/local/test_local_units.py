@@ -112,3 +112,22 @@ def test_transform_settings_job_then_server_then_defaults() -> None:
     assert records == [(1, b"a\n"), (3, b"b\r\n"), (4, b"c\n")]
     assert [(b.first, b.last) for b in make_batches("f", records, "MultiRecord", 0)] == [(1, 4)]
     assert [(b.first, b.last) for b in make_batches("f", records, "SingleRecord", 6)] == [(1, 1), (3, 3), (4, 4)]
+
+
+def test_progress_paints_a_live_line_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    from toolkit.local import progress
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.setattr(progress, "PAINT_EVERY", 0.0)
+    screen = Terminal()
+    bar = progress.Progress("algo-1 channel train", 2, 3_000_000, stream=screen)
+    bar.add(1_500_000, 1)
+    assert "\ralgo-1 channel train: 1/2 files, 1.5 MB/3.0 MB (" in screen.getvalue()
+    done = bar.finish()
+    assert (done.files, done.bytes) == (1, 1_500_000)
+    assert screen.getvalue().endswith("\r\x1b[K")  # the live line is cleared at the end
