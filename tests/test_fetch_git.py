@@ -287,3 +287,8 @@ def test_repository_that_does_not_exist(job: Job, daemon: str) -> None:
 def test_subdirectory_that_does_not_exist(job: Job, repos: Repos) -> None:
     proc = run(job, f"git+file://{repos.root}/public.git@main#subdirectory=nope")
     failed(job, proc, "subdirectory 'nope' is not a folder in the fetched code")
+
+
+def test_image_without_git(job: Job, repos: Repos, tmp_path: Path) -> None:
+    proc = run(job, f"git+file://{repos.root}/public.git@main", PATH=str(tmp_path))
+    failed(job, proc, "fetching git code needs the git command; install git in the image")

@@ -324,3 +324,17 @@ def test_connection_that_keeps_dropping_is_a_one_line_error(job: Job, s3: Any, b
         **dict(s3_env, AWS_ENDPOINT_URL=endpoint, TOOLKIT_FETCH_ATTEMPTS="2"))
     assert_failed_cleanly(job, proc, f"s3://{bucket}/s.tar.gz: download failed: ")
     assert not job.code.exists()
+
+
+def test_unreachable_endpoint(job: Job, s3_env: dict) -> None:
+    dead = f"http://127.0.0.1:{free_port()}"
+    proc = submit(job, "s3://some-bucket/s.tar.gz").run(
+        **dict(s3_env, AWS_ENDPOINT_URL=dead, TOOLKIT_FETCH_ATTEMPTS="1"))
+    assert_failed_cleanly(job, proc, f"s3://some-bucket/s.tar.gz: cannot reach S3 at {dead}")
+
+
+def test_no_credentials_at_all(job: Job, s3_env: dict) -> None:
+    env = {k: v for k, v in s3_env.items() if not k.startswith("AWS_ACCESS") and not k.startswith("AWS_SECRET")}
+    proc = submit(job, "s3://some-bucket/s.tar.gz").run(
+        AWS_CONFIG_FILE="/dev/null", AWS_SHARED_CREDENTIALS_FILE="/dev/null", AWS_EC2_METADATA_DISABLED="true", **env)
+    assert_failed_cleanly(job, proc, "s3://some-bucket/s.tar.gz: no AWS credentials found")
