@@ -26,6 +26,7 @@ import json
 import os
 import random
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -133,6 +134,7 @@ def main() -> None:
         child(*args.child)
         return
 
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so `finally` stops moto
     work = Path(args.work)
     started = time.time()
     fixtures = make_fixtures(work)
