@@ -151,6 +151,8 @@ def local_group() -> None:
               help="Seconds between SIGTERM and SIGKILL when the job is stopped.")
 @click.option("--engine", type=click.Choice(["docker", "podman"]), help="Container engine (default: docker, "
               "else podman).")
+@click.option("--in-process", is_flag=True, help="Ignore the request's TrainingImage: run this machine's train "
+              "(to replay a real request without its image).")
 @click.option("--workdir", type=click.Path(file_okay=False), help="Where job folders go (default: "
               "$TOOLKIT_LOCAL_DIR or <tmp>/toolkit-local); also the default output path.")
 def train_command(request_file: Optional[str], entry_point: Optional[str], source_dir: Optional[str],
@@ -160,11 +162,14 @@ def train_command(request_file: Optional[str], entry_point: Optional[str], sourc
                   distribution: Optional[str], environment: tuple[str, ...], instance_count: Optional[int],
                   instance_type: Optional[str], checkpoint_s3_uri: Optional[str],
                   checkpoint_local_path: Optional[str], max_run: Optional[int], kill_after: float,
-                  engine: Optional[str], workdir: Optional[str]) -> None:
+                  engine: Optional[str], in_process: bool, workdir: Optional[str]) -> None:
     """Run a training job here: data in, `train` on every host, artifacts out, as the platform does.
 
     Exits with the job's exit code (the first failed host's), or 2 when the request is wrong.
     """
+    import dataclasses
+
+    from toolkit.errors import ConfigError
     from toolkit.local.storage import Storage
     from toolkit.local.trainjob import RunOptions, run_training_job
 
@@ -179,6 +184,10 @@ def train_command(request_file: Optional[str], entry_point: Optional[str], sourc
             checkpoint_uri=checkpoint_s3_uri, checkpoint_local_path=checkpoint_local_path, max_run=max_run)
         request = _build_request(request_file, overrides, root, entry_point, source_dir, code_location,
                                  container_log_level, storage)
+        if in_process:
+            if image:
+                raise ConfigError("--in-process and --image contradict each other; give one of them")
+            request = dataclasses.replace(request, image=None)
         sync_interval = _sync_interval()
     except ToolkitError as exc:
         _fail("local train", exc)
