@@ -213,7 +213,14 @@ def report(job: dict[str, list[float]], walls: dict[str, list[float]], transfer:
         f"| `toolkit local train` download phase (16 parallel GETs) | {dl_med:.2f} | {gb / dl_med:.2f} |",
         f"| `toolkit local train` whole job (download, trivial script, upload) | {local_med:.2f} | - |",
         "",
-        f"Download phase vs `aws s3 sync`: {dl_med / aws_med:.2f}x the time.",
+        f"Download phase vs `aws s3 sync`: {dl_med / aws_med:.2f}x the time; whole job vs `aws s3 sync`: "
+        f"{local_med / aws_med:.2f}x.",
+        "",
+        f"The emulator's own share of the trivial job is the difference of the last two rows of the first table "
+        f"({med['local'] - med['train']:.3f} s: its start-up, packaging, config files, tarballs, describe file); "
+        f"the rest is `train`'s. The download phase starts after the listing; the whole-job figure also "
+        f"includes listing 1,000 objects from moto (which `aws s3 sync` does too), `train` and the tarballs. "
+        f"moto and the clients share the 2 cores, so these figures drift by 10-20 % between runs.",
         "",
     ])
 
