@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import io
 import random
+import subprocess
 import tarfile
 import zipfile
-from typing import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
+
+if TYPE_CHECKING:
+    from conftest import Job
 
 TRAIN_PY = (
     "import os, sys\n"
@@ -127,3 +132,49 @@ HOSTILE: dict[str, tuple[bytes, str]] = {
     "link_chain": (_hostile(_chain), "outside the destination"),
     "truncated_gzip": (_big_good()[: len(_big_good()) // 2], "corrupt or truncated"),
 }
+
+
+BAD_ARCHIVES = {
+    **{name: (data, fragment, {}) for name, (data, fragment) in HOSTILE.items()},
+    "size_bomb": (bomb_gz(64 * 1024 * 1024), "expands to more than 10000000 bytes",
+                  {"TOOLKIT_MAX_EXTRACT_BYTES": "10000000"}),
+    "member_bomb": (many_members(300), "more than 200 members", {"TOOLKIT_MAX_EXTRACT_MEMBERS": "200"}),
+}
+
+
+# -- helpers for end-to-end fetcher tests ---------------------------------------------------------
+
+BAKED = "print('baked code ran')\n"
+
+
+def submit(job: Job, uri: str, program: str = "train.py") -> Job:
+    job.hyperparameters({"sagemaker_program": program, "sagemaker_submit_directory": uri})
+    return job.resources()
+
+
+def error_lines(proc: subprocess.CompletedProcess) -> list[str]:
+    return [ln for ln in proc.stderr.splitlines() if " ERROR " in ln]
+
+
+def assert_failed_cleanly(job: Job, proc: subprocess.CompletedProcess, fragment: str) -> str:
+    """Exit 2, one ERROR line with ``fragment``, the same line as the whole failure file, no
+    traceback, and no half-extracted folder anywhere under the job."""
+    assert proc.returncode == 2, proc.stderr
+    errors = error_lines(proc)
+    assert len(errors) == 1 and fragment in errors[0], proc.stderr
+    assert "Traceback" not in proc.stderr
+    failure = job.failure.read_text()
+    assert fragment in failure and "\n" not in failure
+    assert errors[0].endswith(failure)
+    assert not [p for p in job.root.rglob("*partial*")]
+    return failure
+
+
+def bake(job: Job) -> dict[str, str]:
+    job.script("train.py", BAKED)
+    job.script("util/extra.py", "X = 1\n")
+    return snapshot(job.code)
+
+
+def snapshot(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): p.read_text() for p in sorted(folder.rglob("*")) if p.is_file()}

@@ -8,7 +8,19 @@ import stat
 from pathlib import Path
 
 import pytest
-from archives import HOSTILE, bomb_gz, good, good_zip, many_members
+from archives import (
+    BAD_ARCHIVES,
+    HOSTILE,
+    assert_failed_cleanly,
+    bake,
+    bomb_gz,
+    good,
+    good_zip,
+    many_members,
+    snapshot,
+    submit,
+)
+from conftest import Job
 
 from toolkit import archive
 from toolkit.errors import ArchiveError
@@ -158,3 +170,18 @@ def test_archive_cut_short_is_refused_whatever_the_compression(tmp_path: Path, m
     with pytest.raises(ArchiveError, match="corrupt or truncated"):
         archive.extract(OneWay(data[: len(data) - 20_000]), tmp_path / "code", stream=True)
     assert leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("case", sorted(BAD_ARCHIVES))
+def test_every_bad_archive_fails_train_cleanly(job: Job, tmp_path: Path, case: str) -> None:
+    """End to end with the real ``train``: the archive is a local file here (no S3 client to
+    start); tests/test_fetch_s3.py runs some of the same cases from S3."""
+    data, fragment, extra = BAD_ARCHIVES[case]
+    before = bake(job)
+    archive_path = tmp_path / f"{case}.tar.gz"
+    archive_path.write_bytes(data)
+    proc = submit(job, str(archive_path)).run(TMPDIR=str(job.root), **extra)
+    failure = assert_failed_cleanly(job, proc, fragment)
+    assert failure.startswith(f"{archive_path}: ")
+    assert snapshot(job.code) == before  # the image's code is untouched
+    assert not (tmp_path / "escaped.txt").exists() and not (job.root / "escaped.txt").exists()

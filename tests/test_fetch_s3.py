@@ -15,14 +15,11 @@ import time
 import urllib.request
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
-from archives import HOSTILE, bomb_gz, good, good_zip, many_members
+from archives import BAD_ARCHIVES, HOSTILE, assert_failed_cleanly, bake, good, good_zip, snapshot, submit
 from conftest import BIN, Job, free_port
-
-BAKED = "print('baked code ran')\n"
 
 
 @pytest.fixture
@@ -30,39 +27,6 @@ def bucket(s3: Any) -> str:
     name = f"code-{uuid.uuid4().hex[:12]}"
     s3.create_bucket(Bucket=name)
     return name
-
-
-def submit(job: Job, uri: str, program: str = "train.py") -> Job:
-    job.hyperparameters({"sagemaker_program": program, "sagemaker_submit_directory": uri})
-    return job.resources()
-
-
-def error_lines(proc: subprocess.CompletedProcess) -> list[str]:
-    return [ln for ln in proc.stderr.splitlines() if " ERROR " in ln]
-
-
-def assert_failed_cleanly(job: Job, proc: subprocess.CompletedProcess, fragment: str) -> str:
-    """Exit 2, one ERROR line with ``fragment``, the same line as the whole failure file, no
-    traceback, and no half-extracted folder anywhere under the job."""
-    assert proc.returncode == 2, proc.stderr
-    errors = error_lines(proc)
-    assert len(errors) == 1 and fragment in errors[0], proc.stderr
-    assert "Traceback" not in proc.stderr
-    failure = job.failure.read_text()
-    assert fragment in failure and "\n" not in failure
-    assert errors[0].endswith(failure)
-    assert not [p for p in job.root.rglob("*partial*")]
-    return failure
-
-
-def bake(job: Job) -> dict[str, str]:
-    job.script("train.py", BAKED)
-    job.script("util/extra.py", "X = 1\n")
-    return snapshot(job.code)
-
-
-def snapshot(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): p.read_text() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 @pytest.mark.parametrize("kind", ["tar.gz", "tar", "zip"])
@@ -116,15 +80,7 @@ def test_remote_code_wins_over_code_baked_into_the_image(job: Job, s3: Any, buck
     assert snapshot(job.code) == before  # the image's code is not touched
 
 
-BAD_ARCHIVES = {
-    **{name: (data, fragment, {}) for name, (data, fragment) in HOSTILE.items()},
-    "size_bomb": (bomb_gz(64 * 1024 * 1024), "expands to more than 10000000 bytes",
-                  {"TOOLKIT_MAX_EXTRACT_BYTES": "10000000"}),
-    "member_bomb": (many_members(300), "more than 200 members", {"TOOLKIT_MAX_EXTRACT_MEMBERS": "200"}),
-}
-
-
-@pytest.mark.parametrize("case", sorted(BAD_ARCHIVES))
+@pytest.mark.parametrize("case", ["link_chain", "truncated_gzip", "size_bomb"])  # all: test_archive.py
 def test_bad_archive_fails_the_job_cleanly(job: Job, s3: Any, bucket: str, s3_env: dict, case: str) -> None:
     data, fragment, extra = BAD_ARCHIVES[case]
     before = bake(job)
@@ -301,7 +257,7 @@ def big_source() -> bytes:
     return good({"data.bin": random.Random(3).randbytes(400_000)})
 
 
-@pytest.mark.parametrize("plan", [["503", "503"], ["cut"], ["503", "cut"]])
+@pytest.mark.parametrize("plan", [["cut"], ["503", "cut"]])
 def test_transient_errors_are_retried(job: Job, s3: Any, bucket: str, s3_env: dict, flaky: tuple,
                                       plan: list[str]) -> None:
     endpoint, handler = flaky

@@ -18,10 +18,6 @@ from toolkit.hookspecs import hookimpl
 
 log = logging.getLogger("toolkit")
 PREFIX_WORKERS = 8
-TRANSIENT_CODES = frozenset({
-    "500", "502", "503", "504", "InternalError", "ServiceUnavailable", "SlowDown", "RequestTimeout",
-    "RequestTimeTooSkewed", "Throttling", "ThrottlingException",
-})
 
 
 def parse(uri: str) -> tuple[str, str]:
@@ -64,13 +60,9 @@ def client(env: Mapping[str, str]) -> Any:
 
 
 def transient(exc: BaseException) -> bool:
-    from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
-
-    if isinstance(exc, download.TransferError):
-        return True
-    if isinstance(exc, ClientError):
-        return _code(exc) in TRANSIENT_CODES
-    return isinstance(exc, BotoCoreError) and not isinstance(exc, NoCredentialsError)
+    """Only a body that broke off while streaming: botocore has already retried the request
+    itself (connection errors, 5xx, SlowDown, throttling) in its standard retry mode."""
+    return isinstance(exc, download.TransferError)
 
 
 def _code(exc: Any) -> str:
@@ -210,13 +202,9 @@ def _fetch_prefix(
 
 def _save(s3: Any, bucket: str, key: str, target: Path) -> None:
     body = s3.get_object(Bucket=bucket, Key=key)["Body"]
-    try:
-        with open(target, "wb") as out:
-            for chunk in body.iter_chunks(archive.CHUNK):
-                out.write(chunk)
-    except Exception as exc:
-        if isinstance(exc, OSError) and not _is_botocore(exc):
-            raise
-        raise download.TransferError(exc) from exc
-    finally:
-        body.close()
+    with download.ReadAhead(body) as stream, open(target, "wb") as out:
+        while True:
+            chunk = stream.read(archive.CHUNK)
+            if not chunk:
+                break
+            out.write(chunk)
