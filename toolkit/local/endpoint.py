@@ -10,15 +10,14 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Optional
 
 from toolkit import archive
-from toolkit.errors import ConfigError, ToolkitError
-from toolkit.local.hosts import descendants, find_engine, host_environment
+from toolkit.errors import ToolkitError
+from toolkit.local.hosts import console_script, descendants, find_engine, host_environment
 from toolkit.local.storage import Storage, parse_location
 
 log = logging.getLogger("toolkit")
@@ -114,17 +113,6 @@ class ModelServer:
         raise ServerError(f"the model server did not answer /ping with 200 within {timeout:.0f} s (last: {last})")
 
 
-def serve_executable(environ: Mapping[str, str]) -> str:
-    beside = Path(sys.executable).parent / "serve"
-    if beside.is_file():
-        return str(beside)
-    found = shutil.which("serve", path=environ.get("PATH"))
-    if not found:
-        raise ConfigError("no `serve` console script next to this Python or on PATH; install sagemaker-toolkit "
-                          "here or give --image")
-    return found
-
-
 def start_server(base: Path, port: int, environ: Mapping[str, str], extra_env: Mapping[str, str], *,
                  bind_host: str = "127.0.0.1", image: Optional[str] = None, engine: Optional[str] = None,
                  name: str = "toolkit-local-serve") -> ModelServer:
@@ -132,7 +120,7 @@ def start_server(base: Path, port: int, environ: Mapping[str, str], extra_env: M
     if image is None:
         env = host_environment(environ, {**extra_env, "SAGEMAKER_BASE_DIR": str(base),
                                          "SAGEMAKER_BIND_TO_PORT": str(port), "TOOLKIT_BIND_HOST": bind_host})
-        argv = [serve_executable(environ)]
+        argv = [console_script("serve", environ)]
         process = subprocess.Popen(argv, env=env, cwd=str(base), start_new_session=True)
         return ModelServer(f"http://127.0.0.1:{port}", port, process)
     exe = find_engine(environ, engine)

@@ -194,15 +194,15 @@ def run_hosts(hosts: Sequence[HostProcess], max_runtime: float, kill_after: floa
 # ---------------------------------------------------------------------------------------------
 
 
-def train_executable(environ: Mapping[str, str]) -> str:
-    """This machine's ``train``: next to the running Python first, else on PATH."""
-    beside = Path(sys.executable).parent / "train"
+def console_script(name: str, environ: Mapping[str, str]) -> str:
+    """This machine's ``train`` or ``serve``: next to the running Python first, else on PATH."""
+    beside = Path(sys.executable).parent / name
     if beside.is_file():
         return str(beside)
-    found = shutil.which("train", path=environ.get("PATH"))
+    found = shutil.which(name, path=environ.get("PATH"))
     if not found:
-        raise ConfigError("no `train` console script next to this Python or on PATH; install sagemaker-toolkit "
-                          "here or give --image to run in a container")
+        raise ConfigError(f"no `{name}` console script next to this Python or on PATH; install sagemaker-toolkit "
+                          f"here or give --image to run in a container")
     return found
 
 

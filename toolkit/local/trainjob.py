@@ -92,7 +92,7 @@ def _command(request: TrainingRequest, environ: Mapping[str, str]) -> list[str]:
         return [*request.entrypoint, *request.arguments]
     if request.arguments:
         return list(request.arguments)
-    return [hostrun.train_executable(environ)]
+    return [hostrun.console_script("train", environ)]
 
 
 def _local_submit_dir(request: TrainingRequest) -> Optional[Path]:
