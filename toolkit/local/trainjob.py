@@ -99,8 +99,8 @@ def _local_submit_dir(request: TrainingRequest) -> Optional[Path]:
     """A source archive on this machine, which a container sees at the same path."""
     value = request.hyperparameters.get("sagemaker_submit_directory", "")
     value = value.strip('"')
-    if not value or value.startswith("s3://"):
-        return None
+    if not value or ("://" in value and not value.startswith("file://")):
+        return None  # s3://, git+https://, https://: the container fetches it
     loc = parse_location(value, "sagemaker_submit_directory")
     return loc.path
 
