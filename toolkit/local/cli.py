@@ -128,7 +128,7 @@ def package_command(entry_point: Optional[str], source_dir: Optional[str], code_
 
 @click.group(name="local")
 def local_group() -> None:
-    """Run training jobs on this machine as SageMaker does, with the same S3 layout."""
+    """Training jobs, endpoints and batch transforms on this machine, as SageMaker runs them."""
 
 
 @local_group.command("train")
