@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shlex
+import shutil
 import sys
 
 import pytest
@@ -142,3 +143,38 @@ def test_bad_settings_are_one_clear_line(launch, hps, message):
     with pytest.raises(ConfigError) as err:
         launch(hps)
     assert message in str(err.value)
+
+
+def test_one_host_runs_on_localhost(launch):
+    command = launch({"sagemaker_mpi_enabled": True, "sagemaker_mpi_num_of_processes_per_host": 2})
+    assert option(mpirun_part(command.argv), "--host") == "localhost:2"
+
+
+ONE_HOST = """
+import json, os, sys
+from mpi4py import MPI
+comm = MPI.COMM_WORLD
+total = comm.allreduce(comm.rank + 1)
+if os.environ.get("TOOLKIT_TEST_FAIL") == str(comm.rank):
+    sys.exit(4)
+if comm.rank == 0:
+    with open(os.path.join(os.environ["SM_MODEL_DIR"], "sum.json"), "w") as fh:
+        json.dump(total, fh)
+"""
+
+
+@pytest.mark.slow
+def test_one_host_job_runs_and_ends_with_the_failing_rank_code(host_job, tmp_path):
+    pytest.importorskip("mpi4py")
+    if shutil.which("mpirun") is None:
+        pytest.skip("needs Open MPI (apt-get install openmpi-bin)")
+    host_job.script("train.py", ONE_HOST)
+    host_job.hyperparameters({"sagemaker_program": "train.py", "sagemaker_mpi_enabled": True,
+                              "sagemaker_mpi_num_of_processes_per_host": 2})
+    keys = {"TOOLKIT_SSH_DIR": str(tmp_path / "ssh"), "TOOLKIT_MPI_STATE_DIR": str(tmp_path / "state")}
+    done = host_job.run(**keys)
+    assert done.returncode == 0, done.stderr
+    assert (host_job.model / "sum.json").read_text() == "3"
+    failed = host_job.run(TOOLKIT_TEST_FAIL="1", **keys)
+    assert failed.returncode == 4, failed.stderr
+    assert "Exit code: 4" in host_job.failure.read_text()

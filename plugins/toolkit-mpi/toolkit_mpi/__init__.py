@@ -152,7 +152,8 @@ def mpirun_argv(env: TrainingEnv, run: Sequence[str], extra_env: Mapping[str, st
            f"-o LogLevel=ERROR -o BatchMode=yes")
     argv = [
         "mpirun",
-        "--host", ",".join(f"{h}:{per_host}" for h in hosts),
+        # one host: localhost, so the job also runs where "algo-1" has no address
+        "--host", ",".join(f"{h}:{per_host}" for h in hosts) if len(hosts) > 1 else f"localhost:{per_host}",
         "-np", str(per_host * len(hosts)),
         "--allow-run-as-root", "--tag-output",
         "-mca", "plm_rsh_agent", "ssh",
@@ -178,6 +179,8 @@ def toolkit_launch(
     if not selected(env):
         return None
     hosts = env.distribution_hosts or env.hosts
+    if env.current_host not in hosts:
+        raise ConfigError(f"host {env.current_host} is not one of the distributed hosts {hosts}")
     ssh_dir, port, state = ssh_options(env.environ)
     common = ["--ssh-dir", ssh_dir, "--port", str(port), "--state-dir", state]
     for option, name in (("--wait-seconds", "TOOLKIT_MPI_WAIT_SECONDS"),

@@ -67,7 +67,7 @@ def test_toolkit_launcher_and_port(launch):
     command = launch({}, TOOLKIT_LAUNCHER="torchrun", TOOLKIT_MASTER_PORT="29500")
     torchrun = torchrun_part(command.argv)
     assert option(torchrun, "--master_port") == "29500"
-    assert option(command.argv, "--coordinator") == "algo-1:29501"
+    assert option(command.argv, "--coordinator") == "127.0.0.1:29501"
     assert launch({"sagemaker_torch_distributed_enabled": True}, TOOLKIT_LAUNCHER="python").name == "python"
 
 
@@ -100,3 +100,39 @@ def test_bad_settings_fail_train_with_exit_2_and_the_failure_file(host_job):
     assert done.returncode == 2, done.stderr
     assert "choose with TOOLKIT_LAUNCHER=mpi or TOOLKIT_LAUNCHER=torchrun" in job.failure.read_text()
     assert "never runs" not in done.stdout
+
+
+def test_one_host_uses_loopback(launch):
+    command = launch({"sagemaker_torch_distributed_enabled": True})
+    assert option(torchrun_part(command.argv), "--master_addr") == "127.0.0.1"
+    assert option(command.argv, "--coordinator") == "127.0.0.1:7778"
+
+
+SINGLE_HOST = """
+import json, os, sys
+import torch
+import torch.distributed as dist
+dist.init_process_group("gloo")
+value = torch.tensor([float(dist.get_rank() + 1)])
+dist.all_reduce(value)
+if os.environ.get("FAIL_RANK") == os.environ["RANK"]:
+    sys.exit(5)
+if dist.get_rank() == 0:
+    with open(os.path.join(os.environ["SM_MODEL_DIR"], "sum.json"), "w") as fh:
+        json.dump(value.item(), fh)
+dist.destroy_process_group()
+"""
+
+
+@pytest.mark.slow
+def test_one_host_job_ends_with_the_failing_rank_code(host_job):
+    pytest.importorskip("torch")
+    host_job.script("train.py", SINGLE_HOST)
+    host_job.hyperparameters({"sagemaker_program": "train.py", "sagemaker_torch_distributed_enabled": True,
+                              "sagemaker_mpi_num_of_processes_per_host": 2})
+    # rank 1 leaves without ending its process group, so gloo aborts it (SIGABRT) on the way out:
+    # torchrun alone would say -6 / exit 1; the job ends with the code the rank chose
+    failed = host_job.run(timeout=120, TOOLKIT_MASTER_PORT="29613", FAIL_RANK="1")
+    assert failed.returncode == 5, failed.stderr
+    assert "rank 1 on " in host_job.failure.read_text()
+    assert "Exit code: 5" in host_job.failure.read_text()

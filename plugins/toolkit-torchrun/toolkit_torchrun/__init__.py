@@ -111,7 +111,8 @@ def torchrun_argv(env: TrainingEnv, entry_point: str, code_dir: Path, args: Sequ
         "--nnodes", str(len(hosts)),
         "--nproc_per_node", str(processes_per_host(env)),
         "--node_rank", str(hosts.index(env.current_host)),
-        "--master_addr", hosts[0],
+        # one host: rendezvous on loopback, so the job also runs where "algo-1" has no address
+        "--master_addr", hosts[0] if len(hosts) > 1 else "127.0.0.1",
         "--master_port", str(master_port(env.environ)),
         # the rank wrapper records each rank's exit code, so the job ends with the failing one's
         "-m", "toolkit_torchrun.rank", *program, *args,
@@ -130,7 +131,8 @@ def toolkit_launch(
     coordinator = env.environ.get("TOOLKIT_TORCHRUN_COORDINATOR_PORT") or str(port)
     helper = [sys.executable, "-m", "toolkit_torchrun.node",
               "--nnodes", str(len(hosts)), "--node-rank", str(hosts.index(env.current_host)),
-              "--coordinator", f"{hosts[0]}:{coordinator}", "--host", env.current_host]
+              "--coordinator", f"{hosts[0] if len(hosts) > 1 else '127.0.0.1'}:{coordinator}",
+              "--host", env.current_host]
     wait = env.environ.get("TOOLKIT_TORCHRUN_WAIT_SECONDS")
     if wait:
         helper += ["--wait-seconds", str(_positive(wait, "TOOLKIT_TORCHRUN_WAIT_SECONDS"))]

@@ -206,7 +206,12 @@ def local_result(node: int, host: str, code: int, state: Path, signalled: list[i
 def run(opts: argparse.Namespace, torchrun: list[str]) -> int:
     host, port = opts.coordinator.rsplit(":", 1)
     deadline = time.monotonic() + opts.wait_seconds
-    coordinator = Coordinator(int(port), opts.nnodes) if opts.node_rank == 0 else None
+    try:
+        coordinator = Coordinator(int(port), opts.nnodes) if opts.node_rank == 0 else None
+    except OSError as exc:
+        print(f"torchrun: cannot listen on port {port} for the hosts' coordinator: {exc.strerror}; "
+              f"free it or set TOOLKIT_TORCHRUN_COORDINATOR_PORT", file=sys.stderr)
+        return 2
     client = Client((host, int(port)), opts.node_rank, deadline)
     state = Path(tempfile.mkdtemp(prefix="toolkit-torchrun-"))
     env = dict(os.environ, TOOLKIT_TORCHRUN_STATE=str(state))
