@@ -13,13 +13,14 @@ from __future__ import annotations
 import os
 import uuid
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Iterator
 
 import pytest
 from engines import (
     MB,
     REPO,
     Built,
+    Containers,
     Engine,
     EngineError,
     build_reference_image,
@@ -84,47 +85,6 @@ def gpu_image(engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> Itera
     built = _build(engine, tmp_path_factory, "gpu", GPU_DOCKERFILE, with_python=False, plugins=chosen)
     yield built
     engine("rmi", "-f", built.tag, check=False)
-
-
-class Containers:
-    """Starts containers with unique names and removes them all at the end of the test."""
-
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        self.names: list[str] = []
-
-    def name(self) -> str:
-        name = f"toolkit-test-{SESSION}-{uuid.uuid4().hex[:6]}"
-        self.names.append(name)
-        return name
-
-    def run(self, image: str, *command: str, volumes: Optional[dict[Path, str]] = None,
-            env: Optional[dict[str, str]] = None, network: Optional[str] = None,
-            publish: Optional[str] = None, detach: bool = False, timeout: float = 300) -> Any:
-        """``engine run`` (``--rm`` unless detached); returns the CompletedProcess, or the name when detached."""
-        name = self.name()
-        args = ["run", "--name", name]
-        args += ["-d"] if detach else ["--rm"]
-        for host, inside in (volumes or {}).items():
-            args += ["-v", f"{host}:{inside}"]
-        for key, value in (env or {}).items():
-            args += ["-e", f"{key}={value}"]
-        if network:
-            args += ["--network", network]
-        if publish:
-            args += ["-p", publish]
-        proc = self.engine(*args, image, *command, timeout=timeout, check=detach)
-        return name if detach else proc
-
-    def exit_code(self, name: str, timeout: float = 120) -> int:
-        return int(self.engine("wait", name, timeout=timeout).stdout.strip().splitlines()[-1])
-
-    def logs(self, name: str) -> str:
-        proc = self.engine("logs", name, check=False)
-        return proc.stdout + proc.stderr
-
-    def cleanup(self) -> None:
-        self.engine.remove(*self.names)
 
 
 @pytest.fixture

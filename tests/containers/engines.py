@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -252,8 +253,10 @@ def download_wheels(dest: Path, python: Mapping[str, str], plugins: Sequence[str
     dest.mkdir(parents=True, exist_ok=True)
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
     sources = [str(REPO), *(str(REPO / "plugins" / p) for p in plugins)]
+    before = set(dest.glob("*.whl"))
     subprocess.run([*pip, "wheel", "--no-deps", "-w", str(dest), *sources], check=True, timeout=600,
                    capture_output=True)
+    local_wheels = set(dest.glob("*.whl")) - before
     glibc_minor = int(python["glibc"].split(".")[1]) if python.get("glibc") else 17
     machine = python["machine"]
     platforms = [f"manylinux2014_{machine}", f"linux_{machine}"]
@@ -266,6 +269,10 @@ def download_wheels(dest: Path, python: Mapping[str, str], plugins: Sequence[str
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     if proc.returncode != 0:
         raise EngineError(f"pip download for Python {python['version']} failed:\n{tail(proc.stderr)}")
+    # The image builds the toolkit and plugins from their sources; their wheels here only served to
+    # find the dependencies, and would change the build context (and miss the layer cache) every time.
+    for local in local_wheels:
+        local.unlink()
 
 
 def first_party_plugins() -> list[str]:
@@ -310,3 +317,44 @@ def build_reference_image(engine: Engine, dockerfile: Path, tag: str, base: str,
     args.update(extra_args or {})
     engine.build(context, dockerfile, tag, args)
     return Built(tag, dockerfile, base, standin, tuple(plugins), args, time.monotonic() - started)
+
+
+class Containers:
+    """Starts containers with unique names and removes them all at the end of the test."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.names: list[str] = []
+
+    def name(self) -> str:
+        name = f"toolkit-test-{uuid.uuid4().hex[:12]}"
+        self.names.append(name)
+        return name
+
+    def run(self, image: str, *command: str, volumes: Optional[dict[Path, str]] = None,
+            env: Optional[dict[str, str]] = None, network: Optional[str] = None,
+            publish: Optional[str] = None, detach: bool = False, timeout: float = 300) -> Any:
+        """``engine run`` (``--rm`` unless detached); returns the CompletedProcess, or the name when detached."""
+        name = self.name()
+        args = ["run", "--name", name]
+        args += ["-d"] if detach else ["--rm"]
+        for host, inside in (volumes or {}).items():
+            args += ["-v", f"{host}:{inside}"]
+        for key, value in (env or {}).items():
+            args += ["-e", f"{key}={value}"]
+        if network:
+            args += ["--network", network]
+        if publish:
+            args += ["-p", publish]
+        proc = self.engine(*args, image, *command, timeout=timeout, check=detach)
+        return name if detach else proc
+
+    def exit_code(self, name: str, timeout: float = 120) -> int:
+        return int(self.engine("wait", name, timeout=timeout).stdout.strip().splitlines()[-1])
+
+    def logs(self, name: str) -> str:
+        proc = self.engine("logs", name, check=False)
+        return proc.stdout + proc.stderr
+
+    def cleanup(self) -> None:
+        self.engine.remove(*self.names)
