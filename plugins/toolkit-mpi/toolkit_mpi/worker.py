@@ -66,9 +66,9 @@ def report(hosts: Sequence[str], key: Path, port: int, state_dir: Path, code: in
 
 def run_master(opts: argparse.Namespace, mpirun: list[str], environ: Mapping[str, str]) -> int:
     ssh_dir, state_dir = Path(opts.ssh_dir), Path(opts.state_dir)
-    key = ssh.ensure_keys(ssh_dir)
     hosts = [h for h in opts.hosts.split(",") if h]
     others = hosts[1:]
+    key = ssh.ensure_keys(ssh_dir) if others else ssh.key_path(ssh_dir)  # one host: no SSH at all
     deadline = time.monotonic() + opts.wait_seconds
     try:
         for host in others:
