@@ -335,6 +335,19 @@ def wheel_install(work: Path, ours_bin: Path) -> Optional[Path]:
 # --------------------------------------------------------------------------------------------
 
 
+def venv_facts(python: str) -> str:
+    """How many distributions the venv holds and which toolkit plugins it installs (what the
+    entry-point scan walks and loads)."""
+    code = ("import importlib.metadata as m; d = list(m.distributions()); "
+            "p = sorted({e.name for x in d for e in x.entry_points if e.group == 'toolkit.plugins'}); "
+            "print(len(d), ','.join(p))")
+    out = subprocess.run([python, "-c", code], capture_output=True, text=True).stdout.split()
+    if not out:
+        return "?"
+    plugins = out[1] if len(out) > 1 else "none"
+    return f"{out[0]} distributions; installed toolkit plugins: {plugins}"
+
+
 def machine() -> str:
     cpu = "unknown CPU"
     try:
@@ -372,6 +385,8 @@ def render(results: dict) -> str:
         f"- Ours: sagemaker-toolkit {r['ours_version']} on Python {r['ours_python']}; peer: "
         f"{tp.PEER_SPEC} on Python {r['peer_python']} (its own venv)",
         f"- `algo-1` resolution for the peer: {r['hosts_method']}",
+        f"- Our venvs: the project's .venv (editable install): {r['venvs']['ours']}"
+        + (f"; the wheel venv: {r['venvs']['ours-wheel']}" if "ours-wheel" in r["venvs"] else ""),
         f"- Load average (1 min) before / after the timed runs: {r['load'][0]:.2f} / {r['load'][1]:.2f} "
         "(the machine is shared: compare figures from one run, not across runs)",
         "",
@@ -535,6 +550,8 @@ def main() -> None:
         "ours_version": subprocess.run([ours_py, "-c", "import toolkit; print(toolkit.__version__)"],
                                        capture_output=True, text=True).stdout.strip(),
         "hosts_method": hosts_method,
+        "venvs": {"ours": venv_facts(ours_py),
+                  **({"ours-wheel": venv_facts(str(wheel_bin / "python"))} if wheel_bin else {})},
         "load": [load_before, load_after],
         "cases": {c.key: {"label": c.label, "argv": c.argv, "median": med[c.key], "p25": quantile(c.times, 0.25),
                           "p75": quantile(c.times, 0.75), "times": c.times} for c in cases},
