@@ -440,7 +440,9 @@ def render(results: dict) -> str:
     lines += [
         "",
         f"Where our `train` spends its import time (`python -X importtime`, median of "
-        f"{r['runs']} runs, one per round; total self time of all imports):",
+        f"{r['runs']} runs, one per round; total self time of all imports). Modules loaded with "
+        "`importlib.import_module` (the built-in plugins, entry-point plugins) are not listed by "
+        "`-X importtime`, only what they import: the phases above cover them.",
         "",
         "| | total | top packages (self ms) | heavy modules imported |",
         "| --- | ---: | --- | --- |",
