@@ -38,7 +38,11 @@ def _plain(value: Any) -> Any:
     if tolist is not None:
         return tolist()
     if isinstance(value, (bytes, bytearray)):
-        return value.decode("utf-8")
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ClientError("the model answered with binary data, which JSON cannot carry; "
+                              "ask for Accept: application/octet-stream", status=406) from None
     if isinstance(value, (set, frozenset, tuple)) or hasattr(value, "__iter__"):
         return list(value)
     raise TypeError(f"{type(value).__name__} is not JSON serializable")

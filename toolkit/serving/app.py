@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterable
 
 from toolkit.environment import ServingEnv
 from toolkit.errors import ClientError, ToolkitError
-from toolkit.serving.context import RequestContext, headers_of
+from toolkit.serving.context import MAX_CUSTOM_ATTRIBUTES, RequestContext, headers_of
 from toolkit.serving.handler import Handler
 
 log = logging.getLogger("toolkit")
@@ -119,6 +119,11 @@ class ServingApp:
     def invocations(self, environ: dict) -> tuple[int, list, bytes]:
         if not self.ready:
             return 503, list(JSON_TYPE), error_body(self.handler.problem or "the model is loading; retry shortly")
+        attributes = environ.get("HTTP_X_AMZN_SAGEMAKER_CUSTOM_ATTRIBUTES")
+        if attributes is not None and len(attributes) > MAX_CUSTOM_ATTRIBUTES:
+            return 400, list(JSON_TYPE), error_body(
+                f"X-Amzn-SageMaker-Custom-Attributes has {len(attributes)} characters; "
+                f"at most {MAX_CUSTOM_ATTRIBUTES} are allowed")
         try:
             body = self._body(environ)
             content_type = environ.get("CONTENT_TYPE", "")
@@ -221,7 +226,8 @@ def create_flask_app(core: ServingApp) -> Any:
             message += f"; this route accepts {', '.join(allowed)}" if allowed else ""
         elif exc.code == 404:
             message += f"; routes: {', '.join(f'{m} {p}' for p, ms in ROUTES.items() for m in ms)}"
-        return Response(error_body(message), status=exc.code or 500, mimetype="application/json")
+        allow = [(name, value) for name, value in exc.get_headers() if name == "Allow"]
+        return Response(error_body(message), status=exc.code or 500, headers=allow, mimetype="application/json")
 
     @app.errorhandler(Exception)
     def internal_error(exc: Exception) -> Response:
