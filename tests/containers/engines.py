@@ -297,6 +297,7 @@ class Built:
     plugins: tuple[str, ...]
     build_args: dict
     seconds: float
+    context: Path  # the build context, with wheels/ for the image's Python
 
 
 def build_reference_image(engine: Engine, dockerfile: Path, tag: str, base: str, standin: bool,
@@ -316,7 +317,7 @@ def build_reference_image(engine: Engine, dockerfile: Path, tag: str, base: str,
                  "REVISION": git_revision(), "SOURCE": f"file://{REPO}"})
     args.update(extra_args or {})
     engine.build(context, dockerfile, tag, args)
-    return Built(tag, dockerfile, base, standin, tuple(plugins), args, time.monotonic() - started)
+    return Built(tag, dockerfile, base, standin, tuple(plugins), args, time.monotonic() - started, context)
 
 
 class Containers:
