@@ -10,14 +10,33 @@ import http.client
 import json
 import os
 import signal
+import socket
 import subprocess
+import sys
 import textwrap
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Optional
 
 import pytest
-from conftest import BIN, clean_environ, free_port
+
+BIN = Path(sys.executable).parent
+
+
+# The same helpers as tests/conftest.py's, defined here because `from conftest import ...` resolves to
+# whichever conftest module pytest imported last (tests/containers/ has its own).
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def clean_environ(**extra: str) -> dict[str, str]:
+    """This process's environment without SageMaker/toolkit/AWS variables, plus ``extra``."""
+    drop = ("SM_", "SAGEMAKER_", "TOOLKIT_", "AWS_", "TRAINING_JOB_NAME")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
+    env.update(extra)
+    return env
 
 
 class Response:
@@ -164,4 +183,4 @@ def echo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     server.stop(timeout=10)
 
 
-__all__ = ["ECHO", "Server", "os"]
+__all__ = ["BIN", "ECHO", "Server", "clean_environ", "free_port"]

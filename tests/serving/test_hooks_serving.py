@@ -17,8 +17,7 @@ from typing import Any, Optional
 
 import pytest
 import serving_helpers
-from conftest import clean_environ, free_port
-from serving_helpers import Server
+from serving_helpers import Server, clean_environ, free_port
 from werkzeug.test import Client
 
 import toolkit

@@ -12,8 +12,7 @@ import time
 from pathlib import Path
 
 import serving_helpers
-from conftest import BIN, clean_environ, free_port
-from serving_helpers import Server
+from serving_helpers import BIN, Server, clean_environ, free_port
 
 start_server = serving_helpers.start_server  # the fixture
 
