@@ -82,6 +82,8 @@ def netns_unavailable() -> Optional[str]:
         return "multi-host tests need root (to create network namespaces)"
     if shutil.which("ip") is None:
         return "multi-host tests need the `ip` command (iproute2)"
+    if shutil.which("unshare") is None:
+        return "multi-host tests need `unshare` (util-linux) to give each host its own hostname"
     probe = f"tkprobe{secrets.token_hex(3)}"
     made = subprocess.run(["ip", "netns", "add", probe], capture_output=True, text=True)
     if made.returncode != 0:

@@ -114,3 +114,15 @@ def test_sigterm_to_the_master_stops_every_rank(cluster, tmp_path):
     assert not [pid for pid in ranks if _alive(pid)], cluster.output()
     assert "stopped by SIGTERM" in cluster.jobs["algo-1"].failure.read_text()
     assert "failed with exit code 143" in cluster.jobs["algo-2"].failure.read_text()
+
+
+def test_a_host_that_never_answers_fails_the_master_within_the_wait_limit(cluster, tmp_path):
+    env = setup_job(cluster, tmp_path, ALLREDUCE)
+    env["TOOLKIT_MPI_WAIT_SECONDS"] = "3"
+    cluster.start("algo-1", **env)  # algo-2 never starts its sshd
+    codes = cluster.wait(timeout=60)
+    assert codes == {"algo-1": 1}, cluster.output()
+    text = cluster.jobs["algo-1"].failure.read_text()
+    assert "host algo-2 ssh: still not ready after" in text, text
+    assert "TOOLKIT_MPI_WAIT_SECONDS=3" in text
+    assert "host algo-2 ssh: not ready" in cluster.output()  # each miss is logged

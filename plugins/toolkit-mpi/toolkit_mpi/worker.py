@@ -74,9 +74,9 @@ def run_master(opts: argparse.Namespace, mpirun: list[str], environ: Mapping[str
         for host in others:
             ssh.wait_for_host(host, key, opts.port, deadline)
     except TimeoutError as exc:
+        report(others, key, opts.port, state_dir, 1)  # the hosts that did come up can stop now
         print(f"mpi: {exc}; check that every host runs the same image and the network allows port "
               f"{opts.port} (TOOLKIT_MPI_WAIT_SECONDS={opts.wait_seconds:g})", file=sys.stderr)
-        report(others, key, opts.port, state_dir, 1)
         return 1
     argv = [mpirun[0], *forwarded(environ, mpirun), *mpirun[1:]]
     log.info("mpi: %d host(s) ready; starting mpirun", len(hosts))
@@ -109,6 +109,12 @@ def run_worker(opts: argparse.Namespace) -> int:
     state_dir.mkdir(parents=True, exist_ok=True)
     status = ssh.status_path(state_dir, opts.host)
     status.unlink(missing_ok=True)
+    try:
+        ssh.wait_for(f"host {opts.master} name", lambda: None if ssh.resolves(opts.master) else "name does not resolve",
+                     time.monotonic() + opts.wait_seconds)
+    except TimeoutError as exc:
+        print(f"mpi: {exc} (TOOLKIT_MPI_WAIT_SECONDS={opts.wait_seconds:g})", file=sys.stderr)
+        return 1
     sshd = ssh.start_sshd(ssh_dir, opts.port, state_dir, name=opts.host)
     stopped: list[int] = []
     _stop_on((signal.SIGTERM, signal.SIGINT), lambda signum, _f: stopped.append(signum))
