@@ -6,7 +6,8 @@ Peers (each installed in its own venv under $TOOLKIT_BENCH_DIR, default ~/.cache
             (Java; started as framework containers start it, with the stock handler service)
   waitress  a plain Flask app on one waitress process
   gunicorn  the same Flask app on gunicorn with 2 sync workers
-and `toolkit`: this repository's `serve` (SAGEMAKER_MODEL_SERVER_WORKERS defaults to the CPU count).
+and `toolkit`: this checkout's `serve`, pip-installed into its own venv the same way
+(SAGEMAKER_MODEL_SERVER_WORKERS defaults to the CPU count).
 All run the same JSON echo model (model_fn + echo predict_fn; Flask echoes the same JSON).
 
 For each rep (configs interleaved, a fresh server each time): start, first /ping 200, one POST
@@ -145,7 +146,7 @@ def venv(name: str, python: str, packages: list) -> Path:
     return path
 
 
-def setup(serve: Path) -> dict:
+def setup(serve: Path | None) -> dict:
     missing = [tool for tool in ("wrk", "java") if shutil.which(tool) is None]
     if missing:
         if os.geteuid() != 0 or shutil.which("apt-get") is None:
@@ -153,9 +154,14 @@ def setup(serve: Path) -> dict:
         run(["apt-get", "update", "-qq"])
         run(["apt-get", "install", "-y", "-qq", "wrk", "openjdk-17-jre-headless"],
             env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
-    if not serve.exists():
-        sys.exit(f"{serve} not found: install the toolkit (pip install -e .) or pass --serve")
     WORK.mkdir(parents=True, exist_ok=True)
+    if serve is None:  # this checkout, installed in its own venv like the peers (not the dev venv's 150 packages)
+        tk = venv("toolkit", sys.executable, [str(ROOT), "numpy"])
+        run([str(tk / "bin" / "pip"), "install", "-q", "--disable-pip-version-check", "--no-deps",
+             "--force-reinstall", str(ROOT)])
+        serve = tk / "bin" / "serve"
+    if not serve.exists():
+        sys.exit(f"{serve} not found")
     mms = venv("mms", python311(), ["sagemaker-inference==1.10.1", "multi-model-server==1.1.11"])
     flask = venv("flask", sys.executable, ["flask", "waitress", "gunicorn"])
     files = WORK / "files"
@@ -361,11 +367,11 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=3, help="load reps per config (fresh server each)")
     ap.add_argument("--cold", type=int, default=3, help="cold starts per config")
     ap.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
-    ap.add_argument("--serve", default=str(ROOT / ".venv" / "bin" / "serve"))
+    ap.add_argument("--serve", default=None, help="a `serve` to measure instead of this checkout in its own venv")
     ap.add_argument("--no-docs", action="store_true", help="do not write docs/benchmarks.md")
     args = ap.parse_args()
     names = args.configs.split(",")
-    paths = setup(Path(args.serve))
+    paths = setup(Path(args.serve) if args.serve else None)
     cfgs = configs(paths)
     logs = WORK / "logs"
     logs.mkdir(exist_ok=True)
