@@ -42,12 +42,21 @@ def _unusable(reason: str) -> None:
     pytest.skip(reason)
 
 
+def _dangling(engine: Engine) -> set[str]:
+    proc = engine("images", "-q", "--no-trunc", "--filter", "dangling=true", check=False)
+    return set(proc.stdout.split())
+
+
 @pytest.fixture(scope="session")
-def engine() -> Engine:
+def engine() -> Iterator[Engine]:
     found, why = find_engine(os.environ.get("TOOLKIT_TEST_ENGINE") or None)
     if found is None:
         _unusable(f"no usable container engine: {why}")
-    return found
+    before = _dangling(found)
+    yield found
+    # The build stages this session left untagged (without -f: an image still in use stays).
+    for image in _dangling(found) - before:
+        found("rmi", image, check=False)
 
 
 def _build(engine: Engine, tmp_path_factory: pytest.TempPathFactory, kind: str, dockerfile: Path,
