@@ -11,7 +11,7 @@ docs/benchmarks.md.
   python bench/bench_fetch.py [--reps 5] [--write]
 
 Fixtures: ``big``: one 200 MiB file of random bytes (plus train.py); ``small``: 5,000 files of
-1-20 KiB, two thirds random bytes and one third source-like text (~50 MB .tar.gz).
+1-26 KiB, two thirds random bytes and one third source-like text (~50 MB .tar.gz).
 
 moto serves every ranged GET by materialising the whole object and slicing it, so
 ``download_file``'s parallel ranged GETs are much slower against moto than one GET (real S3 is
@@ -71,7 +71,7 @@ def make_fixtures(work: Path) -> dict[str, Path]:
         with tarfile.open(out["small"], "w:gz", compresslevel=6) as tar:
             _add(tar, "train.py", train)
             for i in range(4999):
-                size = rng.randint(1024, 20 * 1024)
+                size = rng.randint(1024, 26 * 1024)
                 folder = f"pkg{rng.randint(0, 19):02d}/sub{rng.randint(0, 9):02d}"
                 if rng.random() < 2 / 3:
                     _add(tar, f"{folder}/blob_{i:05d}.bin", rng.randbytes(size))
@@ -127,6 +127,9 @@ def main() -> None:
     parser.add_argument("--work", default="/tmp/toolkit-bench-fetch")
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--fixtures", default="big,small")
+    parser.add_argument("--dest-roots", default="",
+                        help="comma-separated folders to extract into (default: WORK/dest, on disk); "
+                             "add /dev/shm to see the cost without the disk")
     parser.add_argument("--write", action="store_true", help="write the results into docs/benchmarks.md")
     parser.add_argument("--child", nargs=3, metavar=("METHOD", "URI", "DEST"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -151,6 +154,7 @@ def main() -> None:
                               stderr=subprocess.STDOUT, env=env)
     results: list[dict] = []
     names = [f for f in args.fixtures.split(",") if f]
+    roots = [Path(r) for r in args.dest_roots.split(",") if r] or [work / "dest"]
     methods = [m for m in args.methods.split(",") if m]
     try:
         _wait(endpoint)
@@ -163,60 +167,68 @@ def main() -> None:
             client.upload_file(str(fixtures[name]), BUCKET, f"{name}/sourcedir.tar.gz")
         print(f"uploaded ({time.time() - started:.1f} s)", flush=True)
         for rep in range(args.reps):
-            for name in names:
-                for method in methods:
-                    dest = work / "dest" / f"{name}-{method}-{rep}"
-                    shutil.rmtree(dest.parent, ignore_errors=True)
-                    dest.parent.mkdir(parents=True)
-                    uri = f"s3://{BUCKET}/{name}/sourcedir.tar.gz"
-                    t0 = time.perf_counter()
-                    proc = subprocess.run([sys.executable, __file__, "--child", method, uri, str(dest)], env=env,
-                                          capture_output=True, text=True, timeout=900)
-                    wall = time.perf_counter() - t0
-                    if proc.returncode != 0:
-                        raise SystemExit(f"{method} failed: {proc.stderr[-2000:]}")
-                    record = json.loads(proc.stdout.strip().splitlines()[-1])
-                    record.update(fixture=name, method=method, rep=rep, process_seconds=wall)
-                    results.append(record)
-                    print(json.dumps(record), flush=True)
-        shutil.rmtree(work / "dest", ignore_errors=True)
+            for root, name, method in [(r, n, m) for r in roots for n in names for m in methods]:
+                dest = root / "toolkit-bench-dest" / f"{name}-{method}-{rep}"
+                shutil.rmtree(dest.parent, ignore_errors=True)
+                dest.parent.mkdir(parents=True)
+                uri = f"s3://{BUCKET}/{name}/sourcedir.tar.gz"
+                t0 = time.perf_counter()
+                proc = subprocess.run([sys.executable, __file__, "--child", method, uri, str(dest)], env=env,
+                                      capture_output=True, text=True, timeout=900)
+                wall = time.perf_counter() - t0
+                if proc.returncode != 0:
+                    raise SystemExit(f"{method} failed: {proc.stderr[-2000:]}")
+                record = json.loads(proc.stdout.strip().splitlines()[-1])
+                record.update(fixture=name, method=method, rep=rep, process_seconds=wall, where=str(root))
+                results.append(record)
+                print(json.dumps(record), flush=True)
+                shutil.rmtree(dest.parent, ignore_errors=True)
     finally:
         server.terminate()
         server.wait(timeout=30)
         log.close()
-    table = report(results, fixtures, names, methods, args.reps)
+    table = report(results, fixtures, names, methods, args.reps, roots)
     print(table)
     if args.write:
         write_section(table)
 
 
-def report(results: list[dict], fixtures: dict[str, Path], names: list[str], methods: list[str], reps: int) -> str:
+def report(results: list[dict], fixtures: dict[str, Path], names: list[str], methods: list[str], reps: int,
+           roots: list[Path]) -> str:
+    where = ",".join(str(r) for r in roots)
     lines = [
         "## Fetching code",
         "",
-        f"`python bench/bench_fetch.py --reps {reps}` ({time.strftime('%Y-%m-%d')}, 2-core VM, Python "
-        f"{sys.version.split()[0]}, boto3 {_version('boto3')}, moto {_version('moto')} server on 127.0.0.1 in "
-        f"its own process). Each fetch runs in a fresh process; the time is measured inside it from the "
-        f"start of the fetch (client creation included, imports excluded) to the last file written. "
-        f"Medians of {reps} interleaved runs; MB/s is the .tar.gz size over that time.",
+        f"`python bench/bench_fetch.py --reps {reps} --dest-roots {where}` ({time.strftime('%Y-%m-%d')}, "
+        f"2-core VM shared with other work, Python {sys.version.split()[0]}, boto3 {_version('boto3')}, moto "
+        f"{_version('moto')} server on 127.0.0.1 in its own process). Each fetch runs in a fresh process; the "
+        f"time is measured inside it from the start of the fetch (client creation included, imports excluded) "
+        f"to the last file written. Medians of {reps} runs, every method, fixture and destination interleaved "
+        f"in each round; MB/s is the .tar.gz size over that time.",
         "",
-        "| fixture | method | median s | MB/s | vs official | vs download |",
-        "| --- | --- | ---: | ---: | ---: | ---: |",
     ]
-    for name in names:
-        size = fixtures[name].stat().st_size
-        medians = {m: statistics.median(r["seconds"] for r in results if r["fixture"] == name and r["method"] == m)
-                   for m in methods}
-        fastest_download = min(medians.get(m, float("inf")) for m in ("download", "download_1get"))
-        for method in methods:
-            value = medians[method]
-            vs_official = f"{value / medians['official']:.2f}x" if "official" in medians else ""
-            vs_download = f"{value / fastest_download:.2f}x" if fastest_download != float("inf") else ""
-            lines.append(f"| {name} ({size / 1e6:.0f} MB) | {method}: {METHODS[method]} | {value:.2f} | "
-                         f"{size / 1e6 / value:.0f} | {vs_official} | {vs_download} |")
+    for root in roots:
+        lines += [
+            f"Extracted into `{root}`:",
+            "",
+            "| fixture | method | median s | MB/s | vs official | vs download |",
+            "| --- | --- | ---: | ---: | ---: | ---: |",
+        ]
+        for name in names:
+            size = fixtures[name].stat().st_size
+            medians = {m: statistics.median(r["seconds"] for r in results
+                                            if r["fixture"] == name and r["method"] == m and r["where"] == str(root))
+                       for m in methods}
+            fastest_download = min(medians.get(m, float("inf")) for m in ("download", "download_1get"))
+            for method in methods:
+                value = medians[method]
+                vs_official = f"{value / medians['official']:.2f}x" if "official" in medians else ""
+                vs_download = f"{value / fastest_download:.2f}x" if fastest_download != float("inf") else ""
+                lines.append(f"| {name} ({size / 1e6:.0f} MB) | {method}: {METHODS[method]} | {value:.2f} | "
+                             f"{size / 1e6 / value:.0f} | {vs_official} | {vs_download} |")
+        lines.append("")
     lines += [
-        "",
-        "`big`: one 200 MiB random file (incompressible); `small`: 5,000 files of 1-20 KiB. \"vs download\" "
+        "`big`: one 200 MiB random file (incompressible); `small`: 5,000 files of 1-26 KiB. \"vs download\" "
         "compares with the faster of the two download-only methods. moto answers each ranged GET by "
         "materialising the whole object, so `download_file`'s parallel ranged GETs (`official`, `download`) are "
         "slow here and fast on real S3; the `_1get` rows use one GET, which is what the toolkit's fetcher does.",

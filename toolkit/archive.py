@@ -11,6 +11,7 @@ all.
 
 from __future__ import annotations
 
+import collections
 import os
 import posixpath
 import shutil
@@ -196,7 +197,8 @@ class _Writer:
         self.links: list[tuple[str, Path]] = []
         self.dirs: set[str] = {str(root)}
         self.pool: Optional[Any] = None
-        self.pending: list[tuple[str, int, Any]] = []
+        self.pending: collections.deque[tuple[str, int, Any]] = collections.deque()
+        self.pending_names: collections.Counter[str] = collections.Counter()
         self.pending_bytes = 0
 
     def __enter__(self) -> _Writer:
@@ -227,12 +229,15 @@ class _Writer:
 
     def parent_of(self, name: str) -> Path:
         target = self.root / name
-        if any(pending == name for pending, _, _ in self.pending):
+        if self.pending_names[name]:
             self.flush()
         self._mkdir(target.parent, name)
         if self.links and target.is_symlink():
             target.unlink()
         return target
+
+    def small_file(self, name: str, content: bytes, mode: int) -> None:
+        self._submit(name, self.parent_of(name), content, mode)
 
     def file(self, name: str, data: IO[bytes], mode: int, size: Optional[int] = None) -> int:
         """Write ``data`` to ``name``; returns the bytes read (the caller compares with the size
@@ -257,14 +262,17 @@ class _Writer:
 
             self.pool = ThreadPoolExecutor(2, thread_name_prefix="toolkit-extract")
         self.pending.append((name, len(content), self.pool.submit(_write_file, target, content, mode)))
+        self.pending_names[name] += 1
         self.pending_bytes += len(content)
         while self.pending_bytes > self.MAX_PENDING or len(self.pending) > 4096:
-            _, size, future = self.pending.pop(0)
+            done, size, future = self.pending.popleft()
+            self.pending_names[done] -= 1
             self.pending_bytes -= size
             future.result()
 
     def flush(self) -> None:
-        pending, self.pending, self.pending_bytes = self.pending, [], 0
+        pending, self.pending, self.pending_bytes = self.pending, collections.deque(), 0
+        self.pending_names.clear()
         for _, _, future in pending:
             future.result()
 
@@ -392,13 +400,21 @@ def _tar_members(source: IO[bytes], writer: _Writer, label: str, max_bytes: int,
                 writer.folder(name)
             elif member.isfile():
                 mode = _mode(member.name, member.mode, label, False)
-                fileobj = tar.extractfile(member)
-                if fileobj is not None:
+                if member.size <= writer.SMALL and member.sparse is None:
+                    # what extractfile() would read, without its two wrapper objects per member
+                    tar.fileobj.seek(member.offset_data)  # type: ignore[union-attr]
+                    content = tar.fileobj.read(member.size)  # type: ignore[union-attr]
+                    writer.small_file(name, content, mode)
+                    written = len(content)
+                else:
+                    fileobj = tar.extractfile(member)
+                    if fileobj is None:
+                        continue
                     with fileobj:
                         written = writer.file(name, fileobj, mode, member.size)
-                    if written != member.size:
-                        raise ArchiveError(f"{label}: archive is corrupt or truncated (member {member.name!r} "
-                                           f"has {written} of its {member.size} bytes)")
+                if written != member.size:
+                    raise ArchiveError(f"{label}: archive is corrupt or truncated (member {member.name!r} "
+                                       f"has {written} of its {member.size} bytes)")
         # Read to the end: the decompressor checks its trailer, the transport its length.
         while data.read(CHUNK):
             pass
