@@ -69,6 +69,15 @@ def test_custom_options_are_split_like_a_shell_and_passed_before_the_program(lau
     assert start < next(i for i, a in enumerate(mpirun) if a.endswith("train.py"))
 
 
+def test_nccl_debug_as_the_official_toolkit_reads_it(launch):
+    command = launch({"sagemaker_mpi_enabled": True,
+                      "sagemaker_mpi_custom_mpi_options": "--NCCL_DEBUG WARN -verbose --NCCL_DEBUG=TRACE"})
+    mpirun = mpirun_part(command.argv)
+    assert "--NCCL_DEBUG" not in " ".join(mpirun)
+    start = mpirun.index("NCCL_DEBUG=WARN") - 1
+    assert mpirun[start:start + 5] == ["-x", "NCCL_DEBUG=WARN", "-verbose", "-x", "NCCL_DEBUG=TRACE"]
+
+
 def test_sdk_v3_mpi_config(launch):
     command = launch({}, hosts=HOSTS[:2], distributed={
         "_type": "mpi", "process_count_per_node": 3, "mpi_additional_options": ["-x", "NCCL_DEBUG=INFO"]})

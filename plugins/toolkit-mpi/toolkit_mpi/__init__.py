@@ -98,7 +98,26 @@ def custom_options(env: TrainingEnv) -> list[str]:
             options.extend(shlex.split(str(value)))
         except ValueError as exc:
             raise ConfigError(f"{what} {value!r} does not parse as shell words: {exc}") from exc
-    return options
+    return nccl_debug(options)
+
+
+def nccl_debug(options: list[str]) -> list[str]:
+    """``--NCCL_DEBUG X`` (or ``=X``) is not an mpirun option: the official toolkit reads it as
+    ``-x NCCL_DEBUG=X``, and so do we."""
+    out: list[str] = []
+    i = 0
+    while i < len(options):
+        word = options[i]
+        if word == "--NCCL_DEBUG" and i + 1 < len(options):
+            out += ["-x", f"NCCL_DEBUG={options[i + 1]}"]
+            i += 2
+            continue
+        if word.startswith("--NCCL_DEBUG="):
+            out += ["-x", f"NCCL_DEBUG={word.split('=', 1)[1]}"]
+        else:
+            out.append(word)
+        i += 1
+    return out
 
 
 def python() -> list[str]:
