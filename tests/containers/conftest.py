@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
-from engines import (
+
+from .engines import (
     MB,
     REPO,
     Built,

@@ -13,9 +13,10 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from engines import MB, REPO, Built, Engine, EngineError, build_context, first_party_plugins
 
 import toolkit
+
+from .engines import MB, REPO, Built, Engine, EngineError, build_context, first_party_plugins
 
 DOCKERFILES = [REPO / "images" / "cpu" / "Dockerfile", REPO / "images" / "gpu" / "Dockerfile"]
 # What the final image adds on top of its base: git, Python's venv with the toolkit and its

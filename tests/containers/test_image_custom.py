@@ -11,7 +11,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from engines import REPO, Built, Engine
+
+from .engines import REPO, Built, Engine
 
 pytestmark = pytest.mark.container
 

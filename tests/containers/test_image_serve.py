@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any, Iterator, Optional
 
 import pytest
-from engines import Built, Containers, wait_for
+
+from .engines import Built, Containers, wait_for
 
 pytestmark = pytest.mark.container
 

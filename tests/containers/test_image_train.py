@@ -8,7 +8,8 @@ import tarfile
 import time
 
 import pytest
-from engines import Built, wait_for
+
+from .engines import Built, wait_for
 
 pytestmark = pytest.mark.container
 
