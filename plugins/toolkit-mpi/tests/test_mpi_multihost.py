@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -126,3 +127,24 @@ def test_a_host_that_never_answers_fails_the_master_within_the_wait_limit(cluste
     assert "host algo-2 ssh: still not ready after" in text, text
     assert "TOOLKIT_MPI_WAIT_SECONDS=3" in text
     assert "host algo-2 ssh: not ready" in cluster.output()  # each miss is logged
+
+
+def test_workers_do_not_wait_forever_when_the_master_host_dies(cluster, tmp_path):
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    env = setup_job(cluster, tmp_path, SLEEPERS)
+    env["TOOLKIT_MPI_REPORT_GRACE"] = "2"
+    for host in cluster.hosts:
+        cluster.start(host, TOOLKIT_TEST_PIDS=str(pids), **env)
+    deadline = time.monotonic() + 60
+    while len(list(pids.glob("*.pid"))) < 4:
+        assert time.monotonic() < deadline, cluster.output()
+        time.sleep(0.2)
+    # the master host vanishes at once (as a machine that fails): every process in its namespace
+    master = subprocess.run(["ip", "netns", "pids", cluster.ns["algo-1"]], capture_output=True, text=True)
+    for pid in master.stdout.split():
+        os.kill(int(pid), signal.SIGKILL)
+    code = cluster.procs["algo-2"].wait(timeout=60)
+    assert code == 1, cluster.output()
+    text = cluster.jobs["algo-2"].failure.read_text()
+    assert "never reported the job's exit code within 2 s" in text, text
