@@ -383,6 +383,7 @@ def main() -> None:
         results.append(record)
         print(json.dumps(record), flush=True)
 
+    load_before = os.getloadavg()
     for i in range(args.cold):
         for name in names:
             log.write(f"\n==== cold {name} {i}\n".encode())
@@ -414,13 +415,13 @@ def main() -> None:
     if csv:
         emit({"kind": "csv", **csv})
     log.close()
-    report = summarize(results, names, args, csv)
+    report = summarize(results, names, args, csv, (load_before, os.getloadavg()))
     print("\n" + report)
     if not args.no_docs:
         write_docs(report)
 
 
-def summarize(results: list, names: list, args, csv) -> str:
+def summarize(results: list, names: list, args, csv, loads) -> str:
     def med(values):
         return statistics.median(values) if values else float("nan")
 
@@ -441,7 +442,8 @@ def summarize(results: list, names: list, args, csv) -> str:
         f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} by `bench/bench_serving.py` on this machine "
         f"({os.cpu_count()} CPUs, shared with wrk and with other work: compare ratios from the same run, not "
         f"absolutes). JSON echo model, 99-byte body; medians of {args.reps} load runs ({args.duration} s each, "
-        f"fresh server each, configs interleaved) and {args.cold} cold starts.",
+        f"fresh server each, configs interleaved) and {args.cold} cold starts. Load average (1 min) "
+        f"{loads[0][0]:.1f} at the start and {loads[1][0]:.1f} at the end: the higher, the noisier.",
         "",
         "| server | req/s, 16 conn | p50 / p99 ms, 16 conn | req/s, 1 conn | p99 ms, 1 conn | first /ping 200 (s) "
         "| RSS, all processes (MB) | processes | errors |",

@@ -191,6 +191,7 @@ def test_hook_serve(tmp_path) -> None:
     ("SAGEMAKER_MODEL_SERVER_WORKERS", "0", "SAGEMAKER_MODEL_SERVER_WORKERS=0 is below 1"),
     ("SAGEMAKER_BATCH_STRATEGY", "ALL", "expected MULTI_RECORD or SINGLE_RECORD"),
     ("SAGEMAKER_SAFE_PORT_RANGE", "9000", "not a range like 20000-20999"),
+    ("TOOLKIT_SERVE_STOP_SECONDS", "later", "TOOLKIT_SERVE_STOP_SECONDS='later' is not a number of seconds"),
 ])
 def test_serving_env_rejects_bad_values(variable: str, value: str, expected: str) -> None:
     from toolkit.errors import ConfigError
@@ -207,6 +208,7 @@ def test_serving_env_reads_every_variable() -> None:
         "SAGEMAKER_PROGRAM": "serve.py", "SAGEMAKER_MAX_CONCURRENT_TRANSFORMS": "4",
         "SAGEMAKER_BATCH_STRATEGY": "single_record", "TOOLKIT_PRELOAD_MODEL": "TRUE", "TOOLKIT_LOG_PING": "1",
         "TOOLKIT_SERVER_THREADS": "8", "TOOLKIT_BIND_HOST": "127.0.0.1", "SAGEMAKER_BASE_DIR": "/srv/ml",
+        "TOOLKIT_SERVE_STOP_SECONDS": "12.5",
     })
     assert SimpleNamespace(**{k: getattr(env, k) for k in (
         "port", "safe_port_range", "workers", "timeout", "max_payload_bytes", "default_accept", "program",
@@ -215,4 +217,5 @@ def test_serving_env_reads_every_variable() -> None:
                         default_accept="text/csv", program="serve.py", max_concurrent_transforms=4,
                         batch_strategy="SINGLE_RECORD", preload_model=True, log_ping=True, threads=8,
                         host="127.0.0.1")
+    assert env.stop_seconds == 12.5
     assert env.model_dir == Path("/srv/ml/model") and env.code_dir == Path("/srv/ml/model/code")

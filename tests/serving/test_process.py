@@ -19,7 +19,9 @@ start_server = serving_helpers.start_server  # the fixture
 TROUBLE = """
     import ctypes
     import os
+    import signal
     import subprocess
+    import threading
     import time
 
     def model_fn(model_dir):
@@ -31,6 +33,9 @@ TROUBLE = """
             time.sleep(data.get("seconds", 60))
         elif action == "segfault":
             ctypes.string_at(0)  # reads address 0: SIGSEGV, the whole worker dies
+        elif action == "freeze":
+            # in a moment the whole worker is stopped: it can no longer act on SIGTERM
+            threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGSTOP)).start()
         elif action == "orphan":
             # a grandchild whose parent exits at once: it is re-parented to PID 1, which must reap it
             subprocess.Popen(["sh", "-c", "sleep 0.2 & exit 0"]).wait()
@@ -110,6 +115,34 @@ def test_sigterm_finishes_the_request_in_flight_then_exits(start_server) -> None
     assert server.proc.wait(30) == 0
     assert time.monotonic() - stopped < 30
     assert "received SIGTERM" in server.log
+
+
+def test_a_worker_that_cannot_stop_is_killed_at_the_deadline(start_server) -> None:
+    server: Server = start_server(TROUBLE, SAGEMAKER_MODEL_SERVER_WORKERS="1", TOOLKIT_SERVE_STOP_SECONDS="2")
+    assert server.invoke('{"action": "freeze"}').status == 200
+    time.sleep(0.5)
+    stopped = time.monotonic()
+    server.proc.send_signal(signal.SIGTERM)
+    assert server.proc.wait(20) == 0
+    assert 1.5 < time.monotonic() - stopped < 6
+    assert "still running 2 s after SIGTERM: SIGKILL" in server.log
+
+
+def test_a_request_that_never_ends_does_not_hold_up_the_stop(start_server) -> None:
+    server: Server = start_server(TROUBLE, SAGEMAKER_MODEL_SERVER_TIMEOUT="0", TOOLKIT_SERVE_STOP_SECONDS="3")
+    def never_answered() -> None:
+        try:
+            server.invoke('{"action": "hang", "seconds": 60}')
+        except OSError:
+            pass  # the worker gave up on it when the stop deadline came
+
+    thread = threading.Thread(target=never_answered, daemon=True)
+    thread.start()
+    time.sleep(0.5)
+    stopped = time.monotonic()
+    server.proc.send_signal(signal.SIGTERM)
+    assert server.proc.wait(20) == 0
+    assert time.monotonic() - stopped < 5
 
 
 def test_as_pid_1_orphans_are_reaped(tmp_path) -> None:

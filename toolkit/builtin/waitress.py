@@ -4,8 +4,8 @@
   with no hand-off; a watchdog thread answers a request that runs past the limit with 504 itself
   (the connection is then closed) and adds a thread so that the stuck one does not reduce capacity.
   When more than ``2 * threads`` requests are stuck at once, the worker asks to be replaced.
-- SIGTERM: stop accepting, wait for in-flight requests to be answered (at most ``DRAIN_SECONDS``),
-  return.
+- SIGTERM: stop accepting, wait for in-flight requests to be answered (until 2 s before the
+  supervisor's TOOLKIT_SERVE_STOP_SECONDS deadline), return.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from typing import Any, Callable, Iterable, Optional
 from toolkit.hookspecs import hookimpl
 
 log = logging.getLogger("toolkit")
-DRAIN_SECONDS = 25.0
 
 
 class Watchdog:
@@ -137,7 +136,7 @@ def toolkit_serve(app: Any, sock: Any, env: Any) -> Optional[bool]:
     done = threading.Event()
 
     def drain() -> None:
-        deadline = time.monotonic() + DRAIN_SECONDS
+        deadline = time.monotonic() + max(env.stop_seconds - 2.0, 0.5)
         while time.monotonic() < deadline and (watchdog.active or _busy(server)):
             time.sleep(0.02)
         done.set()

@@ -25,7 +25,6 @@ from toolkit.process import exit_code_of
 from toolkit.serving.app import error_body
 
 log = logging.getLogger("toolkit")
-STOP_DEADLINE = 28.0  # SageMaker sends SIGKILL 30 s after SIGTERM
 QUICK_DEATH = 1.0  # a worker that dies sooner than this after starting is "crash looping"
 
 
@@ -65,7 +64,6 @@ class Supervisor:
         self.pm = pm
         self.workers: dict[int, float] = {}  # pid -> start time
         self.stopping = False
-        self.stop_started = 0.0
         self.sock: socket.socket | None = None
         self.backoff = 0.0
 
@@ -128,10 +126,6 @@ class Supervisor:
                 if not self.stopping:
                     self._spawn()
                 continue
-            if self.stopping and time.monotonic() - self.stop_started > STOP_DEADLINE:
-                for pid in list(self.workers):
-                    log.warning("worker %d still running %.0f s after SIGTERM: SIGKILL", pid, STOP_DEADLINE)
-                    _kill(pid, signal.SIGKILL)
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG if self.stopping else 0)
             except ChildProcessError:
@@ -188,13 +182,19 @@ class Supervisor:
         if self.stopping:
             return
         self.stopping = True
-        self.stop_started = time.monotonic()
         log.info("received %s: stopping %d worker(s) after their in-flight requests",
                  signal.Signals(signum).name, len(self.workers))
         if self.sock is not None:
             self.sock.close()
         for pid in list(self.workers):
             _kill(pid, signal.SIGTERM)
+        signal.signal(signal.SIGALRM, self._on_deadline)  # fires even while we block in waitpid
+        signal.setitimer(signal.ITIMER_REAL, self.env.stop_seconds)
+
+    def _on_deadline(self, _signum: int, _frame: object) -> None:
+        for pid in list(self.workers):
+            log.warning("worker %d still running %g s after SIGTERM: SIGKILL", pid, self.env.stop_seconds)
+            _kill(pid, signal.SIGKILL)
 
 
 def _kill(pid: int, sig: int) -> None:
