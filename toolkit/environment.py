@@ -495,6 +495,7 @@ class ServingEnv:
     log_ping: bool = False
     log_level: int = logging.INFO
     multi_model: bool = False
+    stop_seconds: float = 28.0
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str], base_dir: Optional[str] = None) -> ServingEnv:
@@ -509,13 +510,15 @@ class ServingEnv:
         strategy = (environ.get("SAGEMAKER_BATCH_STRATEGY") or "MULTI_RECORD").strip().upper()
         if strategy not in {"MULTI_RECORD", "SINGLE_RECORD"}:
             raise ConfigError(f"SAGEMAKER_BATCH_STRATEGY={strategy!r}: expected MULTI_RECORD or SINGLE_RECORD")
-        raw_timeout = (environ.get("SAGEMAKER_MODEL_SERVER_TIMEOUT") or "").strip()
-        try:
-            timeout = float(raw_timeout) if raw_timeout else 60.0
-        except ValueError:
-            raise ConfigError(
-                f"SAGEMAKER_MODEL_SERVER_TIMEOUT={raw_timeout!r} is not a number of seconds, e.g. 60"
-            ) from None
+        def seconds(name: str, default: float) -> float:
+            raw = (environ.get(name) or "").strip()
+            try:
+                return float(raw) if raw else default
+            except ValueError:
+                raise ConfigError(f"{name}={raw!r} is not a number of seconds, e.g. {default:g}") from None
+
+        timeout = seconds("SAGEMAKER_MODEL_SERVER_TIMEOUT", 60.0)
+        stop_seconds = seconds("TOOLKIT_SERVE_STOP_SECONDS", 28.0)
         return cls(
             base_dir=Path(base_dir or environ.get("SAGEMAKER_BASE_DIR") or DEFAULT_BASE_DIR),
             environ=MappingProxyType(dict(environ)),
@@ -537,6 +540,7 @@ class ServingEnv:
                 environ.get("SAGEMAKER_CONTAINER_LOG_LEVEL") or environ.get("TOOLKIT_LOG_LEVEL")
             ),
             multi_model=flag("SAGEMAKER_MULTI_MODEL"),
+            stop_seconds=stop_seconds,
         )
 
     @property

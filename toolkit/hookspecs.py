@@ -161,6 +161,8 @@ def toolkit_serve(app: Callable[..., Any], sock: socket.socket, env: ServingEnv)
 
     The supervisor binds the port once and forks SAGEMAKER_MODEL_SERVER_WORKERS workers; each
     calls this hook. Serve until the process gets SIGTERM, then stop accepting, let in-flight
-    requests finish (at most 25 s) and return. ``app.idle()`` says whether no request is in
-    progress. The built-in implementation uses waitress with TOOLKIT_SERVER_THREADS threads.
+    requests finish (until 2 s before ``env.stop_seconds``, when the supervisor sends SIGKILL) and
+    return. ``app.idle()`` says whether no request is in progress. The built-in implementation uses
+    waitress with TOOLKIT_SERVER_THREADS threads and answers requests that run past
+    SAGEMAKER_MODEL_SERVER_TIMEOUT with 504; a replacement should enforce that limit too.
     """
