@@ -174,3 +174,14 @@ def test_execution_parameters_defaults(echo_server: Server) -> None:
     resp = echo_server.request("GET", "/execution-parameters")
     assert resp.status == 200
     assert resp.json() == {"MaxConcurrentTransforms": 1, "BatchStrategy": "MULTI_RECORD", "MaxPayloadInMB": 1}
+
+
+def test_custom_attributes_longer_than_1024_characters_are_400(echo_server: Server) -> None:
+    assert echo_server.invoke("[1]", X_Amzn_SageMaker_Custom_Attributes="a" * 1024).status == 200
+    resp = echo_server.invoke("[1]", X_Amzn_SageMaker_Custom_Attributes="a" * 1025)
+    assert_client_error(resp, 400, "1025 characters", "at most 1024")
+
+
+def test_binary_output_asked_as_json_is_406(echo_server: Server) -> None:
+    resp = echo_server.invoke(b"\xff\xfe", "application/octet-stream", accept="application/json")
+    assert_client_error(resp, 406, "application/octet-stream")

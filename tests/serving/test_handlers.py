@@ -195,3 +195,14 @@ def test_default_accept_variable(start_server) -> None:
     server = start_server(serving_helpers.ECHO, SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT="text/csv")
     resp = server.invoke("[[1, 2]]")
     assert resp.status == 200 and resp.headers["content-type"] == "text/csv" and resp.body == b"1,2\n"
+
+
+def test_ping_lines_are_logged_only_when_asked(start_server) -> None:
+    quiet = start_server(serving_helpers.ECHO)
+    loud = start_server(serving_helpers.ECHO, TOOLKIT_LOG_PING="true")
+    for server in (quiet, loud):
+        for _ in range(3):
+            assert server.ping() == 200
+    time.sleep(0.2)
+    assert "GET /ping 200" not in quiet.log
+    assert loud.log.count("GET /ping 200") >= 3
