@@ -82,12 +82,13 @@ def model_folder(root: Path) -> Path:
 
 
 class Endpoint:
-    def __init__(self, containers: Any, image: Built, model: Path) -> None:
+    def __init__(self, containers: Any, image: Built, model: Path, inside: int = 8080) -> None:
         self.containers = containers
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.name = containers.run(image.tag, "serve", volumes={model: "/opt/ml/model"},
-                                   publish=f"127.0.0.1:{self.port}:8080", detach=True)
+        env = {} if inside == 8080 else {"SAGEMAKER_BIND_TO_PORT": str(inside)}
+        self.name = containers.run(image.tag, "serve", volumes={model: "/opt/ml/model"}, env=env,
+                                   publish=f"127.0.0.1:{self.port}:{inside}", detach=True)
         self.model = model
 
     def wait_ready(self) -> None:
@@ -154,3 +155,13 @@ def test_stop_finishes_in_flight_requests_and_returns_quickly(serve_available: N
     # The request needed about 2 s more; SIGKILL would only come after 30.
     assert stopped < 10, f"podman stop took {stopped:.1f} s"
     assert request(running.url + "/ping", timeout=2)[0] == 0  # nothing listens any more
+
+
+def test_serve_binds_the_port_sagemaker_asks_for(serve_available: None, cpu_image: Built, containers,
+                                                 tmp_path: Path) -> None:
+    """What the image's accept-bind-to-port=true label promises."""
+    running = Endpoint(containers, cpu_image, model_folder(tmp_path), inside=9090)
+    running.wait_ready()
+    status, _, data = running.invoke(b"2\n", "text/csv", "application/json")
+    assert status == 200, data
+    assert json.loads(data) == {"predictions": [[6.0]]}
