@@ -131,6 +131,7 @@ def main() -> None:
                         help="comma-separated folders to extract into (default: WORK/dest, on disk); "
                              "add /dev/shm to see the cost without the disk")
     parser.add_argument("--write", action="store_true", help="write the results into docs/benchmarks.md")
+    parser.add_argument("--from-log", help="re-render the report from the JSON lines of an earlier run's output")
     parser.add_argument("--child", nargs=3, metavar=("METHOD", "URI", "DEST"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -141,6 +142,16 @@ def main() -> None:
     work = Path(args.work)
     started = time.time()
     fixtures = make_fixtures(work)
+    if args.from_log:
+        results = [json.loads(ln) for ln in Path(args.from_log).read_text().splitlines() if ln.startswith("{")]
+        names = sorted({r["fixture"] for r in results}, key=args.fixtures.split(",").index)
+        methods = [m for m in METHODS if any(r["method"] == m for r in results)]
+        roots = list(dict.fromkeys(Path(r["where"]) for r in results))
+        table = report(results, fixtures, names, methods, 1 + max(r["rep"] for r in results), roots)
+        print(table)
+        if args.write:
+            write_section(table)
+        return
     print(f"fixtures ready ({time.time() - started:.1f} s)", flush=True)
     port = _free_port()
     endpoint = f"http://127.0.0.1:{port}"
@@ -227,11 +238,35 @@ def report(results: list[dict], fixtures: dict[str, Path], names: list[str], met
                 lines.append(f"| {name} ({size / 1e6:.0f} MB) | {method}: {METHODS[method]} | {value:.2f} | "
                              f"{size / 1e6 / value:.0f} | {vs_official} | {vs_download} |")
         lines.append("")
+    lines += ["Targets (issue 3): at least as fast as the official path (toolkit / official <= 1), and within 1.5x "
+              "of the download alone (toolkit / fastest download <= 1.5):", ""]
+    for root in roots:
+        for name in names:
+            def med(method: str, name: str = name, root: Path = root) -> float:
+                return statistics.median(r["seconds"] for r in results
+                                         if r["fixture"] == name and r["method"] == method and r["where"] == str(root))
+            if not {"toolkit", "official", "download_1get"} <= set(methods):
+                continue
+            vs_official = med("toolkit") / med("official")
+            fastest = min(med(m) for m in ("download", "download_1get") if m in methods)
+            vs_download = med("toolkit") / fastest
+            lines.append(f"- `{name}` into `{root}`: {vs_official:.2f}x the official path "
+                         f"({'met' if vs_official <= 1 else 'NOT met'}), {vs_download:.2f}x the download alone "
+                         f"({'met' if vs_download <= 1.5 else 'NOT met'}).")
     lines += [
+        "",
         "`big`: one 200 MiB random file (incompressible); `small`: 5,000 files of 1-26 KiB. \"vs download\" "
         "compares with the faster of the two download-only methods. moto answers each ranged GET by "
         "materialising the whole object, so `download_file`'s parallel ranged GETs (`official`, `download`) are "
         "slow here and fast on real S3; the `_1get` rows use one GET, which is what the toolkit's fetcher does.",
+        "",
+        "Where the download-alone target is missed, the time goes to writing files, not to the transfer: "
+        "extracting the 5,000-file archive from a local file into tmpfs takes about 1 s of CPU in one process on "
+        "this VM (Python's tarfile header parsing, gzip, one open/write/close per file, with the writes on two "
+        "threads), against 0.2-0.3 s for the download, and the shared disk adds seconds with a large spread. The "
+        "fetcher already overlaps the download with extraction (a read-ahead thread) and never writes the "
+        "archive itself to disk; going further would need a tar reader in C. Numbers drift 2x between rounds "
+        "on this shared machine: compare rows of one run only.",
         "",
     ]
     return "\n".join(lines)
