@@ -292,3 +292,18 @@ def test_subdirectory_that_does_not_exist(job: Job, repos: Repos) -> None:
 def test_image_without_git(job: Job, repos: Repos, tmp_path: Path) -> None:
     proc = run(job, f"git+file://{repos.root}/public.git@main", PATH=str(tmp_path))
     failed(job, proc, "fetching git code needs the git command; install git in the image")
+
+
+@pytest.mark.parametrize(("uri", "url", "ref", "sub"), [
+    ("git+https://h/o/r.git@feature/x#subdirectory=a/b", "https://h/o/r.git", "feature/x", "a/b"),
+    ("git+git@github.com:org/repo.git@v1.2", "git@github.com:org/repo.git", "v1.2", None),
+    ("git+ssh://git@h:2222/o/r.git", "ssh://git@h:2222/o/r.git", None, None),
+    ("git+https://me:p%40ss@h/r.git@main", "https://h/r.git", "main", None),
+])
+def test_uri_forms(uri: str, url: str, ref: str | None, sub: str | None) -> None:
+    from toolkit.builtin.git import parse
+
+    source = parse(uri)
+    assert (source.url, source.ref, source.subdirectory) == (url, ref, sub)
+    if "me:" in uri:
+        assert (source.username, source.password) == ("me", "p@ss")

@@ -183,6 +183,7 @@ class FlakyProxy(BaseHTTPRequestHandler):
     upstream = ""
     plans: dict[str, list[str]] = {}
     gets: dict[str, int] = {}
+    signed: list[str] = []
 
     def log_message(self, *args: object) -> None:
         pass
@@ -203,6 +204,7 @@ class FlakyProxy(BaseHTTPRequestHandler):
         path = self.path.split("?")[0]
         if self.command == "GET":
             self.gets[path] = self.gets.get(path, 0) + 1
+            self.signed.append(self.headers.get("Authorization", ""))
         plan = self.plans.get(path, [])
         action = plan.pop(0) if plan and self.command == "GET" else ""
         if action == "503":
@@ -237,7 +239,7 @@ class FlakyProxy(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def flaky(s3_server: str) -> Iterator[tuple[str, type]]:
-    handler = type("Handler", (FlakyProxy,), {"upstream": s3_server, "plans": {}, "gets": {}})
+    handler = type("Handler", (FlakyProxy,), {"upstream": s3_server, "plans": {}, "gets": {}, "signed": []})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
@@ -286,3 +288,13 @@ def test_no_credentials_at_all(job: Job, s3_env: dict) -> None:
     proc = submit(job, "s3://some-bucket/s.tar.gz").run(
         AWS_CONFIG_FILE="/dev/null", AWS_SHARED_CREDENTIALS_FILE="/dev/null", AWS_EC2_METADATA_DISABLED="true", **env)
     assert_failed_cleanly(job, proc, "s3://some-bucket/s.tar.gz: no AWS credentials found")
+
+
+def test_region_setting_wins_over_the_variables(job: Job, s3: Any, bucket: str, s3_env: dict, flaky: tuple) -> None:
+    endpoint, handler = flaky  # used here only to see how the requests were signed
+    s3.put_object(Bucket=bucket, Key="s.tar.gz", Body=good())
+    job.hyperparameters({"sagemaker_program": "train.py", "sagemaker_submit_directory": f"s3://{bucket}/s.tar.gz",
+                         "sagemaker_region": "eu-west-2"}).resources()
+    proc = job.run(**dict(s3_env, AWS_ENDPOINT_URL=endpoint, AWS_REGION="us-east-1", SAGEMAKER_REGION="ap-south-1"))
+    assert proc.returncode == 0, proc.stderr
+    assert handler.signed and all("/eu-west-2/s3/aws4_request" in h for h in handler.signed)
