@@ -140,7 +140,7 @@ class _Git:
         self.source = source
         self.secret = secret
         self.env = {k: str(v) for k, v in env.items() if not k.startswith("sagemaker_")}
-        self.env.update(GIT_TERMINAL_PROMPT="0", GIT_CONFIG_NOSYSTEM="1", LC_ALL="C")
+        self.env.update(GIT_TERMINAL_PROMPT="0", LC_ALL="C")  # C: git's messages are matched below
         self.env.pop("GIT_DIR", None)
         self.env.pop("GIT_WORK_TREE", None)
         if secret is not None:
@@ -153,7 +153,9 @@ class _Git:
 
     def run(self, *args: str, cwd: Optional[Path] = None) -> subprocess.CompletedProcess:
         # credential.helper= empties the helper list: nothing stored is used, nothing is saved
-        cmd = [self.git, "-c", "credential.helper=", "-c", "advice.detachedHead=false", *args]
+        # http.lowSpeed*: give up on an HTTP transfer slower than 1 KB/s for a minute instead of hanging
+        cmd = [self.git, "-c", "credential.helper=", "-c", "advice.detachedHead=false",
+               "-c", "http.lowSpeedLimit=1000", "-c", "http.lowSpeedTime=60", *args]
         return subprocess.run(cmd, cwd=cwd, env=self.env, capture_output=True, text=True, stdin=subprocess.DEVNULL)
 
     def must(self, *args: str, cwd: Optional[Path] = None) -> None:
