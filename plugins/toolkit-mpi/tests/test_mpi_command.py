@@ -156,7 +156,9 @@ def test_bad_settings_are_one_clear_line(launch, hps, message):
 
 def test_one_host_runs_on_localhost(launch):
     command = launch({"sagemaker_mpi_enabled": True, "sagemaker_mpi_num_of_processes_per_host": 2})
-    assert option(mpirun_part(command.argv), "--host") == "localhost:2"
+    mpirun = mpirun_part(command.argv)
+    assert option(mpirun, "--host") == "localhost:2"
+    assert "btl_tcp_if_include" not in mpirun
 
 
 ONE_HOST = """

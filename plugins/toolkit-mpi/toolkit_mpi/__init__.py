@@ -178,8 +178,8 @@ def mpirun_argv(env: TrainingEnv, run: Sequence[str], extra_env: Mapping[str, st
         "-mca", "plm_rsh_agent", "ssh",
         "-mca", "plm_rsh_args", rsh,
         "-mca", "plm_rsh_no_tree_spawn", "1",
-        "-mca", "btl_tcp_if_include", iface,
-        "-mca", "oob_tcp_if_include", iface,
+        # the job's network; one host needs none (and may have no interface of that name)
+        *(["-mca", "btl_tcp_if_include", iface, "-mca", "oob_tcp_if_include", iface] if len(hosts) > 1 else []),
         "-mca", "pml", "ob1",
         "-mca", "btl", "^openib",
         "-mca", "orte_abort_on_non_zero_status", "1",
