@@ -388,3 +388,17 @@ def test_gpu_count_comes_from_nvidia_smi_asked_once(job: Job, tmp_path: Path) ->
     calls.unlink()
     assert job.run().returncode == 0  # without nvidia-smi: 0 GPUs, nothing spawned
     assert dump(job)["env"]["SM_NUM_GPUS"] == "0"
+
+
+def test_fetch_credentials_never_reach_the_script(job: Job, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "train.py").write_text(DUMP)
+    job.hyperparameters({"sagemaker_program": "train.py", "sagemaker_submit_directory": str(src),
+                         "sagemaker_git_username": "bob", "sagemaker_git_token": "tok-123",
+                         "sagemaker_mpi_enabled": False}).resources()
+    result = job.run()
+    assert result.returncode == 0, result.stderr
+    env = dump(job)["env"]
+    assert json.loads(env["SM_FRAMEWORK_PARAMS"]) == {"sagemaker_mpi_enabled": False}
+    assert "tok-123" not in json.dumps(env) and "tok-123" not in result.stderr

@@ -385,7 +385,9 @@ class TrainingEnv:
             "sagemaker_region", "sagemaker_container_log_level", "sagemaker_job_name",
             "sagemaker_s3_output",
         } | SETTING_KEYS
-        return {k: v for k, v in self.settings.items() if k not in core}
+        # credentials for fetching code (sagemaker_git_token, ...) are not the script's business
+        return {k: v for k, v in self.settings.items()
+                if k not in core and not k.startswith("sagemaker_git_") and not looks_secret(k)}
 
     def user_args(self) -> list[str]:
         """Hyperparameters as argv, exactly as sagemaker-training builds them.
