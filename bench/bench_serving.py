@@ -421,7 +421,7 @@ def main() -> None:
         write_docs(report)
 
 
-def summarize(results: list, names: list, args, csv, loads) -> str:
+def summarize(results: list, names: list, args, csv, loadavg) -> str:
     def med(values):
         return statistics.median(values) if values else float("nan")
 
@@ -443,7 +443,7 @@ def summarize(results: list, names: list, args, csv, loads) -> str:
         f"({os.cpu_count()} CPUs, shared with wrk and with other work: compare ratios from the same run, not "
         f"absolutes). JSON echo model, 99-byte body; medians of {args.reps} load runs ({args.duration} s each, "
         f"fresh server each, configs interleaved) and {args.cold} cold starts. Load average (1 min) "
-        f"{loads[0][0]:.1f} at the start and {loads[1][0]:.1f} at the end: the higher, the noisier.",
+        f"{loadavg[0][0]:.1f} at the start and {loadavg[1][0]:.1f} at the end: the higher, the noisier.",
         "",
         "| server | req/s, 16 conn | p50 / p99 ms, 16 conn | req/s, 1 conn | p99 ms, 1 conn | first /ping 200 (s) "
         "| RSS, all processes (MB) | processes | errors |",

@@ -59,6 +59,7 @@ class ServingApp:
         self._count_lock = threading.Lock()
         self._model_dir = str(env.model_dir)
         self._flask: Any = None
+        self._flask_lock = threading.Lock()
         self.ready = False  # set once the model is loaded in this process
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -79,7 +80,7 @@ class ServingApp:
     def flask(self) -> Any:
         """The Flask app, made on first use: the hot routes never need it, and start-up stays fast."""
         if self._flask is None:
-            with self._count_lock:
+            with self._flask_lock:
                 if self._flask is None:
                     self._flask = create_flask_app(self)
         return self._flask
