@@ -99,7 +99,8 @@ def scratch_venv(path: Path) -> Path:
     python = path / "bin" / "python"
     purelib = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
                              capture_output=True, text=True, check=True).stdout.strip()
-    (Path(purelib) / "parent.pth").write_text(sysconfig.get_path("purelib") + "\n")
+    # addsitedir (not a bare path) so the parent's own .pth files, editable installs included, apply
+    (Path(purelib) / "parent.pth").write_text(f"import site; site.addsitedir({sysconfig.get_path('purelib')!r})\n")
     return python
 
 
