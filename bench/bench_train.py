@@ -502,7 +502,12 @@ def main() -> None:
     ap.add_argument("--no-wheel", action="store_true", help="skip the wheel-installed case of ours")
     ap.add_argument("--no-docs", action="store_true", help="do not write docs/benchmarks.md")
     ap.add_argument("--profile", action="store_true", help="print a cProfile of our train even if targets are met")
+    ap.add_argument("--render", type=Path, metavar="RESULTS_JSON",
+                    help="only rewrite the docs section from a saved train-results-*.json")
     args = ap.parse_args()
+    if args.render:
+        write_docs(render(json.loads(args.render.read_text())))
+        return
     work = args.workdir.resolve()
     work.mkdir(parents=True, exist_ok=True)
 
