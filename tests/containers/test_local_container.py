@@ -1,0 +1,331 @@
+"""``toolkit local`` in container mode: the real console script running the CPU reference image
+(built once per session by conftest.py) with a real engine, one container per host on the job's
+private network, /opt/ml mounted from the job folder. Local paths only: no S3 is involved."""
+
+from __future__ import annotations
+
+import http.client
+import io
+import json
+import signal
+import subprocess
+import tarfile
+import uuid
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+import pytest
+from conftest import BIN, clean_environ
+
+from .engines import Built, Engine
+
+pytestmark = pytest.mark.container
+
+
+def toolkit(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:
+    """The real ``toolkit`` console script, with a clean environment."""
+    return subprocess.run([str(BIN / "toolkit"), *args], env=clean_environ(), capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def tar_members(path: Path) -> dict[str, bytes]:
+    with tarfile.open(path, "r:gz") as tar:
+        return {m.name: tar.extractfile(m).read() for m in tar if m.isfile()}  # type: ignore[union-attr]
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+class LocalJob:
+    """One container-mode job: a unique name, its folders, and what it leaves in the engine."""
+
+    def __init__(self, engine: Engine, image: Built, root: Path, hosts: int = 1) -> None:
+        self.engine = engine
+        self.image = image
+        self.name = f"lc-{uuid.uuid4().hex[:8]}"
+        self.root = root
+        self.hosts = [f"algo-{i + 1}" for i in range(hosts)]
+        self.out = root / "out"
+        self.work = root / "work"
+        self.source = root / "src"
+
+    def train(self, script: str, *extra: str, timeout: float = 180) -> subprocess.CompletedProcess:
+        write(self.source / "train.py", script)
+        write(self.root / "data" / "a.csv", "1,2\n3,4\n")
+        return toolkit("local", "train", "--image", self.image.tag, "--engine", self.engine.name,
+                       "--job-name", self.name, "--source-dir", str(self.source), "--entry-point", "train.py",
+                       "--channel", f"train={self.root / 'data'}", "--output-path", str(self.out),
+                       "--instance-count", str(len(self.hosts)), "--workdir", str(self.work), *extra,
+                       timeout=timeout)
+
+    def describe(self) -> dict[str, Any]:
+        return json.loads((self.work / f"{self.name}.json").read_text())
+
+    def leftovers(self) -> list[str]:
+        """Containers or the network of this job that are still in the engine."""
+        names = self.engine("ps", "-a", "--format", "{{.Names}}", check=False).stdout.split()
+        left = [n for n in names if n.startswith(self.name)]
+        if self.engine("network", "exists", f"toolkit-{self.name}", check=False).returncode == 0:
+            left.append(f"toolkit-{self.name}")
+        return left
+
+    def cleanup(self) -> None:
+        self.engine.remove(*(f"{self.name}-{h}" for h in self.hosts))
+        self.engine("network", "rm", "-f", f"toolkit-{self.name}", check=False)
+
+
+@pytest.fixture
+def local_job(engine: Engine, cpu_image: Built, tmp_path: Path) -> Iterator[Any]:
+    made: list[LocalJob] = []
+
+    def make(hosts: int = 1) -> LocalJob:
+        job = LocalJob(engine, cpu_image, tmp_path / f"job{len(made)}", hosts)
+        made.append(job)
+        return job
+
+    yield make
+    for job in made:
+        job.cleanup()
+
+
+REPORT = """
+import json, os, socket, sys
+cfg = os.environ["SM_INPUT_CONFIG_DIR"]
+rc = json.load(open(os.path.join(cfg, "resourceconfig.json")))
+data = os.environ["SM_CHANNEL_TRAIN"]
+report = {"rc": rc, "hostname": socket.gethostname(), "python": sys.prefix, "cwd": os.getcwd(),
+          "argv": sys.argv[1:], "data": open(os.path.join(data, "a.csv")).read(),
+          "job": os.environ.get("TRAINING_JOB_NAME")}
+json.dump(report, open(os.path.join(os.environ["SM_MODEL_DIR"], "report.json"), "w"))
+open(os.path.join(os.environ["SM_OUTPUT_DATA_DIR"], "metrics.txt"), "w").write("loss=0.25\\n")
+print("trained in the container")
+"""
+
+
+def test_one_host_job_with_local_paths(local_job: Any) -> None:
+    job = local_job()
+    proc = job.train(REPORT, "--hyperparameter", "lr=0.5")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    # Where SageMaker puts everything: <output path>/<job>/output/{model,output}.tar.gz, and the source.
+    assert sorted(p.relative_to(job.out).as_posix() for p in job.out.rglob("*") if p.is_file()) == [
+        f"{job.name}/output/model.tar.gz", f"{job.name}/output/output.tar.gz", f"{job.name}/source/sourcedir.tar.gz"]
+    model = tar_members(job.out / job.name / "output/model.tar.gz")
+    assert set(model) == {"report.json"}
+    report = json.loads(model["report.json"])
+    # It ran in the image (its venv, its /opt/ml/code), as algo-1, with the job's data and hyperparameters.
+    assert report["python"] == "/opt/venv" and report["cwd"] == "/opt/ml/code"
+    assert report["hostname"] == "algo-1"
+    assert report["rc"]["current_host"] == "algo-1" and report["rc"]["hosts"] == ["algo-1"]
+    assert report["data"] == "1,2\n3,4\n"
+    assert report["argv"] == ["--lr", "0.5"]
+    assert report["job"] == job.name
+    assert tar_members(job.out / job.name / "output/output.tar.gz") == {"metrics.txt": b"loss=0.25\n"}
+    assert (job.work / job.name / "algo-1" / "output" / "success").is_file()
+    assert "trained in the container" in proc.stdout + proc.stderr
+
+    answer = job.describe()
+    assert answer["TrainingJobStatus"] == "Completed" and "FailureReason" not in answer
+    assert answer["AlgorithmSpecification"]["TrainingImage"] == job.image.tag
+    assert answer["ModelArtifacts"] == {"S3ModelArtifacts": str(job.out / job.name / "output/model.tar.gz")}
+    assert [t["Status"] for t in answer["SecondaryStatusTransitions"]] == [
+        "Starting", "Downloading", "Training", "Uploading", "Completed"]
+    assert f"job {job.name}: Completed (exit code 0)" in proc.stderr
+    assert job.leftovers() == []
+
+
+# algo-1 listens; algo-2 resolves algo-1 by name and connects. Each reports what it saw, so the test
+# can check that the address algo-2 resolved is algo-1's, and the peer algo-1 saw is algo-2's.
+TWO_HOSTS = """
+import json, os, socket, time
+rc = json.load(open(os.path.join(os.environ["SM_INPUT_CONFIG_DIR"], "resourceconfig.json")))
+me = rc["current_host"]
+report = {"rc": rc, "hostname": socket.gethostname(), "own_address": socket.gethostbyname(me)}
+if me == "algo-1":
+    server = socket.create_server(("0.0.0.0", 7777))
+    server.settimeout(60)
+    conn, (peer, _) = server.accept()
+    report["peer"] = peer
+    report["message"] = conn.recv(100).decode()
+    conn.sendall(b"hello from " + me.encode())
+    conn.close()
+else:
+    report["resolved_algo_1"] = socket.gethostbyname("algo-1")
+    deadline = time.time() + 60
+    while True:
+        try:
+            conn = socket.create_connection(("algo-1", 7777), timeout=5)
+            break
+        except OSError:
+            if time.time() > deadline:
+                raise
+            time.sleep(0.1)
+    conn.sendall(b"hello from " + me.encode())
+    report["answer"] = conn.recv(100).decode()
+    conn.close()
+json.dump(report, open(os.path.join(os.environ["SM_MODEL_DIR"], me + ".json"), "w"))
+"""
+
+
+def test_two_hosts_resolve_and_reach_each_other(local_job: Any) -> None:
+    job = local_job(hosts=2)
+    proc = job.train(TWO_HOSTS)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    model = tar_members(job.out / job.name / "output/model.tar.gz")
+    assert set(model) == {"algo-1.json", "algo-2.json"}
+    one, two = (json.loads(model[f"{h}.json"]) for h in ("algo-1", "algo-2"))
+    for host, report in (("algo-1", one), ("algo-2", two)):
+        assert report["hostname"] == host
+        assert report["rc"]["current_host"] == host
+        assert report["rc"]["hosts"] == ["algo-1", "algo-2"]
+    assert one["own_address"] != two["own_address"]
+    assert two["resolved_algo_1"] == one["own_address"]
+    assert one["peer"] == two["own_address"]
+    assert one["message"] == "hello from algo-2" and two["answer"] == "hello from algo-1"
+    for host in job.hosts:
+        assert (job.work / job.name / host / "output" / "success").is_file()
+    assert "hosts: algo-1 exit 0, algo-2 exit 0" in proc.stderr
+    assert job.describe()["TrainingJobStatus"] == "Completed"
+    assert job.leftovers() == []
+
+
+FAIL = """
+import os
+open(os.path.join(os.environ["SM_OUTPUT_DATA_DIR"], "partial.txt"), "w").write("half")
+raise ValueError("bad learning rate")
+"""
+
+
+def test_failing_script_reports_exit_status_and_failure_reason(local_job: Any) -> None:
+    job = local_job()
+    proc = job.train(FAIL)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    answer = job.describe()
+    assert answer["TrainingJobStatus"] == "Failed"
+    assert answer["FailureReason"].startswith("AlgorithmError: ValueError: bad learning rate")
+    assert "ModelArtifacts" not in answer
+    assert not (job.out / job.name / "output/model.tar.gz").exists()
+    assert tar_members(job.out / job.name / "output/output.tar.gz") == {"partial.txt": b"half"}
+    assert "FailureReason: AlgorithmError: ValueError: bad learning rate" in proc.stderr
+    assert job.leftovers() == []
+
+
+# algo-2 fails at once; algo-1 would train for two minutes unless it is stopped.
+ONE_FAILS = """
+import json, os, time
+me = json.load(open(os.path.join(os.environ["SM_INPUT_CONFIG_DIR"], "resourceconfig.json")))["current_host"]
+if me == "algo-2":
+    raise RuntimeError("algo-2 ran out of data")
+time.sleep(120)
+"""
+
+
+def test_one_failed_host_stops_the_other(local_job: Any) -> None:
+    job = local_job(hosts=2)
+    proc = job.train(ONE_FAILS, "--kill-after", "10", timeout=100)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    answer = job.describe()
+    assert answer["TrainingJobStatus"] == "Failed"
+    assert answer["FailureReason"].startswith("AlgorithmError: RuntimeError: algo-2 ran out of data")
+    # algo-1 was stopped with SIGTERM (train forwards it to the script): 128 + 15.
+    assert "hosts: algo-1 exit 143, algo-2 exit 1" in proc.stderr
+    assert job.leftovers() == []
+
+
+# ---------------------------------------------------------------------------------------------
+# serve --image and transform --image
+# ---------------------------------------------------------------------------------------------
+
+INFERENCE = """
+import os
+
+def model_fn(model_dir):
+    return int(open(os.path.join(model_dir, "factor")).read())
+
+def transform_fn(model, body, content_type, accept):
+    text = body.decode() if isinstance(body, bytes) else body
+    return "".join(f"{int(line) * model}\\n" for line in text.splitlines() if line.strip())
+"""
+
+
+@pytest.fixture
+def model_tarball(tmp_path: Path) -> Path:
+    path = tmp_path / "model.tar.gz"
+    with tarfile.open(path, "w:gz") as tar:
+        for name, text in (("factor", "10"), ("code/inference.py", INFERENCE)):
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def call(port: int, method: str, path: str, body: Optional[bytes] = None,
+         headers: Optional[dict[str, str]] = None) -> tuple[int, bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+def test_serve_with_the_image_until_sigterm(engine: Engine, cpu_image: Built, model_tarball: Path,
+                                            tmp_path: Path) -> None:
+    port = free_port()
+    name = f"lc-serve-{uuid.uuid4().hex[:8]}"
+    proc = subprocess.Popen([str(BIN / "toolkit"), "local", "serve", str(model_tarball), "--image", cpu_image.tag,
+                             "--engine", engine.name, "--port", str(port), "--job-name", name,
+                             "--environment", "SAGEMAKER_MODEL_SERVER_WORKERS=1", "--workdir", str(tmp_path / "work")],
+                            env=clean_environ(), stderr=subprocess.PIPE, text=True)
+    try:
+        lines = []
+        for line in proc.stderr:  # type: ignore[union-attr]
+            lines.append(line)
+            if "answers at" in line or proc.poll() is not None:
+                break
+        assert f"answers at http://127.0.0.1:{port}" in lines[-1], "".join(lines)
+        assert call(port, "GET", "/ping")[0] == 200
+        assert call(port, "POST", "/invocations", b"4\n5\n", {"Content-Type": "text/plain"}) == (200, b"40\n50\n")
+        # the model was extracted here and mounted into the container
+        assert (tmp_path / "work" / name / "model" / "factor").read_text() == "10"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=45) == 0
+        assert name not in engine("ps", "-a", "--format", "{{.Names}}").stdout.split()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        engine.remove(name)
+
+
+def test_transform_with_the_image(engine: Engine, cpu_image: Built, model_tarball: Path, tmp_path: Path) -> None:
+    for name, numbers in (("a.txt", range(1, 6)), ("b.txt", range(10, 13)), ("c.txt", [7])):
+        write(tmp_path / "in" / name, "".join(f"{n}\n" for n in numbers))
+    out = tmp_path / "out"
+    job = f"lc-transform-{uuid.uuid4().hex[:8]}"
+    try:
+        proc = toolkit("local", "transform", "--model", str(model_tarball), "--image", cpu_image.tag, "--engine",
+                       engine.name, "--input", str(tmp_path / "in"), "--output-path", str(out), "--split-type",
+                       "Line", "--content-type", "text/plain", "--assemble-with", "Line", "--batch-strategy",
+                       "SingleRecord", "--max-concurrent", "2", "--environment", "SAGEMAKER_MODEL_SERVER_WORKERS=1",
+                       "--job-name", job, "--workdir", str(tmp_path / "work"))
+        assert proc.returncode == 0, proc.stderr
+        assert (out / "a.txt.out").read_text() == "10\n20\n30\n40\n50\n"
+        assert (out / "b.txt.out").read_text() == "100\n110\n120\n"
+        assert (out / "c.txt.out").read_text() == "70\n"
+        assert "3 file(s), 9 record(s) in 9 request(s) (SingleRecord" in proc.stderr
+        assert job not in engine("ps", "-a", "--format", "{{.Names}}").stdout.split()
+    finally:
+        engine.remove(job)
