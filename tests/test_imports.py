@@ -21,11 +21,17 @@ def test_import_toolkit_pulls_in_no_heavy_module() -> None:
 
 def test_train_help_pulls_in_no_heavy_module() -> None:
     code = (
-        "import sys\nsys.argv = ['train', '--help']\nfrom toolkit import cli\n"
-        "try:\n    cli.train_main()\nexcept SystemExit:\n    pass"
+        "import sys\nsys.argv = ['train', '--help']\nfrom toolkit import scripts\n"
+        "try:\n    scripts.train_main()\nexcept SystemExit:\n    pass"
     )
     loaded = imported_after(code)
     assert not loaded & set(HEAVY), loaded & set(HEAVY)
+
+
+def test_train_does_not_load_click() -> None:
+    # SageMaker starts `train` for every job: it needs no argument parser
+    code = "from toolkit import scripts, training"
+    assert "click" not in imported_after(code)
 
 
 def test_building_the_plugin_manager_pulls_in_no_heavy_module() -> None:

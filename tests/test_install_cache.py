@@ -99,7 +99,7 @@ def train_in_new_venv(job: Job, venv: Path, **env: str) -> subprocess.CompletedP
     python = scratch_venv(venv)
     # pip caches plain-http downloads only from trusted hosts (as anyone with an http index sets)
     env.setdefault("PIP_TRUSTED_HOST", "127.0.0.1")
-    return subprocess.run([str(python), "-c", "from toolkit.cli import train_main; train_main()"],
+    return subprocess.run([str(python), "-c", "from toolkit.scripts import train_main; train_main()"],
                           env=job.environ(**env), capture_output=True, text=True, timeout=180)
 
 

@@ -111,7 +111,7 @@ def test_requirements_are_installed_before_the_run(job: Job, tmp_path: Path) -> 
     job.script("train.py", "import os, toolkit_test_helper as h\n"
                "open(os.path.join(os.environ['SM_MODEL_DIR'], 'v'), 'w').write(str(h.VALUE))\n")
     python = scratch_venv(tmp_path / "venv")
-    result = subprocess.run([str(python), "-c", "from toolkit.cli import train_main; train_main()"],
+    result = subprocess.run([str(python), "-c", "from toolkit.scripts import train_main; train_main()"],
                             env=job.environ(PIP_NO_INDEX="1"), capture_output=True, text=True, timeout=180)
     assert result.returncode == 0, result.stderr[-2000:]
     assert (job.model / "v").read_text() == "42"
@@ -122,7 +122,7 @@ def test_failed_requirements_are_a_one_line_toolkit_error(job: Job, tmp_path: Pa
     job.script("requirements.txt", "no-such-package-toolkit-test==9.9\n")
     job.script("train.py", "")
     python = scratch_venv(tmp_path / "venv")
-    result = subprocess.run([str(python), "-c", "from toolkit.cli import train_main; train_main()"],
+    result = subprocess.run([str(python), "-c", "from toolkit.scripts import train_main; train_main()"],
                             env=job.environ(PIP_NO_INDEX="1"), capture_output=True, text=True, timeout=180)
     assert result.returncode == 2
     message = job.failure.read_text()

@@ -16,13 +16,15 @@ import os
 import posixpath
 import shutil
 import stat
-import tarfile
-import tempfile
-import zipfile
 from pathlib import Path
 from typing import IO, Any, Mapping, Optional, Union
 
 from toolkit.errors import ArchiveError
+from toolkit.lazy import lazy
+
+tarfile = lazy("tarfile")
+zipfile = lazy("zipfile")
+tempfile = lazy("tempfile")
 
 DEFAULT_MAX_BYTES = 20 * 1024**3  # 20 GiB: far above any real source dir, far below a full disk
 DEFAULT_MAX_MEMBERS = 1_000_000
@@ -365,7 +367,7 @@ def _tar_members(source: IO[bytes], writer: _Writer, label: str, max_bytes: int,
     count = 0
     data = _decompressed(source)
     try:
-        tar = tarfile.open(fileobj=data, mode="r|", bufsize=TAR_BUFFER)  # noqa: SIM115 - closed below
+        tar = tarfile.open(fileobj=data, mode="r|", bufsize=TAR_BUFFER)
     except tarfile.TarError as exc:
         raise ArchiveError(f"{label}: not a readable tar or zip archive ({exc})") from exc
     with tar:

@@ -1,7 +1,7 @@
-"""Console scripts: ``train``, ``serve`` and ``toolkit``. Parses argv only; the rest is elsewhere.
+"""The ``toolkit`` console script (``toolkit plugins``, ``toolkit env``, ``toolkit local ...``).
 
-Heavy modules are imported inside the commands that need them, so ``train --help`` and
-``toolkit --help`` stay fast.
+Parses argv only; the work is elsewhere, imported inside each command. ``train`` and ``serve`` are
+in toolkit/scripts.py, without click, so a job starts faster.
 """
 
 from __future__ import annotations
@@ -14,33 +14,6 @@ from typing import Optional
 import click
 
 from toolkit import __version__
-
-
-@click.command(name="train", context_settings={"ignore_unknown_options": True})
-@click.version_option(__version__, prog_name="sagemaker-toolkit")
-@click.argument("extra", nargs=-1, type=click.UNPROCESSED)
-def train_command(extra: tuple[str, ...]) -> None:
-    """Run the SageMaker training job described by /opt/ml (or SAGEMAKER_BASE_DIR).
-
-    Exits with the user's exit code (128+N for signal N), or 2 when the job's configuration or
-    code is wrong; either way /opt/ml/output/failure says why.
-    """
-    from toolkit.training import train
-
-    sys.exit(train(os.environ))
-
-
-@click.command(name="serve", context_settings={"ignore_unknown_options": True})
-@click.version_option(__version__, prog_name="sagemaker-toolkit")
-@click.argument("extra", nargs=-1, type=click.UNPROCESSED)
-def serve_command(extra: tuple[str, ...]) -> None:
-    """Serve the model in /opt/ml/model on SAGEMAKER_BIND_TO_PORT (default 8080)."""
-    try:
-        from toolkit.serving import main as serving_main
-    except ImportError:
-        click.echo("serve: the model server is not built yet in this version", err=True)
-        sys.exit(2)
-    sys.exit(serving_main(os.environ))
 
 
 @click.group(name="toolkit")
@@ -107,14 +80,6 @@ def _add_optional_commands() -> None:
         return
     toolkit_command.add_command(local_group, "local")
     toolkit_command.add_command(package_command, "package")
-
-
-def train_main() -> None:
-    train_command(prog_name="train")
-
-
-def serve_main() -> None:
-    serve_command(prog_name="serve")
 
 
 def toolkit_main() -> None:

@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import logging
 import os
-import queue
 import random
 import shutil
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -17,6 +15,10 @@ from typing import IO, Callable, Mapping, Optional, TypeVar
 
 from toolkit import archive
 from toolkit.errors import ArchiveError, FetchError
+from toolkit.lazy import lazy
+
+queue = lazy("queue")
+tempfile = lazy("tempfile")
 
 log = logging.getLogger("toolkit")
 T = TypeVar("T")

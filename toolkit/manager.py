@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
+import sys
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
@@ -46,16 +48,75 @@ def is_true(value: str | None) -> bool:
     return (value or "").strip().lower() in {"1", "true", "yes", "on"}
 
 
-def _entry_points() -> Iterable[tuple[Any, str]]:
-    """(entry point, "distribution version") for every installed plugin, first one per name."""
-    from importlib.metadata import distributions
+def _entry_points() -> Iterable[tuple[str, str, str]]:
+    """(name, "module:attr", "distribution version") for every installed plugin, first per name.
 
+    Reads the ``entry_points.txt`` of each installed distribution on sys.path directly, the way
+    importlib.metadata finds them, but without importing importlib.metadata (and email, csv,
+    zipfile...) on every job start: with no plugin installed this costs a directory listing.
+    """
     seen: set[str] = set()
-    for dist in distributions():
-        for ep in dist.entry_points:
-            if ep.group == ENTRY_POINT_GROUP and ep.name not in seen:
-                seen.add(ep.name)
-                yield ep, f"{dist.metadata['Name']} {dist.version}"
+    for folder in sys.path:
+        try:
+            names = os.listdir(folder or ".")
+        except OSError:
+            continue
+        for name in sorted(names):
+            if not name.endswith((".dist-info", ".egg-info")):
+                continue
+            info = os.path.join(folder or ".", name)
+            for ep_name, value in _group_entries(os.path.join(info, "entry_points.txt")):
+                if ep_name not in seen:
+                    seen.add(ep_name)
+                    yield ep_name, value, _distribution(info, name)
+
+
+def _load(value: str) -> Any:
+    """Import what an entry point names: ``module`` or ``module:attr.attr``."""
+    module_name, _, attrs = value.partition(":")
+    obj = importlib.import_module(module_name.strip())
+    for attr in filter(None, attrs.strip().split(".")):
+        obj = getattr(obj, attr)
+    return obj
+
+
+def _group_entries(path: str) -> list[tuple[str, str]]:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read()
+    except OSError:
+        return []
+    if f"[{ENTRY_POINT_GROUP}]" not in text:
+        return []
+    entries, inside = [], False
+    for raw in text.splitlines():
+        line = raw.strip()
+        if line.startswith("["):
+            inside = line == f"[{ENTRY_POINT_GROUP}]"
+        elif inside and "=" in line and not line.startswith(("#", ";")):
+            key, _, value = line.partition("=")
+            entries.append((key.strip(), value.strip()))
+    return entries
+
+
+def _distribution(info: str, folder_name: str) -> str:
+    """ "name version" from the METADATA (or PKG-INFO) header, else from the folder name."""
+    fields: dict[str, str] = {}
+    for meta in ("METADATA", "PKG-INFO"):
+        try:
+            with open(os.path.join(info, meta), encoding="utf-8") as fh:
+                for line in fh:
+                    if not line.strip():
+                        break
+                    key, _, value = line.partition(":")
+                    if key in ("Name", "Version"):
+                        fields.setdefault(key, value.strip())
+            break
+        except OSError:
+            continue
+    stem = folder_name.rsplit(".", 1)[0]
+    name, _, version = stem.partition("-")
+    return f"{fields.get('Name', name)} {fields.get('Version', version)}".strip()
 
 
 def get_plugin_manager(environ: Mapping[str, str], extra: Iterable[Any] = ()) -> pluggy.PluginManager:
@@ -76,18 +137,18 @@ def get_plugin_manager(environ: Mapping[str, str], extra: Iterable[Any] = ()) ->
         pm.register(importlib.import_module(module_name), name=name)
         sources[name] = f"builtin ({module_name})"
 
-    for ep, origin in _entry_points():
-        if ep.name in disabled or (allowed and ep.name not in allowed):
+    for name, value, origin in _entry_points():
+        if name in disabled or (allowed and name not in allowed):
             continue
         try:
-            plugin = ep.load()
+            plugin = _load(value)
         except Exception as exc:  # a broken plugin must not look like a broken job
             raise ConfigError(
-                f"plugin {ep.name!r} ({ep.value}) failed to import: {type(exc).__name__}: {exc}; "
+                f"plugin {name!r} ({value}) failed to import: {type(exc).__name__}: {exc}; "
                 f"fix it or add it to TOOLKIT_DISABLE_PLUGINS"
             ) from exc
-        pm.register(plugin, name=ep.name)
-        sources[ep.name] = f"entry point ({origin})"
+        pm.register(plugin, name=name)
+        sources[name] = f"entry point ({origin})"
 
     for plugin in extra:
         name = getattr(plugin, "__name__", None) or type(plugin).__name__

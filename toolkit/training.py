@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import os
 import shlex
-import tempfile
 import time
 from pathlib import Path
 from typing import Mapping, Optional
@@ -20,8 +19,11 @@ from toolkit import log as tlog
 from toolkit import process, sdkv3
 from toolkit.environment import DEFAULT_BASE_DIR, TrainingEnv, log_level_from, mask_argv
 from toolkit.errors import CodeError, ConfigError, ToolkitError
+from toolkit.lazy import lazy
 from toolkit.manager import get_plugin_manager
 from toolkit.types import Command, Outcome
+
+tempfile = lazy("tempfile")
 
 log = logging.getLogger("toolkit")
 FAILURE_LIMIT = 1024  # SageMaker keeps no more of the failure file as FailureReason

@@ -22,7 +22,6 @@ import re
 import shutil
 import stat
 import subprocess
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Optional, Sequence
@@ -31,6 +30,9 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit, urlunsplit
 from toolkit import download
 from toolkit.errors import FetchError
 from toolkit.hookspecs import hookimpl
+from toolkit.lazy import lazy
+
+tempfile = lazy("tempfile")
 
 log = logging.getLogger("toolkit")
 SHA = re.compile(r"^[0-9a-fA-F]{7,40}$")

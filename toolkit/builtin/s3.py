@@ -7,14 +7,16 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import tempfile
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
 from toolkit import archive, download
 from toolkit.errors import ArchiveError, FetchError
 from toolkit.hookspecs import hookimpl
+from toolkit.lazy import lazy
+
+tempfile = lazy("tempfile")
+futures = lazy("concurrent.futures")
 
 log = logging.getLogger("toolkit")
 PREFIX_WORKERS = 8
@@ -190,7 +192,7 @@ def _fetch_prefix(
         )
 
     try:
-        with ThreadPoolExecutor(PREFIX_WORKERS) as pool:
+        with futures.ThreadPoolExecutor(PREFIX_WORKERS) as pool:
             list(pool.map(one, objects))
         os.rename(tmp, dest)
     except BaseException:
