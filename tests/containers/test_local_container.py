@@ -17,7 +17,7 @@ from typing import Any, Iterator, Optional
 import pytest
 from conftest import BIN, clean_environ
 
-from .engines import Built, Engine
+from .engines import Built, Engine, wait_for
 
 pytestmark = pytest.mark.container
 
@@ -26,6 +26,18 @@ def toolkit(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:
     """The real ``toolkit`` console script, with a clean environment."""
     return subprocess.run([str(BIN / "toolkit"), *args], env=clean_environ(), capture_output=True, text=True,
                           timeout=timeout)
+
+
+def cmdlines() -> list[bytes]:
+    """The command line of every process on this machine, as any user can read them (ps)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                found.append((entry / "cmdline").read_bytes())
+            except OSError:
+                pass
+    return found
 
 
 def tar_members(path: Path) -> dict[str, bytes]:
@@ -52,14 +64,18 @@ class LocalJob:
         self.work = root / "work"
         self.source = root / "src"
 
-    def train(self, script: str, *extra: str, timeout: float = 180) -> subprocess.CompletedProcess:
+    def argv(self, script: str, *extra: str, image: Optional[str] = None) -> list[str]:
         write(self.source / "train.py", script)
         write(self.root / "data" / "a.csv", "1,2\n3,4\n")
-        return toolkit("local", "train", "--image", self.image.tag, "--engine", self.engine.name,
-                       "--job-name", self.name, "--source-dir", str(self.source), "--entry-point", "train.py",
-                       "--channel", f"train={self.root / 'data'}", "--output-path", str(self.out),
-                       "--instance-count", str(len(self.hosts)), "--workdir", str(self.work), *extra,
-                       timeout=timeout)
+        return [str(BIN / "toolkit"), "local", "train", "--image", image or self.image.tag, "--engine",
+                self.engine.name, "--job-name", self.name, "--source-dir", str(self.source), "--entry-point",
+                "train.py", "--channel", f"train={self.root / 'data'}", "--output-path", str(self.out),
+                "--instance-count", str(len(self.hosts)), "--workdir", str(self.work), *extra]
+
+    def train(self, script: str, *extra: str, image: Optional[str] = None,
+              timeout: float = 180) -> subprocess.CompletedProcess:
+        return subprocess.run(self.argv(script, *extra, image=image), env=clean_environ(), capture_output=True,
+                              text=True, timeout=timeout)
 
     def describe(self) -> dict[str, Any]:
         return json.loads((self.work / f"{self.name}.json").read_text())
@@ -232,6 +248,55 @@ def test_one_failed_host_stops_the_other(local_job: Any) -> None:
     # algo-1 was stopped with SIGTERM (train forwards it to the script): 128 + 15.
     assert "hosts: algo-1 exit 143, algo-2 exit 1" in proc.stderr
     assert job.leftovers() == []
+
+
+def test_missing_image_is_a_client_error_before_any_host_starts(local_job: Any) -> None:
+    job = local_job(hosts=2)
+    missing = f"localhost/toolkit-test-missing:{uuid.uuid4().hex[:8]}"
+    proc = job.train(REPORT, image=missing, timeout=120)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    answer = job.describe()
+    assert answer["TrainingJobStatus"] == "Failed"
+    assert answer["FailureReason"].startswith(
+        f"ClientError: image '{missing}' is not on this machine and {job.engine.name} cannot pull it (")
+    assert f"FailureReason: ClientError: image '{missing}'" in proc.stderr
+    assert "algo-1 |" not in proc.stderr and "exited with code 125" not in proc.stderr
+    assert job.leftovers() == []
+
+
+# The script waits (up to 60 s) for the test to release it, so the test can read every command line
+# on the machine while the container runs.
+SECRET = """
+import os, time
+deadline = time.time() + 60
+while not os.path.exists("/opt/ml/release") and time.time() < deadline:
+    time.sleep(0.1)
+seen = os.environ.get("AWS_SECRET_ACCESS_KEY", "<unset>") + " " + os.environ.get("AWS_ACCESS_KEY_ID", "<unset>")
+open(os.path.join(os.environ["SM_MODEL_DIR"], "seen.txt"), "w").write(seen)
+"""
+
+
+def test_shell_credentials_reach_the_container_but_not_the_command_line(local_job: Any) -> None:
+    job = local_job()
+    secret = f"not-a-real-secret-{uuid.uuid4().hex}"
+    env = clean_environ(AWS_SECRET_ACCESS_KEY=secret, AWS_ACCESS_KEY_ID="AKIATESTLOCAL")
+    proc = subprocess.Popen(job.argv(SECRET), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    release = job.work / job.name / "algo-1" / "release"
+    try:
+        wait_for(lambda: any(f"{job.name}-algo-1".encode() in c for c in cmdlines()) or proc.poll() is not None,
+                 60, "the engine to start algo-1")
+        assert proc.poll() is None, proc.communicate()[0].decode()
+        leaked = [c.replace(b"\0", b" ").decode(errors="replace") for c in cmdlines() if secret.encode() in c]
+        assert leaked == []
+        release.write_text("")
+        out = proc.communicate(timeout=60)[0].decode()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, out
+    model = tar_members(job.out / job.name / "output/model.tar.gz")
+    assert model["seen.txt"].decode() == f"{secret} AKIATESTLOCAL"
 
 
 # ---------------------------------------------------------------------------------------------

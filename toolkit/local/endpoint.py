@@ -17,7 +17,7 @@ from typing import Mapping, Optional
 
 from toolkit import archive
 from toolkit.errors import ToolkitError
-from toolkit.local.hosts import console_script, descendants, find_engine, host_environment
+from toolkit.local.hosts import console_script, descendants, ensure_image, find_engine, host_environment
 from toolkit.local.storage import Storage, parse_location
 
 log = logging.getLogger("toolkit")
@@ -124,6 +124,7 @@ def start_server(base: Path, port: int, environ: Mapping[str, str], extra_env: M
         process = subprocess.Popen(argv, env=env, cwd=str(base), start_new_session=True)
         return ModelServer(f"http://127.0.0.1:{port}", port, process)
     exe = find_engine(environ, engine)
+    ensure_image(exe, image)
     argv = [exe, "run", "--rm", "--name", name, "-p", f"{bind_host}:{port}:8080",
             "-v", f"{base / 'model'}:/opt/ml/model:ro"]
     for key, value in extra_env.items():

@@ -269,10 +269,35 @@ class Network:
         subprocess.run([self.engine, "network", "rm", "-f", self.name], capture_output=True)
 
 
+def ensure_image(engine: str, image: str) -> None:
+    """Have ``image`` here before any host starts: pulled once for the job (not once per host, each
+    ``ENGINE run`` on its own), and a name that is neither here nor pullable is the request's fault
+    (ClientError, exit 2), as on the platform, not a host's exit code 125."""
+    if subprocess.run([engine, "image", "inspect", image], capture_output=True).returncode == 0:
+        return
+    log.info("pulling %s", image)
+    proc = subprocess.Popen([engine, "pull", image], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            errors="replace")
+    last = "no output"
+    for line in proc.stderr or ():  # the engine's progress, shown as it comes
+        sys.stderr.write(line)
+        last = line.strip() or last
+    if proc.wait() != 0:
+        raise ConfigError(f"image {image!r} is not on this machine and {Path(engine).name} cannot pull it ({last}); "
+                          f"build or pull it first, or check the name")
+
+
 def in_container(engine: str, image: str, host: str, container: str, network: Network, hosts: Sequence[str],
                  mounts: Sequence[tuple[Path, str, bool]], env: Mapping[str, str],
-                 entrypoint: Sequence[str], arguments: Sequence[str], kill_after: float) -> HostProcess:
-    """``ENGINE run`` for one host: named, on the job network as ``host``, /opt/ml mounted."""
+                 entrypoint: Sequence[str], arguments: Sequence[str], kill_after: float,
+                 inherited: Optional[Mapping[str, str]] = None) -> HostProcess:
+    """``ENGINE run`` for one host: named, on the job network as ``host``, /opt/ml mounted.
+
+    ``inherited`` (this shell's environment) goes to the engine process itself, and the variables of
+    ``env`` that have the same value there are passed by name only (``-e NAME``), so credentials
+    such as AWS_SECRET_ACCESS_KEY never appear in the engine's command line, which every user of
+    the machine can read (ps, /proc/PID/cmdline).
+    """
     argv = [engine, "run", "--rm", "--name", container, "--hostname", host, "--network", network.name,
             "--network-alias", host, "--ip", network.address(hosts.index(host))]
     for i, other in enumerate(hosts):
@@ -280,7 +305,7 @@ def in_container(engine: str, image: str, host: str, container: str, network: Ne
     for src, dest, read_only in mounts:
         argv += ["-v", f"{src}:{dest}{':ro' if read_only else ''}"]
     for key, value in env.items():
-        argv += ["-e", f"{key}={value}"]
+        argv += ["-e", key if inherited is not None and inherited.get(key) == value else f"{key}={value}"]
     if entrypoint:
         argv += ["--entrypoint", json.dumps(list(entrypoint))]
     argv.append(image)
@@ -296,4 +321,5 @@ def in_container(engine: str, image: str, host: str, container: str, network: Ne
     def terminate_async(proc: subprocess.Popen) -> None:
         threading.Thread(target=terminate, args=(proc,), daemon=True).start()
 
-    return HostProcess(host, argv, terminate=terminate_async, kill=kill)
+    return HostProcess(host, argv, env=dict(inherited) if inherited is not None else None,
+                       terminate=terminate_async, kill=kill)

@@ -192,7 +192,7 @@ class TrainingJob:
             processes.append(hostrun.in_container(
                 network.engine, str(self.request.image), hd.host, f"{self.request.job_name}-{hd.host}", network,
                 self.request.hosts, mounts, {**aws, **env}, self.request.entrypoint, self.request.arguments,
-                self.opts.kill_after))
+                self.opts.kill_after, inherited=self.environ))
         return processes
 
     def run_hosts(self) -> hostrun.RunResult:
@@ -202,6 +202,7 @@ class TrainingJob:
                 feeder.start()
             return hostrun.run_hosts(processes, self.request.max_runtime, self.opts.kill_after)
         engine = hostrun.find_engine(self.environ, self.opts.engine)
+        hostrun.ensure_image(engine, str(self.request.image))
         with hostrun.Network(engine, f"toolkit-{self.request.job_name}") as network:
             processes = self.host_processes(network)
             for feeder in self.feeders:
