@@ -51,16 +51,24 @@ def test_hanging_handler_gets_504_and_the_worker_keeps_serving(start_server) -> 
     took = time.monotonic() - started
     assert resp.status == 504, resp
     assert "SAGEMAKER_MODEL_SERVER_TIMEOUT" in resp.json()["message"]
-    assert 0.9 < took < 5
+    assert 0.9 < took < 10
     # more hangs than threads: capacity is replaced, normal requests still get through at once
     assert server.invoke('{"action": "hang"}').status == 504
     assert server.invoke('{"action": "none"}').status == 200
     # more than 2 x threads stuck at once: the worker is replaced by a fresh one
     pid = server.invoke('{"action": "none"}').json()["pid"]
     assert server.invoke('{"action": "hang"}').status == 504
-    server.wait_ready(timeout=30)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:  # the old worker may answer a moment longer while it stops
+        try:
+            resp = server.invoke('{"action": "none"}')
+        except OSError:
+            continue
+        if resp.status == 200 and resp.json()["pid"] != pid:
+            break
+        time.sleep(0.05)
+    assert resp.status == 200 and resp.json()["pid"] != pid, server.log
     assert "asking to be replaced" in server.log
-    assert server.invoke('{"action": "none"}').json()["pid"] != pid
 
 
 def test_with_no_worker_alive_the_supervisor_answers_503(start_server) -> None:
