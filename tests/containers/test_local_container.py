@@ -250,6 +250,76 @@ def test_one_failed_host_stops_the_other(local_job: Any) -> None:
     assert job.leftovers() == []
 
 
+# What only container mode does with the input: FIFOs read through the bind mount, a FastFile channel
+# mounted read-only (root could write a 0444 file otherwise), checkpoints at a path outside /opt/ml.
+MOUNTS = """
+import json, os, stat
+data = os.environ["SM_INPUT_DATA_DIR"]
+cfg = json.load(open(os.path.join(os.environ["SM_INPUT_CONFIG_DIR"], "checkpointconfig.json")))
+report = {"checkpoint_config": cfg, "checkpoints_before": sorted(os.listdir("/checkpoints"))}
+for epoch in range(2):
+    path = os.path.join(data, "pipe_%d" % epoch)
+    report["fifo_%d" % epoch] = stat.S_ISFIFO(os.stat(path).st_mode)
+    report["epoch_%d" % epoch] = open(path).read()
+fast = os.path.join(os.environ["SM_CHANNEL_FAST"], "f.csv")
+report["fast"] = open(fast).read()
+try:
+    open(fast, "a").write("changed")
+    report["fast_write"] = "written"
+except OSError as exc:
+    report["fast_write"] = exc.strerror
+open("/checkpoints/step-2", "w").write("2")
+json.dump(report, open(os.path.join(os.environ["SM_MODEL_DIR"], "mounts.json"), "w"))
+"""
+
+
+def test_pipe_fastfile_and_checkpoints_through_the_mounts(local_job: Any, tmp_path: Path) -> None:
+    job = local_job()
+    write(tmp_path / "pipe" / "p-0", "alpha\n")
+    write(tmp_path / "pipe" / "p-1", "beta\n")
+    write(tmp_path / "fast" / "f.csv", "5,6\n")
+    checkpoints = tmp_path / "checkpoints"
+    write(checkpoints / "step-1", "1")
+
+    def chan(name: str, mode: str) -> dict[str, Any]:
+        return {"ChannelName": name, "InputMode": mode, "DataSource": {"S3DataSource": {
+            "S3DataType": "S3Prefix", "S3Uri": str(tmp_path / name), "S3DataDistributionType": "FullyReplicated"}}}
+
+    request = write(tmp_path / "request.json", json.dumps({
+        "InputDataConfig": [chan("pipe", "Pipe"), chan("fast", "FastFile")],
+        "CheckpointConfig": {"S3Uri": str(checkpoints), "LocalPath": "/checkpoints"}}))
+    proc = job.train(MOUNTS, "--request", str(request))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = json.loads(tar_members(job.out / job.name / "output/model.tar.gz")["mounts.json"])
+    assert report["fifo_0"] and report["fifo_1"]
+    assert report["epoch_0"] == report["epoch_1"] == "alpha\nbeta\n"
+    assert report["fast"] == "5,6\n" and report["fast_write"] == "Read-only file system"
+    assert report["checkpoint_config"] == {"LocalPath": "/checkpoints", "S3Uri": str(checkpoints)}
+    assert report["checkpoints_before"] == ["step-1"]
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["step-1", "step-2"]  # uploaded at the end
+    assert (tmp_path / "fast" / "f.csv").read_text() == "5,6\n"
+
+
+STOPPABLE = """
+import os, signal, sys, time
+def stop(signum, frame):
+    open(os.path.join(os.environ["SM_MODEL_DIR"], "stopped.txt"), "w").write("saved on SIGTERM")
+    sys.exit(0)
+signal.signal(signal.SIGTERM, stop)
+time.sleep(60)
+"""
+
+
+def test_max_runtime_stops_the_container_with_sigterm(local_job: Any) -> None:
+    job = local_job()
+    proc = job.train(STOPPABLE, "--max-run", "2", "--kill-after", "20", timeout=60)
+    answer = job.describe()
+    assert (answer["TrainingJobStatus"], answer["SecondaryStatus"]) == ("Stopped", "MaxRuntimeExceeded"), proc.stderr
+    # the script saw SIGTERM (not the SIGKILL 20 s later) and its model was still uploaded
+    assert tar_members(job.out / job.name / "output/model.tar.gz") == {"stopped.txt": b"saved on SIGTERM"}
+    assert job.leftovers() == []
+
+
 def test_missing_image_is_a_client_error_before_any_host_starts(local_job: Any) -> None:
     job = local_job(hosts=2)
     missing = f"localhost/toolkit-test-missing:{uuid.uuid4().hex[:8]}"
