@@ -320,6 +320,21 @@ def test_max_runtime_stops_the_container_with_sigterm(local_job: Any) -> None:
     assert job.leftovers() == []
 
 
+ENTRY_CODE = ("import json, os, sys; json.dump({'argv': sys.argv, 'job': os.environ['TRAINING_JOB_NAME']}, "
+              "open('/opt/ml/model/entry.json', 'w'))")
+
+
+def test_container_entrypoint_and_arguments_replace_train(local_job: Any, tmp_path: Path) -> None:
+    job = local_job()
+    request = write(tmp_path / "request.json", json.dumps({"AlgorithmSpecification": {
+        "TrainingImage": job.image.tag, "TrainingInputMode": "File",
+        "ContainerEntrypoint": ["python3", "-c", ENTRY_CODE], "ContainerArguments": ["first", "second word"]}}))
+    proc = job.train("raise SystemExit('train.py must not run')", "--request", str(request))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = json.loads(tar_members(job.out / job.name / "output/model.tar.gz")["entry.json"])
+    assert report == {"argv": ["-c", "first", "second word"], "job": job.name}
+
+
 def test_missing_image_is_a_client_error_before_any_host_starts(local_job: Any) -> None:
     job = local_job(hosts=2)
     missing = f"localhost/toolkit-test-missing:{uuid.uuid4().hex[:8]}"

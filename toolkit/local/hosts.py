@@ -8,7 +8,6 @@ With more than one host each output line is prefixed with the host's name.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -306,10 +305,12 @@ def in_container(engine: str, image: str, host: str, container: str, network: Ne
         argv += ["-v", f"{src}:{dest}{':ro' if read_only else ''}"]
     for key, value in env.items():
         argv += ["-e", key if inherited is not None and inherited.get(key) == value else f"{key}={value}"]
+    # docker takes --entrypoint as one executable (only podman also reads a JSON list), so the
+    # entrypoint's first word is the executable and the rest go before the arguments.
     if entrypoint:
-        argv += ["--entrypoint", json.dumps(list(entrypoint))]
+        argv += ["--entrypoint", entrypoint[0]]
     argv.append(image)
-    argv += list(arguments) if (arguments or entrypoint) else ["train"]
+    argv += [*entrypoint[1:], *arguments] if (arguments or entrypoint) else ["train"]
 
     def terminate(_: subprocess.Popen) -> None:
         subprocess.run([engine, "stop", "-t", str(int(kill_after)), container], capture_output=True)
