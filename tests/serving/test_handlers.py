@@ -206,3 +206,37 @@ def test_ping_lines_are_logged_only_when_asked(start_server) -> None:
     time.sleep(0.2)
     assert "GET /ping 200" not in quiet.log
     assert loud.log.count("GET /ping 200") >= 3
+
+
+def make_wheel(folder, name: str, module_source: str):
+    """A real wheel of a one-module package, so pip installs it with no index and no build."""
+    import zipfile
+
+    wheel = folder / f"{name}-1.0-py3-none-any.whl"
+    info = f"{name}-1.0.dist-info"
+    with zipfile.ZipFile(wheel, "w") as zf:
+        zf.writestr(f"{name}.py", module_source)
+        zf.writestr(f"{info}/METADATA", f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n")
+        zf.writestr(f"{info}/WHEEL", "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
+        zf.writestr(f"{info}/RECORD", "")
+    return wheel
+
+
+USES_DEPENDENCY = """
+    import toolkit_serving_dep
+
+    def model_fn(model_dir):
+        return toolkit_serving_dep.FACTOR
+
+    def predict_fn(data, model):
+        return [x * model for x in data]
+"""
+
+
+def test_requirements_of_the_code_are_installed_at_start(start_server, tmp_path) -> None:
+    wheel = make_wheel(tmp_path, "toolkit_serving_dep", "FACTOR = 7\n")
+    target = tmp_path / "site"  # pip installs here (PIP_TARGET), not into the shared test venv
+    server = start_server(USES_DEPENDENCY, files={"code/requirements.txt": f"{wheel}\n"}, PIP_TARGET=str(target),
+                          PIP_NO_INDEX="1", PYTHONPATH=str(target))
+    assert (target / "toolkit_serving_dep.py").is_file()
+    assert server.invoke("[1, 2]").json() == [7, 14]

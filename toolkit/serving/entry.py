@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 import tempfile
 from pathlib import Path
@@ -36,6 +37,7 @@ def build_app(env: ServingEnv, pm: Any) -> Any:
     if code_dir is not None:
         with tlog.step("install dependencies"):
             pm.hook.toolkit_install_dependencies(code_dir=code_dir, env=env.settings_view())
+        importlib.invalidate_caches()  # what was just installed must be importable by the user module
     codecs = Codecs(pm.hook)
     handler = pm.hook.toolkit_load_handler(model_dir=env.model_dir, code_dir=code_dir, env=env, codecs=codecs)
     if handler is None:
