@@ -335,6 +335,40 @@ def test_container_entrypoint_and_arguments_replace_train(local_job: Any, tmp_pa
     assert report == {"argv": ["-c", "first", "second word"], "job": job.name}
 
 
+# Each host saves its work on SIGTERM; the test stops `toolkit local train` itself once both run.
+SAVE_ON_SIGTERM = """
+import json, os, signal, sys, time
+me = json.load(open(os.path.join(os.environ["SM_INPUT_CONFIG_DIR"], "resourceconfig.json")))["current_host"]
+def stop(signum, frame):
+    open(os.path.join(os.environ["SM_MODEL_DIR"], me + ".txt"), "w").write("saved on SIGTERM")
+    sys.exit(3)
+signal.signal(signal.SIGTERM, stop)
+open("/opt/ml/running", "w").close()
+time.sleep(60)
+"""
+
+
+def test_sigterm_to_toolkit_stops_every_container(local_job: Any) -> None:
+    job = local_job(hosts=2)
+    proc = subprocess.Popen(job.argv(SAVE_ON_SIGTERM, "--kill-after", "20"), env=clean_environ(),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: all((job.work / job.name / h / "running").exists() for h in job.hosts)
+                 or proc.poll() is not None, 60, "both hosts to run")
+        proc.send_signal(signal.SIGTERM)
+        out = proc.communicate(timeout=30)[0].decode()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 3, out
+    answer = job.describe()
+    assert (answer["TrainingJobStatus"], answer["SecondaryStatus"]) == ("Stopped", "Stopped"), out
+    assert tar_members(job.out / job.name / "output/model.tar.gz") == {
+        "algo-1.txt": b"saved on SIGTERM", "algo-2.txt": b"saved on SIGTERM"}
+    assert job.leftovers() == []
+
+
 def test_missing_image_is_a_client_error_before_any_host_starts(local_job: Any) -> None:
     job = local_job(hosts=2)
     missing = f"localhost/toolkit-test-missing:{uuid.uuid4().hex[:8]}"
