@@ -52,7 +52,7 @@ def mask_argv(argv: Sequence[str]) -> list[str]:
     for i, arg in enumerate(argv):
         if i and argv[i - 1].startswith("-") and "=" not in argv[i - 1] and looks_secret(argv[i - 1]):
             shown.append(MASK)
-        elif arg.startswith("-") and "=" in arg and looks_secret(arg.partition("=")[0]):
+        elif arg.startswith("-") and "=" in arg and " " not in arg and looks_secret(arg.partition("=")[0]):
             shown.append(f"{arg.partition('=')[0]}={MASK}")
         else:
             shown.append(arg)

@@ -112,6 +112,10 @@ def test_sigterm_to_the_master_stops_every_rank(cluster, tmp_path):
     cluster.procs["algo-1"].send_signal(signal.SIGTERM)  # `ip netns exec` execs train: same PID
     codes = cluster.wait(timeout=60)
     assert codes == {"algo-1": 143, "algo-2": 143}, cluster.output()
+    # remote ranks are torn down by Open MPI's daemons, asynchronously: allow them a few seconds
+    deadline = time.monotonic() + 15
+    while [pid for pid in ranks if _alive(pid)] and time.monotonic() < deadline:
+        time.sleep(0.2)
     assert not [pid for pid in ranks if _alive(pid)], cluster.output()
     assert "stopped by SIGTERM" in cluster.jobs["algo-1"].failure.read_text()
     assert "failed with exit code 143" in cluster.jobs["algo-2"].failure.read_text()
