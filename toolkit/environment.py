@@ -69,6 +69,13 @@ def decode_value(value: Any) -> Any:
         return value
 
 
+def _true(value: Any) -> bool:
+    """A boolean setting as SageMaker and users write it (true, "true", "1", "yes")."""
+    if isinstance(value, str):
+        return value.strip().lower() in {"1", "true", "yes", "on"}
+    return bool(value)
+
+
 def log_level_from(value: Any, default: int = logging.INFO) -> int:
     """Accept 20, "20", "INFO" or "info"; anything else falls back to ``default``."""
     if value is None or value == "":
@@ -362,6 +369,32 @@ class TrainingEnv:
     @property
     def master_hostname(self) -> str:
         return (self.distribution_hosts or self.hosts)[0]
+
+    def requested_launcher(self) -> str:
+        """Which distributed launcher the job asks for ('' for none), for launcher plugins.
+
+        TOOLKIT_LAUNCHER decides alone when set; else the classic hyperparameters
+        (``sagemaker_mpi_enabled``, ``sagemaker_torch_distributed_enabled``); else the SDK v3
+        distributed.json (``_type``, or ``driver_script`` in older releases). Both classic
+        settings at once is an error: they ask for two engines.
+        """
+        explicit = (self.environ.get("TOOLKIT_LAUNCHER") or "").strip().lower()
+        if explicit:
+            return explicit
+        flags = [name for name, key in (("mpi", "sagemaker_mpi_enabled"),
+                                        ("torchrun", "sagemaker_torch_distributed_enabled"))
+                 if _true(self.settings.get(key))]
+        if len(flags) > 1:
+            raise ConfigError(
+                "both sagemaker_mpi_enabled and sagemaker_torch_distributed_enabled are set: "
+                "set only one, or choose with TOOLKIT_LAUNCHER=mpi or TOOLKIT_LAUNCHER=torchrun"
+            )
+        if flags:
+            return flags[0]
+        spec = self.distributed or {}
+        kind = str(spec.get("_type") or "").lower()
+        driver = str(spec.get("driver_script") or "").lower()
+        return kind or (driver.split("_driver", 1)[0] if "_driver" in driver else "")
 
     @property
     def num_gpus(self) -> int:

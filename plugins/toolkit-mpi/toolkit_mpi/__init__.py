@@ -30,35 +30,9 @@ EFA_NCCL_INSTANCES = frozenset({
 EFA_RDMA_INSTANCES = frozenset({"ml.p4d.24xlarge", "ml.p4de.24xlarge", "ml.trn1.32xlarge"})
 
 
-def _true(value: Any) -> bool:
-    if isinstance(value, str):
-        return value.strip().lower() in {"1", "true", "yes", "on"}
-    return bool(value)
-
-
-def v3_type(distributed: Optional[Mapping[str, Any]]) -> str:
-    """The launcher an SDK v3 ``distributed.json`` asks for: ``mpi``, ``torchrun`` or ''."""
-    if not distributed:
-        return ""
-    kind = str(distributed.get("_type") or "").lower()
-    if kind:
-        return kind
-    driver = str(distributed.get("driver_script") or "").lower()  # older SDK v3 releases
-    return driver.split("_driver", 1)[0] if "_driver" in driver else ""
-
-
 def selected(env: TrainingEnv) -> bool:
-    """Whether this job asked for MPI. TOOLKIT_LAUNCHER, when set, decides alone."""
-    explicit = (env.environ.get("TOOLKIT_LAUNCHER") or "").strip().lower()
-    if explicit:
-        return explicit == NAME
-    chosen = _true(env.settings.get("sagemaker_mpi_enabled")) or v3_type(env.distributed) == NAME
-    if chosen and _true(env.settings.get("sagemaker_torch_distributed_enabled")):
-        raise ConfigError(
-            "both sagemaker_mpi_enabled and sagemaker_torch_distributed_enabled are set: "
-            "set only one, or choose with TOOLKIT_LAUNCHER=mpi or TOOLKIT_LAUNCHER=torchrun"
-        )
-    return chosen
+    """Whether this job asked for this launcher (see TrainingEnv.requested_launcher)."""
+    return env.requested_launcher() == NAME
 
 
 def _positive(value: Any, what: str) -> Optional[int]:
