@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 if TYPE_CHECKING:
-    from conftest import Job
+    from helpers import Job
 
 TRAIN_PY = (
     "import os, sys\n"

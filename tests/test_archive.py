@@ -20,7 +20,7 @@ from archives import (
     snapshot,
     submit,
 )
-from conftest import Job
+from helpers import Job
 
 from toolkit import archive
 from toolkit.errors import ArchiveError

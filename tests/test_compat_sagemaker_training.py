@@ -14,7 +14,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from conftest import Job
+from helpers import Job
 
 GOLDEN = json.loads((Path(__file__).parent / "data" / "sagemaker_training_env.json").read_text())
 CASES = {case["name"]: case for case in GOLDEN["cases"]}

@@ -88,7 +88,7 @@ def test_frozen(job) -> None:
 
 
 def test_toolkit_env_prints_the_parsed_environment_with_secrets_masked(job) -> None:
-    from conftest import run_cli
+    from helpers import run_cli
 
     job.hyperparameters({"api_token": "hunter2", "epochs": 1}).channels("train").resources()
     out = run_cli("toolkit", "env", env=job.environ())

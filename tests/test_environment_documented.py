@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from conftest import Job
+from helpers import Job
 
 from toolkit.builtin.variables import sm_variables
 from toolkit.environment import TrainingEnv

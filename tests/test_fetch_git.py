@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-from conftest import Job, free_port
+from helpers import Job, free_port
 
 TOKEN = "ghp_s3cr3tT0kenValue1234567890"
 GIT = shutil.which("git")

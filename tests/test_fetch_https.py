@@ -11,7 +11,7 @@ from typing import Iterator
 
 import pytest
 from archives import HOSTILE, good, good_zip
-from conftest import Job
+from helpers import Job
 
 SCRIPT = b"print('single https script ran')\n"
 

@@ -19,7 +19,7 @@ from typing import Any, Iterator
 
 import pytest
 from archives import BAD_ARCHIVES, HOSTILE, assert_failed_cleanly, bake, good, good_zip, snapshot, submit
-from conftest import BIN, Job, free_port
+from helpers import BIN, Job, free_port
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-from conftest import Job
+from helpers import Job, scratch_venv
 
 PKG = "demo_cache_pkg"
 WHEEL = f"{PKG}-1.0-py3-none-any.whl"
@@ -78,18 +78,6 @@ def index(tmp_path: Path) -> Iterator[tuple[str, dict[str, int]]]:
     finally:
         server.shutdown()
         server.server_close()
-
-
-def scratch_venv(path: Path) -> Path:
-    import sysconfig
-
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(path)], check=True)
-    python = path / "bin" / "python"
-    purelib = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
-                             capture_output=True, text=True, check=True).stdout.strip()
-    # addsitedir, not a bare path: the parent's own .pth files (editable installs) must run too
-    (Path(purelib) / "parent.pth").write_text(f"import site; site.addsitedir({sysconfig.get_path('purelib')!r})\n")
-    return python
 
 
 def train_in_new_venv(job: Job, venv: Path, **env: str) -> subprocess.CompletedProcess:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import sys
 
-from conftest import Job, PluginSite, run_cli
+from helpers import Job, PluginSite, run_cli
 
 from toolkit.builtin import BUILTIN_PLUGINS
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import tarfile
 
-from conftest import Job
+from helpers import Job
 
 DUMP = """
 import json, os, sys

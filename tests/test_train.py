@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import BIN, Job
+from helpers import BIN, Job, scratch_venv
 
 DUMP = """
 import json, os, sys
@@ -89,19 +89,6 @@ def make_wheel(folder: Path, name: str, module_source: str) -> Path:
         zf.writestr(f"{info}/WHEEL", "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
         zf.writestr(f"{info}/RECORD", "")
     return wheel
-
-
-def scratch_venv(path: Path) -> Path:
-    """A new venv that sees this one's packages (toolkit, pip) but installs into itself."""
-    import sysconfig
-
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(path)], check=True)
-    python = path / "bin" / "python"
-    purelib = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
-                             capture_output=True, text=True, check=True).stdout.strip()
-    # addsitedir (not a bare path) so the parent's own .pth files, editable installs included, apply
-    (Path(purelib) / "parent.pth").write_text(f"import site; site.addsitedir({sysconfig.get_path('purelib')!r})\n")
-    return python
 
 
 def test_requirements_are_installed_before_the_run(job: Job, tmp_path: Path) -> None:

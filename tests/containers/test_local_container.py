@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Iterator, Optional
 
 import pytest
-from conftest import BIN, clean_environ
+from helpers import BIN, clean_environ
 
 from .engines import Built, Engine, wait_for
 

@@ -10,7 +10,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
-from conftest import BIN, clean_environ
+from helpers import BIN, clean_environ
 
 
 def toolkit(*args: str, env: Optional[Mapping[str, str]] = None, stdin: Optional[str] = None,

@@ -17,7 +17,7 @@ import tarfile
 from pathlib import Path
 from typing import Any
 
-from conftest import clean_environ
+from helpers import clean_environ
 from localjobs import describe, s3_bytes, s3_keys, tar_members, toolkit
 
 HERE = Path(__file__).resolve().parent

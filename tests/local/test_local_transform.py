@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
-from conftest import BIN, clean_environ, free_port
+from helpers import BIN, clean_environ, free_port
 from localjobs import s3_bytes, s3_keys, toolkit, unique, write_script
 
 
