@@ -4,6 +4,10 @@
   with no hand-off; a watchdog thread answers a request that runs past the limit with 504 itself
   (the connection is then closed) and adds a thread so that the stuck one does not reduce capacity.
   When more than ``2 * threads`` requests are stuck at once, the worker asks to be replaced.
+  A streamed response (``toolkit.serving.streaming.Stream``) is timed per chunk: the limit applies to
+  the time to the first chunk and to each wait between chunks, not to the whole stream. A stream
+  that stalls past it after its status line was sent cannot get a 504: its connection is closed
+  without the last chunk, which clients report as a cut-off body.
 - SIGTERM: stop accepting, wait for in-flight requests to be answered (until 2 s before the
   supervisor's TOOLKIT_SERVE_STOP_SECONDS deadline), return.
 """
@@ -16,9 +20,10 @@ import os
 import signal
 import threading
 import time
-from typing import Any, Callable, Iterable, Optional
+from typing import Any, Callable, Iterable, Iterator, Optional
 
 from toolkit.hookspecs import hookimpl
+from toolkit.serving.streaming import Stream
 
 log = logging.getLogger("toolkit")
 
@@ -30,7 +35,7 @@ class Watchdog:
         self.server = server
         self.timeout = timeout
         self.threads = threads
-        self.active: dict[int, list] = {}  # thread id -> [started, channel, timed_out]
+        self.active: dict[int, list] = {}  # thread id -> [started, channel, timed_out, streaming]
         self.stuck = 0
         self.lock = threading.Lock()
         body = json.dumps({"message": f"the model did not answer within {timeout:g} s "
@@ -45,18 +50,42 @@ class Watchdog:
 
         def timed(environ: dict, start_response: Callable[..., Any]) -> Iterable[bytes]:
             check = environ.get("waitress.client_disconnected")
-            entry = [monotonic(), getattr(check, "__self__", None), False]
+            entry = [monotonic(), getattr(check, "__self__", None), False, False]
             key = get_ident()
             active[key] = entry
             try:
-                return app(environ, start_response)
+                result = app(environ, start_response)
             finally:
                 if active.get(key) is entry:
                     del active[key]
                 if entry[2]:
                     self._recovered()
+            if isinstance(result, Stream) and not entry[2]:
+                return self._timed_stream(result, entry[1])
+            return result
 
         return timed
+
+    def _timed_stream(self, stream: Any, channel: Any) -> Iterator[bytes]:
+        """The chunks of ``stream``, each wait for one timed like a request."""
+        active = self.active
+        key = threading.get_ident()
+        try:
+            while True:
+                entry = [time.monotonic(), channel, False, True]
+                active[key] = entry
+                try:
+                    chunk = next(stream)
+                except StopIteration:
+                    return
+                finally:
+                    if active.get(key) is entry:
+                        del active[key]
+                    if entry[2]:
+                        self._recovered()
+                yield chunk
+        finally:
+            stream.close()
 
     def start(self) -> None:
         if self.timeout > 0:
@@ -79,12 +108,15 @@ class Watchdog:
             self.stuck += 1
             stuck = self.stuck
             self.server.task_dispatcher.set_thread_count(self.threads + stuck)
-        log.error("a request ran past SAGEMAKER_MODEL_SERVER_TIMEOUT=%gs: answered 504 "
-                  "(%d request(s) still running in the handler)", self.timeout, stuck)
+        streaming = entry[3]
+        log.error("a request ran past SAGEMAKER_MODEL_SERVER_TIMEOUT=%gs%s (%d request(s) still running "
+                  "in the handler)", self.timeout,
+                  " waiting for its next chunk: connection closed" if streaming else ": answered 504", stuck)
         if channel is not None:
             try:
                 with channel.requests_lock:
-                    channel.write_soon(self.response)
+                    if not streaming:  # a stream's status line is out already: only closing is left
+                        channel.write_soon(self.response)
                     channel.close_when_flushed = True
                 self.server.pull_trigger()
             except Exception:  # the client is gone: nothing to answer

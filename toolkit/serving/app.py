@@ -17,6 +17,8 @@ from toolkit.environment import ServingEnv
 from toolkit.errors import ClientError, ToolkitError
 from toolkit.serving.context import MAX_CUSTOM_ATTRIBUTES, RequestContext, headers_of
 from toolkit.serving.handler import Handler
+from toolkit.serving.streaming import EVENT_STREAM, Stream, is_stream, split_event_stream
+from toolkit.serving.streaming import start as start_stream
 
 log = logging.getLogger("toolkit")
 access = logging.getLogger("toolkit.access")
@@ -76,6 +78,10 @@ class ServingApp:
     def idle(self) -> bool:
         return self.inflight == 0
 
+    def _done(self) -> None:
+        with self._count_lock:
+            self.inflight -= 1
+
     @property
     def flask(self) -> Any:
         """The Flask app, made on first use: the hot routes never need it, and start-up stays fast."""
@@ -93,11 +99,16 @@ class ServingApp:
         if path == "/invocations" and method == "POST":
             with self._count_lock:
                 self.inflight += 1
+            body = b""
             try:
                 code, headers, body = self.invocations(environ)
             finally:
-                with self._count_lock:
-                    self.inflight -= 1
+                if not isinstance(body, Stream):  # a stream counts as in flight until it is closed
+                    self._done()
+            if isinstance(body, Stream):
+                body.on_close = self._done
+                start_response(status_line(code), headers)
+                return body
         elif path == "/ping" and method in ("GET", "HEAD"):
             code, headers, body = self.ping()
             if self.env.log_ping:
@@ -117,7 +128,8 @@ class ServingApp:
             return 200, [], b""
         return 503, list(JSON_TYPE), error_body(self.handler.problem or "the model is loading")
 
-    def invocations(self, environ: dict) -> tuple[int, list, bytes]:
+    def invocations(self, environ: dict) -> tuple[int, list, Any]:
+        """The answer to POST /invocations: (status, headers, bytes or a ``Stream``)."""
         if not self.ready:
             return 503, list(JSON_TYPE), error_body(self.handler.problem or "the model is loading; retry shortly")
         attributes = environ.get("HTTP_X_AMZN_SAGEMAKER_CUSTOM_ATTRIBUTES")
@@ -125,17 +137,22 @@ class ServingApp:
             return 400, list(JSON_TYPE), error_body(
                 f"X-Amzn-SageMaker-Custom-Attributes has {len(attributes)} characters; "
                 f"at most {MAX_CUSTOM_ATTRIBUTES} are allowed")
+        context = _NO_CONTEXT
         try:
             body = self._body(environ)
             content_type = environ.get("CONTENT_TYPE", "")
-            accept = environ.get("HTTP_ACCEPT")
+            sse, accept = split_event_stream(environ.get("HTTP_ACCEPT"))
             if self.handler.needs_context:
                 context = RequestContext(headers_of(environ), self._model_dir)
             else:
                 context = _NO_CONTEXT
             result, media = self.handler.invoke(body, content_type, accept, context)
-        except ClientError as exc:
-            return exc.status, list(JSON_TYPE), error_body(str(exc))
+            if is_stream(result):
+                result = start_stream(result, sse)
+                if sse:
+                    media = EVENT_STREAM
+        except ClientError as exc:  # headers the handler set before refusing are sent with the refusal
+            return exc.status, [*JSON_TYPE, *context.response_headers.items()], error_body(str(exc))
         except ToolkitError as exc:
             log.error("POST /invocations: %s", exc)
             return exc.status, list(JSON_TYPE), error_body(str(exc))
@@ -147,9 +164,11 @@ class ServingApp:
                 f"the model's handler raised {type(exc).__name__}")
         if isinstance(result, str):
             result = result.encode("utf-8")
-        elif not isinstance(result, bytes):
+        elif not isinstance(result, (bytes, Stream)):
             result = bytes(result)
         headers = [("Content-Type", media)]
+        if isinstance(result, Stream) and result.sse:
+            headers.append(("Cache-Control", "no-cache"))
         if context is not _NO_CONTEXT:
             headers.extend(context.response_headers.items())
             if context.status is not None:

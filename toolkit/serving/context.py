@@ -8,6 +8,9 @@ CUSTOM_ATTRIBUTES = "X-Amzn-SageMaker-Custom-Attributes"
 INFERENCE_ID = "X-Amzn-SageMaker-Inference-Id"
 TARGET_MODEL = "X-Amzn-SageMaker-Target-Model"
 MAX_CUSTOM_ATTRIBUTES = 1024
+# framing headers the server sets itself; a handler setting them would corrupt the response
+RESERVED = frozenset({"content-length", "transfer-encoding", "connection", "keep-alive", "upgrade", "trailer",
+                      "te", "proxy-authenticate", "proxy-authorization"})
 
 
 def headers_of(environ: Mapping[str, Any]) -> dict[str, str]:
@@ -66,6 +69,8 @@ class RequestContext:
     def set_response_header(self, name: str, value: str) -> None:
         if "\n" in name or "\n" in value or "\r" in name or "\r" in value:
             raise ValueError("header names and values cannot contain line breaks")
+        if name.lower() in RESERVED:
+            raise ValueError(f"{name} is set by the server; it cannot be set by a handler")
         self.response_headers[name] = value
 
     def set_status(self, status: int) -> None:

@@ -18,10 +18,10 @@ import logging
 import sys
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Callable, Iterator, Mapping, Optional
 
 from toolkit.errors import ClientError, CodeError
-from toolkit.serving import mediatypes
+from toolkit.serving import mediatypes, streaming
 from toolkit.serving.codecs import Codecs
 from toolkit.serving.context import RequestContext
 from toolkit.serving.handler import Handler
@@ -146,6 +146,8 @@ class InferenceHandler(Handler):
         prediction = predict_fn(context, data, self.model) if predict_fn else self._predict(data)
         if output_fn:
             return self._response(output_fn(context, prediction, answer_as), answer_as)
+        if streaming.is_stream(prediction):
+            return self._encode_chunks(prediction, answer_as), answer_as
         return self.codecs.encode(prediction, answer_as), answer_as
 
     def _predict(self, data: Any) -> Any:
@@ -163,7 +165,20 @@ class InferenceHandler(Handler):
             result, media = result
         if isinstance(result, (bytes, bytearray, memoryview, str)):
             return result, media
+        if streaming.is_stream(result):
+            return self._encode_chunks(result, mediatypes.bare(media)), media
         return self.codecs.encode(result, mediatypes.bare(media)), media
+
+    def _encode_chunks(self, chunks: Iterator[Any], media: str) -> Iterator[Any]:
+        """A streamed result: bytes and str items are sent as they are, others through the codec."""
+        encode = self.codecs.encode
+        try:
+            for chunk in chunks:
+                yield chunk if isinstance(chunk, (bytes, str)) else encode(chunk, media)
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()
 
     def execution_parameters(self, context: RequestContext) -> Optional[Mapping[str, Any]]:
         fn = self.fns.get("execution_parameters_fn")
