@@ -134,6 +134,9 @@ WSGIREF_PLUGIN = """
         @toolkit.hookimpl
         def toolkit_serve(self, app, sock, env):
             server = WSGIServer(sock.getsockname(), Quiet, bind_and_activate=False)
+            # every worker polls the one listening socket: non-blocking, so that a worker whose
+            # select woke for a connection another took does not block in accept() (and miss the stop)
+            sock.setblocking(False)
             server.socket = sock
             server.server_name, server.server_port = "127.0.0.1", sock.getsockname()[1]
             server.setup_environ()

@@ -29,4 +29,6 @@ def test_openapi_document_lists_the_builtin_media_types() -> None:
     body = set(spec["paths"]["/invocations"]["post"]["requestBody"]["content"])
     codecs = Codecs(get_plugin_manager({}).hook)
     assert body == set(codecs.decodable())
-    assert set(spec["paths"]["/invocations"]["post"]["responses"]["200"]["content"]) == set(codecs.encodable())
+    # plus text/event-stream: a streamed answer framed as server-sent events (tests/serving/test_streaming.py)
+    answers = set(spec["paths"]["/invocations"]["post"]["responses"]["200"]["content"])
+    assert answers == {*codecs.encodable(), "text/event-stream"}
