@@ -164,5 +164,7 @@ def toolkit_serve(app: Callable[..., Any], sock: socket.socket, env: ServingEnv)
     requests finish (until 2 s before ``env.stop_seconds``, when the supervisor sends SIGKILL) and
     return. ``app.idle()`` says whether no request is in progress. The built-in implementation uses
     waitress with TOOLKIT_SERVER_THREADS threads and answers requests that run past
-    SAGEMAKER_MODEL_SERVER_TIMEOUT with 504; a replacement should enforce that limit too.
+    SAGEMAKER_MODEL_SERVER_TIMEOUT with 504; a replacement should enforce that limit too. A
+    streamed answer (``toolkit.serving.streaming.Stream``) is a body of several chunks without
+    Content-Length: send each as it comes, and ``close()`` the body when the client goes away.
     """

@@ -137,7 +137,7 @@ def test_first_chunk_arrives_before_the_generator_finishes(server: Server, tmp_p
 def test_whole_stream_with_http_client(server: Server) -> None:
     """A stream longer than the 1 s time limit is not cut: the limit applies between chunks."""
     conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
-    conn.request("POST", "/invocations", json.dumps({"mode": "tokens", "n": 5, "delay": 0.4}),
+    conn.request("POST", "/invocations", json.dumps({"mode": "tokens", "n": 5, "delay": 0.3}),
                  {"Content-Type": "application/json"})
     resp = conn.getresponse()
     assert resp.status == 200
