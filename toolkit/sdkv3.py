@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
-from toolkit import archive
 from toolkit.environment import TrainingEnv
 from toolkit.errors import ConfigError
 
@@ -46,6 +45,8 @@ def source_code(env: TrainingEnv) -> Optional[SourceCode]:
         tarball = channel / Path(source_dir).name
         code_dir = env.input_data_dir / "code-extracted"
         if not code_dir.exists():
+            from toolkit import archive  # only v3 jobs with a tarball source pay for tarfile
+
             max_bytes, max_members = archive.limits(env.environ)
             archive.extract(tarball, code_dir, label=str(tarball), max_bytes=max_bytes, max_members=max_members)
     return SourceCode(code_dir, entry or None, command or None, spec.get("requirements") or None)
