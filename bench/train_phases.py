@@ -55,11 +55,10 @@ def training_env():
 
 
 phase("import toolkit (toolkit/__init__: errors, hookspecs -> pluggy, types)", lambda: __import__("toolkit"))
-phase("import toolkit.cli (click)", lambda: __import__("toolkit.cli"))
+phase("import toolkit.scripts (the train console script; no click)", lambda: __import__("toolkit.scripts"))
 phase("import toolkit.training (and what it imports)", lambda: __import__("toolkit.training"))
 phase("import the built-in plugin modules (toolkit/builtin/*)", builtin_plugins)
-phase("import importlib.metadata", lambda: __import__("importlib.metadata"))
-phase("get_plugin_manager() (registers the built-ins, scans every installed distribution for entry points)",
+phase("get_plugin_manager() (registers the built-ins, reads entry_points.txt of installed distributions)",
       plugin_manager)
 phase("TrainingEnv.from_environ() (reads the config files)", training_env)
 # For reference, not part of train's sequence: what the entry-point scan alone costs.
