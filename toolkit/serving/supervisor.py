@@ -88,12 +88,20 @@ class Supervisor:
     # -- workers ------------------------------------------------------------------------------
 
     def _spawn(self) -> None:
+        # Block the stop signals across fork: otherwise a SIGTERM landing between fork() and the
+        # child's own handlers would run the supervisor's stop handler inside the new worker.
+        stops = {signal.SIGTERM, signal.SIGINT}
+        signal.pthread_sigmask(signal.SIG_BLOCK, stops)
         pid = os.fork()
         if pid:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, stops)
             self.workers[pid] = time.monotonic()
             return
         code = 1
         try:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the supervisor, which stops us
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, stops)
             code = self._worker()
         except BaseException:
             log.exception("worker %d failed", os.getpid())
@@ -104,8 +112,6 @@ class Supervisor:
             os._exit(code)
 
     def _worker(self) -> int:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the supervisor, which stops us
         if not self.app.ready:
             threading.Thread(target=self.app.load, name="toolkit-load-model", daemon=True).start()
         assert self.sock is not None
