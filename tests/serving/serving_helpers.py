@@ -8,35 +8,15 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import signal
-import socket
 import subprocess
-import sys
 import textwrap
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Optional
 
 import pytest
-
-BIN = Path(sys.executable).parent
-
-
-# The same helpers as tests/conftest.py's, defined here because `from conftest import ...` resolves to
-# whichever conftest module pytest imported last (tests/containers/ has its own).
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def clean_environ(**extra: str) -> dict[str, str]:
-    """This process's environment without SageMaker/toolkit/AWS variables, plus ``extra``."""
-    drop = ("SM_", "SAGEMAKER_", "TOOLKIT_", "AWS_", "TRAINING_JOB_NAME")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
-    env.update(extra)
-    return env
+from helpers import BIN, clean_environ, free_port
 
 
 class Response:
