@@ -99,3 +99,12 @@ def test_toolkit_env_prints_the_parsed_environment_with_secrets_masked(job) -> N
     assert "hunter2" not in out.stdout
     variables = json.loads(run_cli("toolkit", "env", "--variables", env=job.environ()).stdout)
     assert variables["SM_HP_EPOCHS"] == "1" and variables["SM_HP_API_TOKEN"] == "******"
+
+
+def test_mask_argv_hides_secret_values_only() -> None:
+    from toolkit.environment import mask_argv
+
+    argv = ["mpirun", "-mca", "plm_rsh_args", "-p 22 -o StrictHostKeyChecking=no",
+            "--api-token", "t0k", "--db_password=pw", "--epochs", "3"]
+    assert mask_argv(argv) == ["mpirun", "-mca", "plm_rsh_args", "-p 22 -o StrictHostKeyChecking=no",
+                               "--api-token", "******", "--db_password=******", "--epochs", "3"]

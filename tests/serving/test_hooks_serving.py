@@ -222,3 +222,9 @@ def test_serving_env_reads_every_variable() -> None:
                         host="127.0.0.1")
     assert env.stop_seconds == 12.5
     assert env.model_dir == Path("/srv/ml/model") and env.code_dir == Path("/srv/ml/model/code")
+
+
+def test_serving_env_defaults_to_eight_threads_per_worker() -> None:
+    # waitress's own default of 4 queued requests at 16 connections (docs/benchmarks.md, Serving)
+    assert ServingEnv.from_environ({}).threads == 8
+    assert ServingEnv.from_environ({"TOOLKIT_SERVER_THREADS": "2"}).threads == 2
