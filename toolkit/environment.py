@@ -531,6 +531,8 @@ class ServingEnv:
     log_level: int = logging.INFO
     multi_model: bool = False
     stop_seconds: float = 28.0
+    max_models: int = 0  # multi-model: at most this many loaded at once; 0 = no limit
+    memory_headroom_mb: int = 512  # multi-model: refuse a load (507) with less memory than this available
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str], base_dir: Optional[str] = None) -> ServingEnv:
@@ -576,6 +578,8 @@ class ServingEnv:
             ),
             multi_model=flag("SAGEMAKER_MULTI_MODEL"),
             stop_seconds=stop_seconds,
+            max_models=_int_setting(environ, "TOOLKIT_MAX_MODELS", 0),
+            memory_headroom_mb=_int_setting(environ, "TOOLKIT_MEMORY_HEADROOM_MB", 512),
         )
 
     @property

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Mapping, Optional
 
 from toolkit.environment import ServingEnv
 from toolkit.errors import ClientError, ToolkitError
@@ -53,13 +53,15 @@ class _Empty:
 class ServingApp:
     """The WSGI callable every worker serves."""
 
-    def __init__(self, handler: Handler, env: ServingEnv) -> None:
+    def __init__(self, handler: Handler, env: ServingEnv, model_dir: Optional[str] = None,
+                 model_name: str = "model") -> None:
         self.handler = handler
         self.env = env
         self.limit = env.max_payload_bytes
         self.inflight = 0
         self._count_lock = threading.Lock()
-        self._model_dir = str(env.model_dir)
+        self._model_dir = model_dir if model_dir is not None else str(env.model_dir)
+        self.model_name = model_name  # a multi-model endpoint's name for it; "model" otherwise
         self._flask: Any = None
         self._flask_lock = threading.Lock()
         self.ready = False  # set once the model is loaded in this process
@@ -143,7 +145,7 @@ class ServingApp:
             content_type = environ.get("CONTENT_TYPE", "")
             sse, accept = split_event_stream(environ.get("HTTP_ACCEPT"))
             if self.handler.needs_context:
-                context = RequestContext(headers_of(environ), self._model_dir)
+                context = RequestContext(headers_of(environ), self._model_dir, self.model_name)
             else:
                 context = _NO_CONTEXT
             result, media = self.handler.invoke(body, content_type, accept, context)
@@ -215,8 +217,11 @@ class ServingApp:
 _NO_CONTEXT: Any = RequestContext({})
 
 
-def create_flask_app(core: ServingApp) -> Any:
-    """The Flask app: the SageMaker routes (delegating to ``core``) and JSON errors for the rest."""
+def create_flask_app(core: Any, routes: Mapping[str, tuple[str, ...]] = ROUTES) -> Any:
+    """The Flask app: the SageMaker routes (delegating to ``core``) and JSON errors for the rest.
+
+    ``core`` has ``ping()``, ``invocations(environ)`` and ``execution_parameters(environ)``;
+    ``routes`` is what the 404 / 405 messages list."""
     from flask import Flask, Response, request
     from werkzeug.exceptions import HTTPException
 
@@ -242,10 +247,10 @@ def create_flask_app(core: ServingApp) -> Any:
     def http_error(exc: HTTPException) -> Response:
         message = f"{request.method} {request.path}: {exc.name}"
         if exc.code == 405:
-            allowed = ROUTES.get(request.path, ())
+            allowed = routes.get(request.path, ())
             message += f"; this route accepts {', '.join(allowed)}" if allowed else ""
         elif exc.code == 404:
-            message += f"; routes: {', '.join(f'{m} {p}' for p, ms in ROUTES.items() for m in ms)}"
+            message += f"; routes: {', '.join(f'{m} {p}' for p, ms in routes.items() for m in ms)}"
         allow = [(name, value) for name, value in exc.get_headers() if name == "Allow"]
         return Response(error_body(message), status=exc.code or 500, headers=allow, mimetype="application/json")
 

@@ -91,6 +91,7 @@ class InferenceHandler(Handler):
         self.origin = origin
         self.model: Any = None
         self.loaded = False
+        self.load_error: Optional[BaseException] = None  # what model_fn (or its neighbours) raised
         self.fns: dict[str, _Call] = {}
         for name in ARITY:
             fn = getattr(module, name, None) if module is not None else None
@@ -126,6 +127,7 @@ class InferenceHandler(Handler):
                 self.fns["model_warmup_fn"](context, model_dir, self.model)
         except Exception as exc:
             log.exception("loading the model failed")
+            self.load_error = exc
             self.problem = f"model_fn in {self.origin} raised {type(exc).__name__}: {exc}"
             return
         self.loaded = True

@@ -29,7 +29,9 @@ def fetch_code(env: ServingEnv, pm: Any) -> Optional[Path]:
 
 
 def build_app(env: ServingEnv, pm: Any) -> Any:
-    """The WSGI app for the model in ``env.model_dir`` (the model itself is not loaded yet)."""
+    """The WSGI app for the model in ``env.model_dir`` (the model itself is not loaded yet), or for a
+    multi-model endpoint, whose models come later through POST /models (the code folder, if any, is
+    then the one for models that bring no code/ of their own)."""
     from toolkit.serving.app import ServingApp
     from toolkit.serving.codecs import Codecs
 
@@ -39,6 +41,10 @@ def build_app(env: ServingEnv, pm: Any) -> Any:
             pm.hook.toolkit_install_dependencies(code_dir=code_dir, env=env.settings_view())
         importlib.invalidate_caches()  # what was just installed must be importable by the user module
     codecs = Codecs(pm.hook)
+    if env.multi_model:
+        from toolkit.serving.multimodel.app import MultiModelApp
+
+        return MultiModelApp(env, pm, codecs, code_dir)
     handler = pm.hook.toolkit_load_handler(model_dir=env.model_dir, code_dir=code_dir, env=env, codecs=codecs)
     if handler is None:
         raise CodeError("no plugin returned a handler (toolkit_load_handler); is the 'inference' plugin disabled?")
@@ -51,14 +57,14 @@ def main(environ: Mapping[str, str]) -> int:
     try:
         env = ServingEnv.from_environ(environ)
         tlog.setup(env.log_level)
-        if env.multi_model:
-            log.warning("SAGEMAKER_MULTI_MODEL=true is not supported yet: serving %s as a single model", env.model_dir)
         from toolkit.manager import get_plugin_manager
         from toolkit.serving.supervisor import Supervisor
 
         pm = get_plugin_manager(environ)
         app = build_app(env, pm)
-        if app.handler.problem:
+        if env.multi_model:
+            log.info("multi-model endpoint: load models with POST /models")
+        elif app.handler.problem:
             log.error("the server starts but will answer 503: %s", app.handler.problem)
         return Supervisor(env, app, pm).run()
     except ToolkitError as exc:

@@ -66,6 +66,8 @@ class Supervisor:
         self.stopping = False
         self.sock: socket.socket | None = None
         self.backoff = 0.0
+        self.models: Any = None  # multi-model: the ModelControl (toolkit.serving.multimodel.control)
+        self.channel: Any = None  # multi-model, in a worker: its lines to the supervisor
 
     def run(self) -> int:
         self.sock = bind(self.env)
@@ -75,6 +77,8 @@ class Supervisor:
             started = time.perf_counter()
             self.app.load()
             log.info("model loaded before forking (TOOLKIT_PRELOAD_MODEL) in %.2f s", time.perf_counter() - started)
+        if self.env.multi_model:
+            self._start_model_control()
         signal.signal(signal.SIGTERM, self._on_stop)
         signal.signal(signal.SIGINT, self._on_stop)
         try:  # import the default server once, here, so the workers share it instead of each importing it
@@ -91,14 +95,19 @@ class Supervisor:
         # Block the stop signals across fork: otherwise a SIGTERM landing between fork() and the
         # child's own handlers would run the supervisor's stop handler inside the new worker.
         stops = {signal.SIGTERM, signal.SIGINT}
+        channel = self.models.channel() if self.models is not None else None
         signal.pthread_sigmask(signal.SIG_BLOCK, stops)
         pid = os.fork()
         if pid:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, stops)
             self.workers[pid] = time.monotonic()
+            if channel is not None:
+                self.models.adopt(pid, channel)
             return
         code = 1
         try:
+            if channel is not None:
+                self.channel = self.models.in_child(channel)
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the supervisor, which stops us
             signal.pthread_sigmask(signal.SIG_UNBLOCK, stops)
@@ -112,6 +121,8 @@ class Supervisor:
             os._exit(code)
 
     def _worker(self) -> int:
+        if self.channel is not None:
+            self._join_models()
         if not self.app.ready:
             threading.Thread(target=self.app.load, name="toolkit-load-model", daemon=True).start()
         assert self.sock is not None
@@ -120,6 +131,22 @@ class Supervisor:
             log.error("no plugin served the app (toolkit_serve): is the waitress plugin disabled?")
             return 2
         return 0
+
+    # -- multi-model endpoints (SAGEMAKER_MULTI_MODEL=true) -------------------------------------
+
+    def _start_model_control(self) -> None:
+        """The thread that loads and unloads models in every worker (toolkit/serving/multimodel)."""
+        from toolkit.serving.multimodel.control import ModelControl
+
+        self.models = ModelControl(self.env, self.pm)
+        self.models.start()
+
+    def _join_models(self) -> None:
+        """In a new worker: load the models the supervisor has loaded, before serving any request."""
+        from toolkit.serving.multimodel.worker import Agent
+
+        requests, commands = self.channel
+        self.app.join(Agent(self.app.registry, requests, commands))
 
     def _supervise(self) -> int:
         while True:
