@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional
 from urllib.parse import parse_qs
@@ -21,6 +22,7 @@ from toolkit.serving.app import JSON_TYPE, create_flask_app, error_body, status_
 from toolkit.serving.context import TARGET_MODEL
 from toolkit.serving.multimodel.worker import Agent, Registry
 
+TOKEN = re.compile(r"[A-Za-z0-9_-]{1,400}")
 TARGET_KEY = "HTTP_" + TARGET_MODEL.upper().replace("-", "_")
 MAX_NAME = 256
 DEFAULT_LIMIT, MAX_LIMIT = 100, 1000
@@ -65,8 +67,14 @@ def encode_token(name: str) -> str:
 
 
 def decode_token(token: str) -> str:
+    """The last name of the previous page (the token is that name, URL-safe base64 without padding)."""
     try:
-        return base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+        if not TOKEN.fullmatch(token):
+            raise ValueError(token)
+        name = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+        if not name:
+            raise ValueError(token)
+        return name
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise BadRequest(f"next_page_token {token[:80]!r} is not one this server gave; "
                          f"use the nextPageToken of the previous page") from None
