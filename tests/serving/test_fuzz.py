@@ -1,15 +1,20 @@
 """Schema-driven fuzzing (schemathesis) of every route in docs/openapi.yaml against a running
 `serve` with the default codecs: whatever the input, the answer is never a 5xx, it conforms to the
-document, and the server still answers /ping afterwards."""
+document, and the server still answers /ping afterwards. The single-model routes are fuzzed against
+a single-model server, all routes (the /models API too) against a multi-model endpoint whose shared
+code is the echo model, so any folder the fuzzer names can be loaded."""
 
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 import serving_helpers
-from serving_helpers import Server
+from helpers import BIN, clean_environ, free_port
+from serving_helpers import ECHO, Server, write_model
 
 schemathesis = pytest.importorskip("schemathesis")
 from hypothesis import HealthCheck, settings  # noqa: E402  (after the importorskip)
@@ -22,12 +27,30 @@ def as_bytes(ctx, value) -> bytes:
     """Whatever the fuzzer generated for these types, sent as bytes (mostly not valid NPY/NPZ: good)."""
     return value if isinstance(value, bytes) else json.dumps(value).encode()
 schema = schemathesis.openapi.from_path(str(Path(__file__).resolve().parents[2] / "docs" / "openapi.yaml"))
+single_model = schema.exclude(path_regex="^/models")
 
 
-@schema.parametrize()
-@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
-def test_fuzzed_requests_get_no_5xx(case, echo_server: Server) -> None:
-    response = case.call(base_url=f"http://127.0.0.1:{echo_server.port}", timeout=10)
+@pytest.fixture(scope="module")
+def multi_model_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    base = tmp_path_factory.mktemp("mme-fuzz")
+    write_model(base, ECHO)  # <base>/model/code: the code of every model that brings none
+    port = free_port()
+    env = clean_environ(SAGEMAKER_BASE_DIR=str(base), SAGEMAKER_BIND_TO_PORT=str(port), TOOLKIT_BIND_HOST="127.0.0.1",
+                        SAGEMAKER_MODEL_SERVER_WORKERS="2", SAGEMAKER_MAX_PAYLOAD_IN_MB="1",
+                        SAGEMAKER_MULTI_MODEL="true", TOOLKIT_MEMORY_HEADROOM_MB="0")
+    log = base / "serve.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen([str(BIN / "serve")], env=env, stdout=out, stderr=subprocess.STDOUT, cwd=str(base))
+    server = Server(base, port, proc, log)
+    server.wait_ready()
+    loaded = server.request("POST", "/models", json.dumps({"model_name": "echo", "url": str(base / "model")}).encode())
+    assert loaded.status == 200, loaded
+    yield server
+    server.stop(timeout=10)
+
+
+def check(case, server: Server) -> None:
+    response = case.call(base_url=f"http://127.0.0.1:{server.port}", timeout=30)
     assert response.status_code < 500, (case.method, case.path, case.headers, case.body, response.text)
     # every check but "schema-valid data is accepted": the echo model cannot answer arbitrary bytes
     # as JSON, and a 406 saying so is the right answer, not a failure of the server
@@ -36,6 +59,21 @@ def test_fuzzed_requests_get_no_5xx(case, echo_server: Server) -> None:
     case.validate_response(response, excluded_checks=[positive_data_acceptance])
 
 
-def test_server_still_answers_after_the_fuzzing(echo_server: Server) -> None:
+@single_model.parametrize()
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+def test_fuzzed_requests_get_no_5xx(case, echo_server: Server) -> None:
+    check(case, echo_server)
+
+
+@schema.parametrize()
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+def test_fuzzed_requests_to_a_multi_model_endpoint_get_no_5xx(case, multi_model_server: Server) -> None:
+    check(case, multi_model_server)
+
+
+def test_server_still_answers_after_the_fuzzing(echo_server: Server, multi_model_server: Server) -> None:
     assert echo_server.ping() == 200
     assert "Traceback" not in echo_server.log
+    assert multi_model_server.ping() == 200
+    assert multi_model_server.request("GET", "/models/echo").status == 200
+    assert "Traceback" not in multi_model_server.log

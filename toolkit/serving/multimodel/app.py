@@ -31,6 +31,16 @@ ROUTES = {"/ping": ("GET",), "/invocations": ("POST",), "/execution-parameters":
           "/models": ("GET", "POST"), "/models/{name}": ("GET", "DELETE"), "/models/{name}/invoke": ("POST",)}
 
 
+def wsgi_text(value: Optional[str]) -> Optional[str]:
+    """A path or header value as text: WSGI gives the raw bytes decoded as latin-1."""
+    if value is None or value.isascii():
+        return value
+    try:
+        return value.encode("latin-1").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return value
+
+
 class BadRequest(Exception):
     pass
 
@@ -112,9 +122,9 @@ class MultiModelApp:
         method = environ.get("REQUEST_METHOD", "GET")
         if method == "POST":
             if path == "/invocations":
-                return self.invoke(environ.get(TARGET_KEY), environ, start_response)
+                return self.invoke(wsgi_text(environ.get(TARGET_KEY)), environ, start_response)
             if path.startswith("/models/") and path.endswith("/invoke") and path.count("/") == 3:
-                return self.invoke(path[8:-7], environ, start_response)
+                return self.invoke(wsgi_text(path[8:-7]), environ, start_response)
         elif path == "/ping" and method in ("GET", "HEAD"):
             start_response("200 OK", [("Content-Length", "0")])
             return (b"",)
@@ -149,7 +159,7 @@ class MultiModelApp:
         return 200, [], b""
 
     def invocations(self, environ: dict) -> tuple[int, list, Any]:
-        name = environ.get(TARGET_KEY)
+        name = wsgi_text(environ.get(TARGET_KEY))
         code, headers, body = self.invocation_error(name)
         if code != 200:
             return code, headers, body
