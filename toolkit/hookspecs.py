@@ -125,6 +125,10 @@ def toolkit_load_handler(model_dir: Path, code_dir: Optional[Path], env: Serving
     implements the AWS inference toolkit's contract: model_fn, input_fn, predict_fn, output_fn,
     transform_fn, pre_model_fn, model_warmup_fn, execution_parameters_fn, each with an optional
     trailing ``context`` argument. It answers last, so a plugin's loader replaces it.
+
+    On a multi-model endpoint (SAGEMAKER_MULTI_MODEL=true) it is called in every worker for each
+    model loaded through POST /models: ``model_dir`` is the model's folder, ``code_dir`` its
+    ``code/`` (else the server's code folder). A ``problem`` after ``load_model()`` fails the load.
     """
 
 
