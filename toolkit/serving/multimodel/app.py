@@ -175,8 +175,8 @@ class MultiModelApp:
 
     def list_models(self, query: str) -> tuple[int, dict]:
         args = parse_qs(query, keep_blank_values=True)
-        raw = (args.get("limit") or [""])[0]
-        if raw:
+        raw = (args.get("limit") or [None])[0]
+        if raw is not None:
             if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
                 return 400, {"message": f"limit={raw[:40]!r} is not a whole number from 1 to {MAX_LIMIT}"}
             limit = int(raw)
