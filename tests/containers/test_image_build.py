@@ -73,8 +73,8 @@ def test_image_metadata_follows_the_sagemaker_contract(engine: Engine, cpu_image
     assert labels["org.opencontainers.image.revision"] == cpu_image.build_args["REVISION"]
     assert labels["org.opencontainers.image.source"] == cpu_image.build_args["SOURCE"]
     assert labels["com.amazonaws.sagemaker.capabilities.accept-bind-to-port"] == "true"
-    # `serve` has no multi-model endpoint: the image must not claim one.
-    assert "com.amazonaws.sagemaker.capabilities.multi-models" not in labels
+    # `serve` is a multi-model endpoint with SAGEMAKER_MULTI_MODEL=true (tests/serving/test_multimodel.py)
+    assert labels["com.amazonaws.sagemaker.capabilities.multi-models"] == "true"
 
 
 INSPECT = r"""

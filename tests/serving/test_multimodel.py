@@ -456,3 +456,29 @@ def test_the_sdk_local_runtime_client_invokes_a_target_model(server: MultiModelS
     assert raw["Body"].status == 404
     assert server.unload("sdk-alpha").status == 200
     assert server.unload("sdk-beta").status == 200
+
+
+# ------------------------------------------------------------------------------ memory accounting
+
+
+def test_available_memory_counts_the_containers_cgroup_limit(tmp_path: Path) -> None:
+    from toolkit.serving.multimodel import memory
+
+    v2 = tmp_path / "v2"
+    v2.mkdir()
+    (v2 / "memory.max").write_text(f"{1024 * 2**20}\n")
+    (v2 / "memory.current").write_text(f"{900 * 2**20}\n")
+    (v2 / "memory.stat").write_text(f"anon 1\ninactive_file {100 * 2**20}\nactive_file 5\n")
+    assert memory.cgroup_available(v2) == 224 * 2**20  # page cache that can be dropped is not "used"
+    (v2 / "memory.max").write_text("max\n")
+    assert memory.cgroup_available(v2) is None  # no limit: the host's MemAvailable decides
+    v1 = tmp_path / "v1"
+    (v1 / "memory").mkdir(parents=True)
+    (v1 / "memory" / "memory.limit_in_bytes").write_text(f"{2048 * 2**20}\n")
+    (v1 / "memory" / "memory.usage_in_bytes").write_text(f"{1024 * 2**20}\n")
+    (v1 / "memory" / "memory.stat").write_text("total_inactive_file 0\n")
+    assert memory.cgroup_available(v1) == 1024 * 2**20
+    (v1 / "memory" / "memory.limit_in_bytes").write_text(f"{2**63 - 4096}\n")  # v1's "no limit"
+    assert memory.cgroup_available(v1) is None
+    here = memory.available_bytes()
+    assert here is not None and 0 < here <= (memory.meminfo_available() or here)
