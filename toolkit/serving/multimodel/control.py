@@ -9,8 +9,12 @@ it again and the answer is 500 with the worker's reason (507 for a MemoryError).
 drops it and releases its memory before the 200. A worker forked later (a replacement for one that
 died) is told to load every registered model before it may serve.
 
-Fork safety: the main thread forks while this thread runs. The children never use this object's
-lock or its readers; they only close the supervisor's socket ends by fd (``Channel``).
+Fork safety: the main thread forks while this thread runs, and a fork copies only the forking
+thread, with every lock as it was. The children never use this object's locks or readers (they close
+the supervisor's socket ends by fd, ``Channel``), and they write their logs through new stdout/stderr
+objects: this thread may have been inside sys.stderr's buffer lock (a log line, pip's output) at the
+moment of the fork, which would leave that lock held forever in the child. logging re-creates its
+own handler locks after a fork.
 """
 
 from __future__ import annotations
@@ -31,6 +35,32 @@ from toolkit.serving.multimodel.links import Channel, Line, close_in_child, repl
 
 log = logging.getLogger("toolkit")
 MB = 1024 * 1024
+
+
+def fresh_standard_streams() -> None:
+    """In a new child: stdout/stderr objects of its own on fds 1 and 2, and the log handlers on them."""
+    import io
+    import sys
+
+    replaced = {}
+    for name, fd in (("stdout", 1), ("stderr", 2)):
+        old = getattr(sys, name)
+        if old is None:
+            continue
+        try:
+            new = io.TextIOWrapper(io.FileIO(fd, "w", closefd=False), encoding=old.encoding,
+                                   errors=old.errors, line_buffering=True, write_through=True)
+        except (OSError, AttributeError, ValueError):
+            continue
+        replaced[id(old)] = new
+        setattr(sys, name, new)
+    loggers = [logging.getLogger(), *(item for item in logging.Logger.manager.loggerDict.values()
+                                      if isinstance(item, logging.Logger))]
+    for logger in loggers:
+        for handler in logger.handlers:
+            stream = getattr(handler, "stream", None)
+            if stream is not None and id(stream) in replaced:
+                handler.stream = replaced[id(stream)]  # not setStream(): it would flush the old one
 
 
 class WorkerLink:
@@ -94,6 +124,7 @@ class ModelControl:
         close_in_child(self._wake_read)
         close_in_child(self._wake_write)
         self.channels = []
+        fresh_standard_streams()
         return own.in_worker()
 
     # -- control thread -----------------------------------------------------------------------
