@@ -257,6 +257,11 @@ def report(args, runs: dict, loads: list, unloads: list, loadavg: tuple) -> str:
                      f"| {r['rps'] / base['rps']:.2f}x | {r['errors']} |")
     lines += [
         "",
+        "Per request, a multi-model endpoint adds a dictionary lookup of the model and a path rewrite before "
+        "the single-model code path; each model has its own handler and codecs are shared. Rep-to-rep "
+        "spread on a busy machine is larger than the gap between the rows (the per-rep numbers are printed "
+        "by the script).",
+        "",
         f"Time to load a model (POST /models until its 200: checks, dependency install (none here), import and "
         f"`model_fn` in every worker, every acknowledgement), {len(loads)} loads: median "
         f"{med(loads) * 1000:.1f} ms, p95 {q[18] * 1000:.1f} ms. Time to unload one (DELETE until its 200: every "
