@@ -258,9 +258,10 @@ def report(args, runs: dict, loads: list, unloads: list, loadavg: tuple) -> str:
     lines += [
         "",
         "Per request, a multi-model endpoint adds a dictionary lookup of the model and a path rewrite before "
-        "the single-model code path; each model has its own handler and codecs are shared. Rep-to-rep "
-        "spread on a busy machine is larger than the gap between the rows (the per-rep numbers are printed "
-        "by the script).",
+        "the single-model code path; each model has its own handler and codecs are shared. Run-to-run spread "
+        "(req/s, lowest to highest rep): " + "; ".join(
+            f"{name} {min(r['rps'] for r in rs):,.0f} to {max(r['rps'] for r in rs):,.0f}"
+            for name, rs in runs.items() if rs) + ".",
         "",
         f"Time to load a model (POST /models until its 200: checks, dependency install (none here), import and "
         f"`model_fn` in every worker, every acknowledgement), {len(loads)} loads: median "
