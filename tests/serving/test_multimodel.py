@@ -62,6 +62,23 @@ SLOW = """
     def predict_fn(data, model):
         return model["loaded"]
 """
+STREAMING = """
+    def model_fn(model_dir):
+        return "streamer"
+
+    def predict_fn(data, model):
+        for i in range(3):
+            yield {"chunk": i}
+"""
+SHARED = """
+    import os
+
+    def model_fn(model_dir):
+        return os.path.basename(os.path.dirname(model_dir))
+
+    def predict_fn(data, model, context):
+        return {"shared_code_for": model, "model_dir": context.system_properties["model_dir"]}
+"""
 BIG = """
     import os
 
@@ -112,6 +129,7 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "hungry": model_folder(root, "hungry", HUNGRY),
         "slow": model_folder(root, "slow", SLOW),
         "big": model_folder(root, "big", BIG),
+        "streaming": model_folder(root, "streaming", STREAMING),
     }
 
 
@@ -140,11 +158,15 @@ class MultiModelServer(Server):
 
 @pytest.fixture(scope="module")
 def start_mme(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., MultiModelServer]]:
-    """start_mme(**variables): `serve` with SAGEMAKER_MULTI_MODEL=true and 2 workers, /ping 200."""
+    """start_mme(code=None, **variables): `serve` with SAGEMAKER_MULTI_MODEL=true and 2 workers, /ping
+    200; ``code`` is the server's own inference.py (<base>/model/code), for models that bring none."""
     servers: list[MultiModelServer] = []
 
-    def start(**variables: str) -> MultiModelServer:
+    def start(code: Optional[str] = None, **variables: str) -> MultiModelServer:
         base = tmp_path_factory.mktemp("mme")
+        if code is not None:
+            (base / "model" / "code").mkdir(parents=True)
+            (base / "model" / "code" / "inference.py").write_text(textwrap.dedent(code))
         site = base / "site"  # pip installs the models' requirements here, not into the test venv
         site.mkdir()
         port = free_port()
@@ -334,6 +356,44 @@ def test_a_bad_setting_stops_serve_with_one_line(tmp_path: Path) -> None:
     proc = subprocess.run([str(BIN / "serve")], env=env, capture_output=True, text=True, timeout=30)
     assert proc.returncode == 2
     assert "TOOLKIT_MAX_MODELS='lots' is not a whole number" in proc.stderr
+
+
+def test_a_model_streams_as_a_single_model_does(server: MultiModelServer, models) -> None:
+    assert server.load("streaming", models["streaming"]).status == 200
+    resp = server.call("streaming", "[]", Accept="text/event-stream")
+    assert resp.status == 200 and resp.headers["content-type"].startswith("text/event-stream")
+    assert resp.headers.get("transfer-encoding") == "chunked"
+    assert resp.body == b'data: {"chunk": 0}\n\ndata: {"chunk": 1}\n\ndata: {"chunk": 2}\n\n'
+    assert server.unload("streaming").status == 200
+
+
+def test_a_model_without_code_uses_the_servers_code(start_mme, models, tmp_path: Path) -> None:
+    own = start_mme(code=SHARED)
+    bare = tmp_path / "weights-only" / "model"
+    bare.mkdir(parents=True)
+    assert own.load("bare", bare).status == 200, own.log
+    assert own.call("bare").json() == {"shared_code_for": "weights-only", "model_dir": str(bare)}
+    assert own.call("alpha").status == 404
+    assert own.load("alpha", models["alpha"]).status == 200  # a model with code/ uses its own
+    assert own.call("alpha").json()["model"] == "alpha"
+
+
+def test_the_same_name_loaded_from_many_workers_at_once_is_loaded_once(server: MultiModelServer, models) -> None:
+    statuses: list[int] = []
+    lock = threading.Lock()
+
+    def load() -> None:
+        status = server.load("raced", models["slow"]).status
+        with lock:
+            statuses.append(status)
+
+    threads = [threading.Thread(target=load) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(statuses) == [200] + [409] * 7
+    assert server.unload("raced").status == 200
 
 
 # ------------------------------------------------------------------------------ coordination
