@@ -62,6 +62,16 @@ SLOW = """
     def predict_fn(data, model):
         return model["loaded"]
 """
+SLEEPY = """
+    import time
+
+    def model_fn(model_dir):
+        time.sleep(2.5)
+        return "awake"
+
+    def predict_fn(data, model):
+        return model
+"""
 STREAMING = """
     def model_fn(model_dir):
         return "streamer"
@@ -130,6 +140,7 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "slow": model_folder(root, "slow", SLOW),
         "big": model_folder(root, "big", BIG),
         "streaming": model_folder(root, "streaming", STREAMING),
+        "sleepy": model_folder(root, "sleepy", SLEEPY),
     }
 
 
@@ -349,6 +360,14 @@ def test_too_little_memory_is_507(start_mme, models) -> None:
     tight = start_mme(TOOLKIT_MEMORY_HEADROOM_MB=str(1 << 30))  # a petabyte must stay free: never the case
     resp = tight.load("alpha", models["alpha"])
     assert resp.status == 507 and "TOOLKIT_MEMORY_HEADROOM_MB" in resp.json()["message"]
+
+
+def test_a_load_is_not_cut_off_by_the_request_time_limit(start_mme, models) -> None:
+    own = start_mme(SAGEMAKER_MODEL_SERVER_TIMEOUT="1")
+    loaded = own.load("sleepy", models["sleepy"])  # model_fn takes 2.5 s, the limit is 1 s
+    assert loaded.status == 200, loaded
+    assert own.call("sleepy").json() == "awake"
+    assert own.unload("sleepy").status == 200
 
 
 def test_a_bad_setting_stops_serve_with_one_line(tmp_path: Path) -> None:

@@ -8,6 +8,8 @@
   the time to the first chunk and to each wait between chunks, not to the whole stream. A stream
   that stalls past it after its status line was sent cannot get a 504: its connection is closed
   without the last chunk, which clients report as a cut-off body.
+  An app with an ``untimed(environ)`` method exempts the requests it returns True for (a multi-model
+  endpoint's model loads and unloads, which take as long as ``model_fn`` takes).
 - SIGTERM: stop accepting, wait for in-flight requests to be answered (until 2 s before the
   supervisor's TOOLKIT_SERVE_STOP_SECONDS deadline), return.
 """
@@ -47,8 +49,11 @@ class Watchdog:
         active = self.active
         get_ident = threading.get_ident
         monotonic = time.monotonic
+        untimed = getattr(app, "untimed", None)  # e.g. a multi-model endpoint's POST /models (a model load)
 
         def timed(environ: dict, start_response: Callable[..., Any]) -> Iterable[bytes]:
+            if untimed is not None and untimed(environ):
+                return app(environ, start_response)
             check = environ.get("waitress.client_disconnected")
             entry = [monotonic(), getattr(check, "__self__", None), False, False]
             key = get_ident()

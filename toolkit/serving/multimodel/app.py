@@ -109,6 +109,13 @@ class MultiModelApp:
         self.agent = agent
         agent.start()
 
+    def untimed(self, environ: dict) -> bool:
+        """Loads and unloads are not held to SAGEMAKER_MODEL_SERVER_TIMEOUT (the server's watchdog
+        asks): a model_fn takes as long as it takes, and a 504 would not stop it."""
+        method = environ.get("REQUEST_METHOD")
+        path = environ.get("PATH_INFO", "")
+        return (method == "POST" and path == "/models") or (method == "DELETE" and path.startswith("/models/"))
+
     @property
     def flask(self) -> Any:
         if self._flask is None:
