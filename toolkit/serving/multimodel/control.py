@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import select
 import signal
 import socket
 import threading
@@ -130,32 +131,38 @@ class ModelControl:
     # -- control thread -----------------------------------------------------------------------
 
     def _run(self) -> None:
-        import select
-
         while True:
-            self._take_joiners()
-            links = {link.requests.fileno(): link for link in self.workers.values()}
             try:
-                ready, _, _ = select.select([self._wake_read, *links], [], [])
-            except (OSError, ValueError):
-                time.sleep(0.05)  # a worker's socket went away under us: rebuild the list
+                self._step()
+            except Exception:  # the thread must outlive any surprise, or every later load would hang
+                log.exception("multi-model control thread")
+                time.sleep(0.1)
+
+    def _step(self) -> None:
+        """Take in new workers, then answer the workers' requests that are waiting."""
+        self._take_joiners()
+        links = {link.requests.fileno(): link for link in self.workers.values()}
+        try:
+            ready, _, _ = select.select([self._wake_read, *links], [], [])
+        except (OSError, ValueError):
+            time.sleep(0.05)  # a worker's socket went away under us: rebuild the list
+            return
+        for fd in ready:
+            if fd is self._wake_read:
+                self._wake_read.recv(4096)
                 continue
-            for fd in ready:
-                if fd is self._wake_read:
-                    self._wake_read.recv(4096)
-                    continue
-                link = links[fd]
-                message = link.requests.receive()
-                if message is None:
-                    self._drop(link)
-                    continue
-                try:
-                    answer = self._handle(message)
-                except Exception as exc:  # keep the thread alive and the worker answered
-                    log.exception("multi-model control: %s failed", message.get("op"))
-                    answer = reply(500, message=f"{message.get('op')} failed: {type(exc).__name__}: {exc}")
-                if not link.requests.send(answer):
-                    self._drop(link)
+            link = links[fd]
+            message = link.requests.receive()
+            if message is None:
+                self._drop(link)
+                continue
+            try:
+                answer = self._handle(message)
+            except Exception as exc:  # keep the thread alive and the worker answered
+                log.exception("multi-model control: %s failed", message.get("op"))
+                answer = reply(500, message=f"{message.get('op')} failed: {type(exc).__name__}: {exc}")
+            if not link.requests.send(answer):
+                self._drop(link)
 
     def _take_joiners(self) -> None:
         while True:

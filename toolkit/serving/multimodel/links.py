@@ -38,7 +38,11 @@ class Line:
             return None
         if not line:
             return None
-        return json.loads(line)
+        try:
+            message = json.loads(line)
+        except ValueError:
+            return None  # not from our side of the line: treat the peer as gone
+        return message if isinstance(message, dict) else None
 
     def call(self, message: dict) -> Optional[dict]:
         """Send and wait for the answer (one call at a time per line)."""
