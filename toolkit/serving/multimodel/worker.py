@@ -66,15 +66,17 @@ class Registry:
                 if handler is not None and not handler.problem:
                     handler.load_model()
         except MemoryError:
-            return {"ok": False, "memory": True, "error": f"out of memory while loading model {name!r}"}
+            return failed({"ok": False, "memory": True, "error": f"out of memory while loading model {name!r}"})
         except Exception as exc:
             log.exception("loading model %r failed", name)
-            return {"ok": False, "error": f"loading model {name!r} failed: {type(exc).__name__}: {exc}"}
+            return failed({"ok": False, "error": f"loading model {name!r} failed: {type(exc).__name__}: {exc}"})
         if handler is None:
             return {"ok": False, "error": "no plugin returned a handler (toolkit_load_handler)"}
         if handler.problem:
             failure = getattr(handler, "load_error", None)
-            return {"ok": False, "memory": isinstance(failure, MemoryError), "error": handler.problem}
+            ack = {"ok": False, "memory": isinstance(failure, MemoryError), "error": handler.problem}
+            del handler, failure, modules
+            return failed(ack)
         app = ServingApp(handler, self.env, model_dir=url, model_name=name)
         app.ready = True
         self.models = {**self.models, name: Model(name, url, app, modules)}
@@ -95,6 +97,13 @@ class Registry:
         gc.collect()
         memory.release()
         return {"ok": True}
+
+
+def failed(ack: dict) -> dict:
+    """A failed load's acknowledgement, after giving back what the attempt allocated."""
+    gc.collect()
+    memory.release()
+    return ack
 
 
 class Agent:
