@@ -219,7 +219,7 @@ def train(
                  env.current_host, len(env.hosts), env.base_dir, durations["config"])
         for warning in env.warnings:
             log.warning("%s", warning)
-        pm = pm or get_plugin_manager(environ)
+        pm = pm or get_plugin_manager(environ, training=True)
         check_channels(env)
         v3 = sdkv3.source_code(env)
         with tlog.step("fetch code") as s:
