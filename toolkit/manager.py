@@ -11,7 +11,6 @@ Controls (read from the environment mapping passed in, never from ``os.environ``
 from __future__ import annotations
 
 import importlib
-import logging
 import os
 import sys
 from dataclasses import dataclass
@@ -22,9 +21,9 @@ import pluggy
 from toolkit import hookspecs
 from toolkit.builtin import BUILTIN_PLUGINS, SERVING_ONLY
 from toolkit.errors import ConfigError
+from toolkit.log import log
 
 ENTRY_POINT_GROUP = "toolkit.plugins"
-log = logging.getLogger("toolkit")
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,6 @@ what SageMaker reads: the exit code and /opt/ml/output/success or /opt/ml/output
 
 from __future__ import annotations
 
-import logging
 import os
 import shlex
 import time
@@ -20,12 +19,12 @@ from toolkit import process, sdkv3
 from toolkit.environment import DEFAULT_BASE_DIR, TrainingEnv, log_level_from, mask_argv
 from toolkit.errors import CodeError, ConfigError, ToolkitError
 from toolkit.lazy import lazy
+from toolkit.log import log
 from toolkit.manager import get_plugin_manager
 from toolkit.types import Command, Outcome
 
 tempfile = lazy("tempfile")
 
-log = logging.getLogger("toolkit")
 FAILURE_LIMIT = 1024  # SageMaker keeps no more of the failure file as FailureReason
 DEFAULT_GRACE = 110.0  # inside SageMaker's 120 s between SIGTERM and SIGKILL
 
@@ -43,8 +42,14 @@ def truncate_utf8(text: str, limit: int = FAILURE_LIMIT) -> bytes:
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
+    """Write ``path`` whole or not at all (a temporary file beside it, then a rename).
+
+    The temporary name is made from the PID rather than with tempfile, which is not worth
+    importing on every job start for this: the folder is the job's own.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    tmp = path.parent / f".{path.name}.{os.getpid()}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "wb") as fh:
         fh.write(data)
     os.replace(tmp, path)
