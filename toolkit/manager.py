@@ -13,8 +13,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, NamedTuple
 
 import pluggy
 
@@ -26,8 +25,7 @@ from toolkit.log import log
 ENTRY_POINT_GROUP = "toolkit.plugins"
 
 
-@dataclass(frozen=True)
-class PluginInfo:
+class PluginInfo(NamedTuple):
     """One registered plugin, as ``toolkit plugins`` shows it."""
 
     name: str
