@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Optional, Sequence
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing; type checkers read it as True
+if TYPE_CHECKING:  # pragma: no cover - types only: `train --help` need not import typing
+    from typing import Optional, Sequence
 
 TRAIN_HELP = """Usage: train [--help] [--version]
 
