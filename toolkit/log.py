@@ -4,10 +4,11 @@ Every line reads ``2026-11-22 05:34:01,123 toolkit INFO message`` and goes to st
 logs through ``log`` below, which hands each line to the standard ``logging`` module's
 ``toolkit`` logger whenever that module is loaded (``serve``, the local emulator, any plugin
 that logs with ``logging.getLogger("toolkit")``: their lines and ours share one handler), and
-otherwise writes the same line itself: ``train`` does not import ``logging`` (with
-``traceback``, ``string`` and ``weakref``, about 4 ms of every job start) unless something else
-does. ``sync()`` installs the handler once ``logging`` has appeared; the core calls it after
-loading plugins and before each step, so a plugin's lines are formatted like the core's.
+otherwise writes the same line itself: ``train`` (``setup(level, defer=True)``) does not import
+``logging`` (with ``traceback``, ``string`` and ``weakref``, about 4 ms of every job start)
+unless something else does. ``sync()`` installs the handler once ``logging`` has appeared; the
+core calls it after loading plugins and before each step, so a plugin's lines are formatted like
+the core's.
 """
 
 from __future__ import annotations
@@ -103,10 +104,18 @@ def _write(line: str) -> None:
 log = Log()
 
 
-def setup(level: int) -> None:
-    """Send the toolkit's log lines to stderr at ``level`` (repeated calls only change the level)."""
+def setup(level: int, *, defer: bool = False) -> None:
+    """Send the toolkit's log lines to stderr at ``level`` (repeated calls only change the level).
+
+    This configures ``logging``'s ``toolkit`` logger, importing ``logging`` for it, so that
+    modules that log through ``logging`` directly (serve, the local emulator) are set up too.
+    ``defer=True`` (``train``) does not import it: lines are written directly until something
+    loads ``logging``, and ``sync()`` configures it then.
+    """
     global _level
     _level = level
+    if not defer:
+        import logging  # noqa: F401 - _std() finds it in sys.modules
     _std()
 
 

@@ -211,7 +211,7 @@ def train(
 ) -> int:
     """Run one training job; return the exit code ``train`` should exit with."""
     started = time.perf_counter()
-    tlog.setup(log_level_from(environ.get("TOOLKIT_LOG_LEVEL")))
+    tlog.setup(log_level_from(environ.get("TOOLKIT_LOG_LEVEL")), defer=True)
     failure_path = _base_dir(environ, base_dir) / "output" / "failure"
     durations: dict[str, float] = {}
     env: Optional[TrainingEnv] = None
@@ -219,12 +219,13 @@ def train(
     try:
         env = TrainingEnv.from_environ(environ, base_dir)
         durations["config"] = time.perf_counter() - started
-        tlog.setup(env.log_level)  # the job's own level applies from here on
+        tlog.setup(env.log_level, defer=True)  # the job's own level applies from here on
         log.info("read config: %s of %d host(s), base %s (%.2f s)",
                  env.current_host, len(env.hosts), env.base_dir, durations["config"])
         for warning in env.warnings:
             log.warning("%s", warning)
         pm = pm or get_plugin_manager(environ, training=True)
+        tlog.sync()  # a plugin that logs may have loaded logging: give its lines our format
         check_channels(env)
         v3 = sdkv3.source_code(env)
         with tlog.step("fetch code") as s:
