@@ -30,7 +30,6 @@ MASK = "******"
 V3_MASTER_PORT = 7777  # what the SageMaker SDK v3 drivers export as SM_MASTER_PORT
 
 
-
 def looks_secret(name: str) -> bool:
     """Whether a variable, hyperparameter or option name suggests its value is a secret."""
     upper = name.upper()
@@ -94,7 +93,11 @@ def which(name: str, path: Optional[str] = None) -> Optional[str]:
     if os.sep in name:
         return name if os.access(name, os.X_OK) and not os.path.isdir(name) else None
     if path is None:
-        path = os.environ.get("PATH") or os.defpath
+        path = os.environ.get("PATH")
+        if path is None:
+            path = os.defpath
+    if not path:  # PATH='' finds nothing (PATH=':' is the current folder), as in shutil
+        return None
     for folder in path.split(os.pathsep):
         candidate = os.path.join(folder, name)
         if os.access(candidate, os.X_OK) and not os.path.isdir(candidate):

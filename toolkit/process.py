@@ -89,7 +89,7 @@ def _executable(name: str, env: Mapping[str, str]) -> str:
     (as subprocess does), not ours."""
     if "/" in name:
         return name
-    for folder in (env.get("PATH") or os.defpath).split(os.pathsep):
+    for folder in os.get_exec_path(env):
         candidate = os.path.join(folder, name)
         if os.access(candidate, os.X_OK) and not os.path.isdir(candidate):
             return candidate
