@@ -30,10 +30,11 @@ def phase(name, fn):
 def builtin_plugins():
     import importlib
 
-    from toolkit.builtin import BUILTIN_PLUGINS
+    from toolkit.builtin import BUILTIN_PLUGINS, SERVING_ONLY
 
-    for module in BUILTIN_PLUGINS.values():
-        importlib.import_module(module)
+    for name, module in BUILTIN_PLUGINS.items():
+        if name not in SERVING_ONLY:  # train does not load the serving-only ones
+            importlib.import_module(module)
 
 
 def entry_points():
@@ -45,7 +46,7 @@ def entry_points():
 def plugin_manager():
     from toolkit.manager import get_plugin_manager
 
-    get_plugin_manager(os.environ)
+    get_plugin_manager(os.environ, training=True)
 
 
 def training_env():
@@ -54,10 +55,12 @@ def training_env():
     TrainingEnv.from_environ(os.environ)
 
 
-phase("import toolkit (toolkit/__init__: errors, hookspecs -> pluggy, types)", lambda: __import__("toolkit"))
-phase("import toolkit.scripts (the train console script; no click)", lambda: __import__("toolkit.scripts"))
-phase("import toolkit.training (and what it imports)", lambda: __import__("toolkit.training"))
-phase("import the built-in plugin modules (toolkit/builtin/*)", builtin_plugins)
+phase("import toolkit, toolkit.scripts (the train console script: re-exports on first use, no click)",
+      lambda: __import__("toolkit.scripts"))
+phase("import toolkit.training (pluggy -> inspect, typing; pathlib, json, the toolkit's modules)",
+      lambda: __import__("toolkit.training"))
+phase("import the built-in plugin modules train registers (toolkit/builtin/*, not the serving-only ones)",
+      builtin_plugins)
 phase("get_plugin_manager() (registers the built-ins, reads entry_points.txt of installed distributions)",
       plugin_manager)
 phase("TrainingEnv.from_environ() (reads the config files)", training_env)

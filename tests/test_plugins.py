@@ -4,6 +4,7 @@ training hook exercised through the real `train` with a real installed plugin.""
 from __future__ import annotations
 
 import json
+import re
 import sys
 
 from helpers import Job, PluginSite, run_cli
@@ -171,3 +172,33 @@ def test_plugin_written_against_the_public_api_only() -> None:
 
     assert {"hookimpl", "Command", "ToolkitError", "ClientError", "__version__"} <= set(toolkit.__all__)
     assert sys.modules["toolkit"].hookimpl.project_name == "toolkit"
+
+
+def test_a_plugin_logging_through_logging_gets_the_toolkit_format(job: Job, plugin_site: PluginSite) -> None:
+    # train writes its own lines without the logging module; a plugin that uses logging must
+    # still see its lines on stderr, formatted like the toolkit's and filtered by the job's level
+    plugin_site.add("chatty", '''
+import logging
+import toolkit
+
+log = logging.getLogger("toolkit")
+
+@toolkit.hookimpl
+def toolkit_install_dependencies(code_dir, env):
+    log.info("chatty plugin looked at %s", code_dir.name)
+    log.debug("chatty debug line")
+    return None
+''')
+    job.hyperparameters({"sagemaker_program": "train.py"}).resources()
+    job.script("train.py", "")
+    result = job.run(**plugin_site.environ())
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.splitlines()
+    ours = [ln for ln in lines if " toolkit INFO install dependencies" in ln]
+    theirs = [ln for ln in lines if ln.endswith("chatty plugin looked at code")]
+    assert ours and theirs, result.stderr
+    stamp = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}"
+    assert re.fullmatch(stamp + r" toolkit INFO chatty plugin looked at code", theirs[0]), theirs[0]
+    assert re.fullmatch(stamp + r" toolkit INFO install dependencies \(\d+\.\d\d s\)", ours[0]), ours[0]
+    assert "chatty debug line" not in result.stderr  # the job's level (INFO) applies to plugins too
+    assert len(theirs) == 1  # one handler: not printed twice

@@ -1,13 +1,31 @@
-"""sagemaker-toolkit: a pluggable runtime for containers that follow the SageMaker contract.
+"""sagemaker-toolkit: a pluggable runtime for containers that follow the Amazon SageMaker contract.
 
 This module only re-exports: the hook marker for plugin authors, the version and the public types.
+They are imported on first use (PEP 562), so ``import toolkit`` and ``train --help`` load neither
+pluggy nor the standard modules it needs.
 """
 
-from toolkit.errors import ClientError, CodeError, ConfigError, FetchError, ToolkitError
-from toolkit.hookspecs import hookimpl
-from toolkit.types import Command
+from __future__ import annotations
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing; type checkers read it as True
+if TYPE_CHECKING:  # pragma: no cover - what type checkers and IDEs see
+    from typing import Any
+
+    from toolkit.errors import ClientError, CodeError, ConfigError, FetchError, ToolkitError
+    from toolkit.hookspecs import hookimpl
+    from toolkit.types import Command
 
 __version__ = "0.1.0"
+
+_EXPORTS = {
+    "ClientError": "toolkit.errors",
+    "CodeError": "toolkit.errors",
+    "Command": "toolkit.types",
+    "ConfigError": "toolkit.errors",
+    "FetchError": "toolkit.errors",
+    "ToolkitError": "toolkit.errors",
+    "hookimpl": "toolkit.hookspecs",
+}
 
 __all__ = [
     "ClientError",
@@ -19,3 +37,18 @@ __all__ = [
     "__version__",
     "hookimpl",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'toolkit' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -14,7 +14,6 @@ from __future__ import annotations
 import collections
 import os
 import posixpath
-import shutil
 import stat
 from pathlib import Path
 from typing import IO, Any, Mapping, Optional, Union
@@ -22,6 +21,7 @@ from typing import IO, Any, Mapping, Optional, Union
 from toolkit.errors import ArchiveError
 from toolkit.lazy import lazy
 
+shutil = lazy("shutil")
 tarfile = lazy("tarfile")
 zipfile = lazy("zipfile")
 tempfile = lazy("tempfile")

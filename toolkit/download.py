@@ -4,11 +4,7 @@ toolkit/archive.py."""
 
 from __future__ import annotations
 
-import logging
 import os
-import random
-import shutil
-import threading
 import time
 from pathlib import Path
 from typing import IO, Callable, Mapping, Optional, TypeVar
@@ -16,11 +12,15 @@ from typing import IO, Callable, Mapping, Optional, TypeVar
 from toolkit import archive
 from toolkit.errors import ArchiveError, FetchError
 from toolkit.lazy import lazy
+from toolkit.log import log
 
+# loaded when a remote fetch needs them, not at every job start (the fetchers import this module)
 queue = lazy("queue")
+random = lazy("random")
+shutil = lazy("shutil")
 tempfile = lazy("tempfile")
+threading = lazy("threading")
 
-log = logging.getLogger("toolkit")
 T = TypeVar("T")
 DEFAULT_ATTEMPTS = 4
 HEAD = 512  # enough to sniff every archive format (tar's magic sits at byte 257)

@@ -10,17 +10,15 @@ from __future__ import annotations
 
 import functools
 import json
-import logging
 import os
 import re
-import shutil
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Mapping, Optional, Sequence
 
 from toolkit.errors import ConfigError
+from toolkit.log import INFO, LEVELS
 
 DEFAULT_BASE_DIR = "/opt/ml"
 # Keys that are the platform's settings rather than the user's hyperparameters (as in
@@ -30,8 +28,6 @@ SETTING_PREFIX = "sagemaker_"
 SECRET_WORDS = ("SECRET", "PASSWORD", "TOKEN", "KEY", "PRIVATE", "CREDENTIAL")
 MASK = "******"
 V3_MASTER_PORT = 7777  # what the SageMaker SDK v3 drivers export as SM_MASTER_PORT
-
-log = logging.getLogger("toolkit")
 
 
 def looks_secret(name: str) -> bool:
@@ -76,7 +72,7 @@ def _true(value: Any) -> bool:
     return bool(value)
 
 
-def log_level_from(value: Any, default: int = logging.INFO) -> int:
+def log_level_from(value: Any, default: int = INFO) -> int:
     """Accept 20, "20", "INFO" or "info"; anything else falls back to ``default``."""
     if value is None or value == "":
         return default
@@ -85,16 +81,38 @@ def log_level_from(value: Any, default: int = logging.INFO) -> int:
     text = str(value).strip()
     if text.lstrip("-").isdigit():
         return int(text)
-    level = logging.getLevelName(text.upper())
-    return level if isinstance(level, int) else default
+    return LEVELS.get(text.upper(), default)
+
+
+def which(name: str, path: Optional[str] = None) -> Optional[str]:
+    """The executable ``name`` on ``path`` (default: PATH), as ``shutil.which`` finds it.
+
+    Asked on every job start (nvidia-smi, neuron-ls, smddprun...): importing shutil for it would
+    also load bz2 and lzma.
+    """
+    if os.sep in name:
+        return name if os.access(name, os.X_OK) and not os.path.isdir(name) else None
+    if path is None:
+        path = os.environ.get("PATH")
+        if path is None:
+            path = os.defpath
+    if not path:  # PATH='' finds nothing (PATH=':' is the current folder), as in shutil
+        return None
+    for folder in path.split(os.pathsep):
+        candidate = os.path.join(folder, name)
+        if os.access(candidate, os.X_OK) and not os.path.isdir(candidate):
+            return candidate
+    return None
 
 
 @functools.cache
 def gpu_count() -> int:
     """GPUs visible to this container: asks nvidia-smi once, and only when it is installed."""
-    exe = shutil.which("nvidia-smi")
+    exe = which("nvidia-smi")
     if exe is None:
         return 0
+    import subprocess
+
     try:
         out = subprocess.run([exe, "--list-gpus"], capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.SubprocessError):
@@ -107,9 +125,11 @@ def neuron_count(instance_type: str = "") -> int:
     """Neuron cores: asks neuron-ls once, and only when it is installed."""
     if "trn2.48xlarge" in instance_type:
         return 64  # as sagemaker-training: neuron-ls is not reliable there
-    exe = shutil.which("neuron-ls")
+    exe = which("neuron-ls")
     if exe is None:
         return 0
+    import subprocess
+
     try:
         out = subprocess.run([exe, "-j"], capture_output=True, text=True, timeout=30)
         return sum(int(item.get("nc_count", 0)) for item in json.loads(out.stdout))
@@ -528,7 +548,7 @@ class ServingEnv:
     batch_strategy: str = "MULTI_RECORD"
     preload_model: bool = False
     log_ping: bool = False
-    log_level: int = logging.INFO
+    log_level: int = INFO
     multi_model: bool = False
     stop_seconds: float = 28.0
     max_models: int = 0  # multi-model: at most this many loaded at once; 0 = no limit

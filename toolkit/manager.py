@@ -11,24 +11,21 @@ Controls (read from the environment mapping passed in, never from ``os.environ``
 from __future__ import annotations
 
 import importlib
-import logging
 import os
 import sys
-from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, NamedTuple
 
 import pluggy
 
 from toolkit import hookspecs
-from toolkit.builtin import BUILTIN_PLUGINS
+from toolkit.builtin import BUILTIN_PLUGINS, SERVING_ONLY
 from toolkit.errors import ConfigError
+from toolkit.log import log
 
 ENTRY_POINT_GROUP = "toolkit.plugins"
-log = logging.getLogger("toolkit")
 
 
-@dataclass(frozen=True)
-class PluginInfo:
+class PluginInfo(NamedTuple):
     """One registered plugin, as ``toolkit plugins`` shows it."""
 
     name: str
@@ -119,11 +116,15 @@ def _distribution(info: str, folder_name: str) -> str:
     return f"{fields.get('Name', name)} {fields.get('Version', version)}".strip()
 
 
-def get_plugin_manager(environ: Mapping[str, str], extra: Iterable[Any] = ()) -> pluggy.PluginManager:
+def get_plugin_manager(
+    environ: Mapping[str, str], extra: Iterable[Any] = (), *, training: bool = False
+) -> pluggy.PluginManager:
     """Build the plugin manager: built-ins first, then installed plugins, then ``extra``.
 
     pluggy calls the most recently registered implementation first, so installed plugins (and
     ``extra`` ones, used by tests and embedding code) answer before the built-ins.
+    ``training=True`` (the ``train`` flow) leaves out the serving-only built-ins, which
+    implement no hook a training run calls; installed plugins are loaded either way.
     """
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
@@ -132,7 +133,7 @@ def get_plugin_manager(environ: Mapping[str, str], extra: Iterable[Any] = ()) ->
     sources: dict[str, str] = {}
 
     for name, module_name in BUILTIN_PLUGINS.items():
-        if name in disabled:
+        if name in disabled or (training and name in SERVING_ONLY):
             continue
         pm.register(importlib.import_module(module_name), name=name)
         sources[name] = f"builtin ({module_name})"

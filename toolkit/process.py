@@ -11,24 +11,23 @@
 
 from __future__ import annotations
 
-import logging
+import _thread
 import os
 import signal
-import subprocess
 import sys
-import threading
 from collections import deque
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Optional, Sequence
+from typing import Mapping, NamedTuple, Optional, Sequence
 
-log = logging.getLogger("toolkit")
+from toolkit.log import log
+
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 TAIL_BYTES = 16 * 1024
+# what subprocess resets for its children (restore_signals): Python ignores these itself
+RESTORED = tuple(getattr(signal, name) for name in ("SIGPIPE", "SIGXFZ", "SIGXFSZ") if hasattr(signal, name))
 
 
-@dataclass(frozen=True)
-class Finished:
+class Finished(NamedTuple):
     """How a supervised process ended."""
 
     exit_code: int
@@ -54,25 +53,28 @@ class _Tail:
         return b"".join(self.chunks)[-self.limit :].decode("utf-8", "replace")
 
 
-def _pump(src: int, tail: _Tail) -> None:
+def _pump(src: int, tail: _Tail, done: _thread.LockType) -> None:
     out = sys.stderr.buffer if hasattr(sys.stderr, "buffer") else None
-    while True:
-        try:
-            chunk = os.read(src, 65536)
-        except OSError:
-            break
-        if not chunk:
-            break
-        tail.add(chunk)
-        try:
-            if out is not None:
-                out.write(chunk)
-                out.flush()
-            else:  # pragma: no cover - stderr replaced by a text-only object
-                sys.stderr.write(chunk.decode("utf-8", "replace"))
-        except (OSError, ValueError):
-            pass
-    os.close(src)
+    try:
+        while True:
+            try:
+                chunk = os.read(src, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            tail.add(chunk)
+            try:
+                if out is not None:
+                    out.write(chunk)
+                    out.flush()
+                else:  # pragma: no cover - stderr replaced by a text-only object
+                    sys.stderr.write(chunk.decode("utf-8", "replace"))
+            except (OSError, ValueError):
+                pass
+        os.close(src)
+    finally:
+        done.release()
 
 
 def exit_code_of(status: int) -> int:
@@ -80,6 +82,77 @@ def exit_code_of(status: int) -> int:
     if os.WIFSIGNALED(status):
         return 128 + os.WTERMSIG(status)
     return os.WEXITSTATUS(status)
+
+
+def _executable(name: str, env: Mapping[str, str]) -> str:
+    """argv[0] as exec would find it: a name without '/' is looked up on the child's PATH
+    (as subprocess does), not ours."""
+    if "/" in name:
+        return name
+    for folder in os.get_exec_path(env):
+        candidate = os.path.join(folder, name)
+        if os.access(candidate, os.X_OK) and not os.path.isdir(candidate):
+            return candidate
+    raise FileNotFoundError(2, "No such file or directory", name)
+
+
+def spawn(argv: Sequence[str], *, cwd: Optional[Path], env: Mapping[str, str], stderr: int) -> int:
+    """Start ``argv`` in its own session (process group) with ``stderr`` as its fd 2; return its PID.
+
+    What subprocess.Popen(start_new_session=True, close_fds=True) does, with os.posix_spawn
+    (vfork + exec in libc: no Python runs in the child) and without importing subprocess,
+    selectors and threading on every job start. posix_spawn cannot change directory, so the
+    parent steps into ``cwd`` for the call and back. Raises ``OSError`` (FileNotFoundError,
+    PermissionError...) when argv[0] or ``cwd`` cannot be used, as Popen does.
+    """
+    path = _executable(argv[0], env)
+    actions = [(os.POSIX_SPAWN_DUP2, stderr, 2)]
+    for fd in _inheritable_fds():  # close_fds: only 0, 1 and 2 reach the child
+        actions.append((os.POSIX_SPAWN_CLOSE, fd))
+    here = os.open(".", os.O_RDONLY | getattr(os, "O_DIRECTORY", 0)) if cwd else None
+    try:
+        if cwd:
+            os.chdir(cwd)
+        return os.posix_spawn(path, list(argv), dict(env), file_actions=actions, setsid=True,
+                              setsigdef=RESTORED)
+    finally:
+        if here is not None:
+            os.fchdir(here)
+            os.close(here)
+
+
+def _inheritable_fds() -> list[int]:
+    try:
+        names = os.listdir("/proc/self/fd")
+    except OSError:  # pragma: no cover - no /proc: Python's own fds are not inheritable anyway
+        return []
+    fds = []
+    for name in names:
+        fd = int(name)
+        try:
+            if fd > 2 and os.get_inheritable(fd):
+                fds.append(fd)
+        except OSError:  # the listing's own descriptor, closed by now
+            pass
+    return fds
+
+
+class _Deadline:
+    """SIGKILL for the process group ``grace`` seconds from now, unless cancelled first."""
+
+    def __init__(self, pid: int, grace: float) -> None:
+        self.cancelled = _thread.allocate_lock()
+        self.cancelled.acquire()
+        _thread.start_new_thread(self._wait, (pid, max(grace, 0.0)))
+
+    def _wait(self, pid: int, grace: float) -> None:
+        if not self.cancelled.acquire(timeout=grace):
+            log.warning("process %d still running %.0f s after the stop signal: SIGKILL", pid, grace)
+            _signal_group(pid, signal.SIGKILL)
+
+    def cancel(self) -> None:
+        if self.cancelled.locked():
+            self.cancelled.release()
 
 
 def run(
@@ -95,54 +168,41 @@ def run(
     """
     read_fd, write_fd = os.pipe()
     try:
-        child = subprocess.Popen(
-            list(argv),
-            cwd=str(cwd) if cwd else None,
-            env=dict(env) if env is not None else None,
-            stderr=write_fd,
-            start_new_session=True,
-            close_fds=True,
-        )
+        pid = spawn(argv, cwd=cwd, env=os.environ if env is None else env, stderr=write_fd)
     except BaseException:
         os.close(read_fd)
-        os.close(write_fd)
         raise
-    os.close(write_fd)
+    finally:
+        os.close(write_fd)
     tail = _Tail()
-    pump = threading.Thread(target=_pump, args=(read_fd, tail), daemon=True)
-    pump.start()
+    pumped = _thread.allocate_lock()
+    pumped.acquire()
+    _thread.start_new_thread(_pump, (read_fd, tail, pumped))
 
     received: list[int] = []
-    killer: list[threading.Timer] = []
-
-    def kill_group() -> None:
-        log.warning("process %d still running %.0f s after the stop signal: SIGKILL", child.pid, grace)
-        _signal_group(child.pid, signal.SIGKILL)
+    killer: list[_Deadline] = []
 
     def forward(signum: int, _frame: object) -> None:
         received.append(signum)
         log.info("received %s: forwarding to the process group", signal.Signals(signum).name)
-        _signal_group(child.pid, signum)
+        _signal_group(pid, signum)
         if not killer:
-            timer = threading.Timer(grace, kill_group)
-            timer.daemon = True
-            timer.start()
-            killer.append(timer)
+            killer.append(_Deadline(pid, grace))
 
     previous = {}
-    on_main = threading.current_thread() is threading.main_thread()
-    if on_main:
+    try:
         for sig in FORWARDED:
             previous[sig] = signal.signal(sig, forward)
+    except ValueError:  # not the main thread: whoever embeds us handles signals
+        pass
     try:
-        status = _wait(child.pid)
+        status = _wait(pid)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        for timer in killer:
-            timer.cancel()
-    child.returncode = exit_code_of(status)  # keep Popen from waiting again
-    pump.join(timeout=2.0)  # a grandchild may still hold stderr open; don't wait for it
+        for deadline in killer:
+            deadline.cancel()
+    pumped.acquire(timeout=2.0)  # a grandchild may still hold stderr open; don't wait for it
     return Finished(exit_code_of(status), tail.text(), received[0] if received else None)
 
 

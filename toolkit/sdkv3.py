@@ -10,16 +10,14 @@ as they are and everything else JSON-encoded (``true``, ``[1, 2]``), which diffe
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping, NamedTuple, Optional
 
 from toolkit.environment import TrainingEnv
 from toolkit.errors import ConfigError
 
 
-@dataclass(frozen=True)
-class SourceCode:
+class SourceCode(NamedTuple):
     """What sourcecode.json asks for, resolved against the code channel."""
 
     code_dir: Path

@@ -6,7 +6,6 @@ what SageMaker reads: the exit code and /opt/ml/output/success or /opt/ml/output
 
 from __future__ import annotations
 
-import logging
 import os
 import shlex
 import time
@@ -20,12 +19,12 @@ from toolkit import process, sdkv3
 from toolkit.environment import DEFAULT_BASE_DIR, TrainingEnv, log_level_from, mask_argv
 from toolkit.errors import CodeError, ConfigError, ToolkitError
 from toolkit.lazy import lazy
+from toolkit.log import log
 from toolkit.manager import get_plugin_manager
 from toolkit.types import Command, Outcome
 
 tempfile = lazy("tempfile")
 
-log = logging.getLogger("toolkit")
 FAILURE_LIMIT = 1024  # SageMaker keeps no more of the failure file as FailureReason
 DEFAULT_GRACE = 110.0  # inside SageMaker's 120 s between SIGTERM and SIGKILL
 
@@ -43,8 +42,14 @@ def truncate_utf8(text: str, limit: int = FAILURE_LIMIT) -> bytes:
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
+    """Write ``path`` whole or not at all (a temporary file beside it, then a rename).
+
+    The temporary name is made from the PID rather than with tempfile, which is not worth
+    importing on every job start for this: the folder is the job's own.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    tmp = path.parent / f".{path.name}.{os.getpid()}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "wb") as fh:
         fh.write(data)
     os.replace(tmp, path)
@@ -206,7 +211,7 @@ def train(
 ) -> int:
     """Run one training job; return the exit code ``train`` should exit with."""
     started = time.perf_counter()
-    tlog.setup(log_level_from(environ.get("TOOLKIT_LOG_LEVEL")))
+    tlog.setup(log_level_from(environ.get("TOOLKIT_LOG_LEVEL")), defer=True)
     failure_path = _base_dir(environ, base_dir) / "output" / "failure"
     durations: dict[str, float] = {}
     env: Optional[TrainingEnv] = None
@@ -214,12 +219,13 @@ def train(
     try:
         env = TrainingEnv.from_environ(environ, base_dir)
         durations["config"] = time.perf_counter() - started
-        tlog.setup(env.log_level)  # the job's own level applies from here on
+        tlog.setup(env.log_level, defer=True)  # the job's own level applies from here on
         log.info("read config: %s of %d host(s), base %s (%.2f s)",
                  env.current_host, len(env.hosts), env.base_dir, durations["config"])
         for warning in env.warnings:
             log.warning("%s", warning)
-        pm = pm or get_plugin_manager(environ)
+        pm = pm or get_plugin_manager(environ, training=True)
+        tlog.sync()  # a plugin that logs may have loaded logging: give its lines our format
         check_channels(env)
         v3 = sdkv3.source_code(env)
         with tlog.step("fetch code") as s:

@@ -1,6 +1,9 @@
 """Built-in plugins: ordinary plugin modules, registered by the same call as installed ones.
 
 The names are what ``toolkit plugins`` lists and ``TOOLKIT_DISABLE_PLUGINS`` accepts.
+``SERVING_ONLY`` names the built-ins that implement serving hooks alone: ``train`` does not
+import or register them (a job start would pay for modules it never calls); everything else,
+``toolkit plugins`` included, gets them all.
 """
 
 BUILTIN_PLUGINS: dict[str, str] = {
@@ -17,3 +20,5 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "inference": "toolkit.builtin.inference",
     "waitress": "toolkit.builtin.waitress",
 }
+
+SERVING_ONLY = frozenset({"codecs", "inference", "waitress"})

@@ -16,26 +16,22 @@ through.
 
 from __future__ import annotations
 
-import logging
 import os
 import re
-import shutil
-import stat
-import subprocess
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Mapping, NamedTuple, Optional, Sequence
 from urllib.parse import parse_qs, quote, unquote, urlsplit, urlunsplit
 
-from toolkit import download
 from toolkit.errors import FetchError
 from toolkit.hookspecs import hookimpl
-from toolkit.lazy import lazy
+from toolkit.log import log
 
-tempfile = lazy("tempfile")
+if TYPE_CHECKING:  # pragma: no cover - types only
+    import subprocess
 
-log = logging.getLogger("toolkit")
-SHA = re.compile(r"^[0-9a-fA-F]{7,40}$")
+# Every job start registers this module: what only a git fetch needs (subprocess, tempfile,
+# shutil, toolkit.download) is imported when one happens.
+SHA = r"[0-9a-fA-F]{7,40}"
 ASKPASS = """#!/bin/sh
 case "$1" in
   [Uu]sername*) printf '%s\\n' "$TOOLKIT_GIT_USERNAME" ;;
@@ -46,8 +42,7 @@ TOKEN_USER = "x-access-token"  # GitHub's; GitHub, GitLab and Bitbucket take any
 MASK = "******"
 
 
-@dataclass(frozen=True)
-class GitSource:
+class GitSource(NamedTuple):
     url: str  # without credentials
     ref: Optional[str]
     subdirectory: Optional[str]
@@ -114,6 +109,11 @@ def toolkit_fetch_schemes() -> Sequence[str]:
 def toolkit_fetch_code(uri: str, dest: Path, env: Mapping[str, str]) -> Optional[Path]:
     if not uri.startswith("git+"):
         return None
+    import shutil
+    import tempfile
+
+    from toolkit import download
+
     source = parse(uri)
     git = shutil.which("git", path=env.get("PATH"))
     if git is None:
@@ -148,12 +148,14 @@ class _Git:
         if secret is not None:
             helper = helper_dir / "askpass.sh"
             helper.write_text(ASKPASS)
-            helper.chmod(stat.S_IRWXU)
+            helper.chmod(0o700)  # owner only: it hands out the secret
             self.env.update(GIT_ASKPASS=str(helper), TOOLKIT_GIT_USERNAME=user or TOKEN_USER,
                             TOOLKIT_GIT_PASSWORD=secret)
             self.env.pop("SSH_ASKPASS", None)
 
     def run(self, *args: str, cwd: Optional[Path] = None) -> subprocess.CompletedProcess:
+        import subprocess
+
         # credential.helper= empties the helper list: nothing stored is used, nothing is saved
         # http.lowSpeed*: give up on an HTTP transfer slower than 1 KB/s for a minute instead of hanging
         cmd = [self.git, "-c", "credential.helper=", "-c", "advice.detachedHead=false",
@@ -174,7 +176,7 @@ class _Git:
         else:
             proc = self.run("fetch", "-q", "--depth", "1", "origin", ref, cwd=repo)
             if proc.returncode != 0:
-                if not SHA.match(ref) or self._auth_problem(proc.stderr):
+                if not re.fullmatch(SHA, ref) or self._auth_problem(proc.stderr):
                     raise self.error(proc.stderr)
                 # an abbreviated SHA, or a server that does not serve SHAs by name: fetch it all
                 log.info("%s: fetching the whole history to find commit %s", self.source.url, ref)

@@ -5,7 +5,6 @@ never logged."""
 
 from __future__ import annotations
 
-import base64
 import posixpath
 from pathlib import Path
 from typing import Mapping, Optional, Sequence
@@ -77,6 +76,8 @@ def toolkit_fetch_code(uri: str, dest: Path, env: Mapping[str, str]) -> Optional
     clean = urlunsplit((parts.scheme, host, parts.path or "/", parts.query, ""))
     request = urllib.request.Request(clean, headers={"User-Agent": "sagemaker-toolkit"})
     if parts.username is not None:
+        import base64
+
         pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
         request.add_unredirected_header("Authorization", "Basic " + base64.b64encode(pair).decode())
     name = posixpath.basename(unquote(parts.path).rstrip("/")) or "index.html"

@@ -3,7 +3,6 @@ plain path or a ``file://`` URI."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Mapping, Optional, Sequence
 from urllib.parse import unquote, urlparse
@@ -40,6 +39,8 @@ def toolkit_fetch_code(uri: str, dest: Path, env: Mapping[str, str]) -> Optional
     if archive.is_archive_name(path.name) or _looks_like_archive(path):
         max_bytes, max_members = archive.limits(env)
         return archive.extract(path, dest, label=uri, max_bytes=max_bytes, max_members=max_members)
+    import shutil
+
     dest.mkdir(parents=True)
     shutil.copy2(path, dest / path.name)
     return dest

@@ -11,18 +11,16 @@ a PIP_CACHE_DIR / UV_CACHE_DIR you set yourself wins.
 
 from __future__ import annotations
 
-import logging
 import os
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 from typing import Mapping, Optional
 
+from toolkit.environment import which
 from toolkit.errors import CodeError, ConfigError
 from toolkit.hookspecs import hookimpl
+from toolkit.log import log
 
-log = logging.getLogger("toolkit")
 TMP_CACHE = "/tmp/sagemaker-toolkit-cache"
 INSTALLERS = ("pip", "uv")
 
@@ -40,7 +38,7 @@ def cache_root(env: Mapping[str, str]) -> Path:
 
 def uv_path(env: Mapping[str, str]) -> Optional[str]:
     """The uv executable: on PATH, or beside this Python (``pip install uv`` puts it there)."""
-    found = shutil.which("uv", path=env.get("PATH"))
+    found = which("uv", path=env.get("PATH"))
     if found:
         return found
     beside = Path(sys.executable).parent / "uv"
@@ -72,6 +70,8 @@ def command(env: Mapping[str, str]) -> tuple[list[str], dict[str, str], str]:
 
 
 def pip_install(args: list[str], code_dir: Path, env: Mapping[str, str], what: str) -> None:
+    import subprocess
+
     prefix, child, name = command(env)
     log.info("installing %s with %s (cache: %s)", what, name, child.get("UV_CACHE_DIR") or child.get("PIP_CACHE_DIR"))
     proc = subprocess.run(

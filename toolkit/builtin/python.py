@@ -11,11 +11,11 @@ from toolkit.environment import TrainingEnv
 from toolkit.hookspecs import hookimpl
 from toolkit.types import Command
 
-MODULE_NAME = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
+MODULE_NAME = r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*"  # compiled on first use: most entry points are files
 
 
 def _is_module(name: str, code_dir: Path) -> bool:
-    if not MODULE_NAME.match(name):
+    if not re.fullmatch(MODULE_NAME, name):
         return False
     base = code_dir.joinpath(*name.split("."))
     return base.with_suffix(".py").is_file() or (base / "__main__.py").is_file()

@@ -4,21 +4,15 @@ AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL. boto3 is imported only when an s3:// URI
 
 from __future__ import annotations
 
-import logging
 import os
-import shutil
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
 from toolkit import archive, download
 from toolkit.errors import ArchiveError, FetchError
 from toolkit.hookspecs import hookimpl
-from toolkit.lazy import lazy
+from toolkit.log import log
 
-tempfile = lazy("tempfile")
-futures = lazy("concurrent.futures")
-
-log = logging.getLogger("toolkit")
 PREFIX_WORKERS = 8
 
 
@@ -160,6 +154,10 @@ def _fetch_prefix(
     missing: Optional[BaseException] = None,
 ) -> Path:
     """Every object under ``prefix``, in parallel, keeping the folder layout below it."""
+    import concurrent.futures as futures
+    import shutil
+    import tempfile
+
     max_bytes, max_members = archive.limits(env)
     objects: list[tuple[str, str]] = []
     total = 0

@@ -5,10 +5,9 @@ containers run unchanged. See docs/environment.md for the list."""
 from __future__ import annotations
 
 import json
-import shutil
 from typing import Any, Mapping
 
-from toolkit.environment import V3_MASTER_PORT, TrainingEnv, shell_safe
+from toolkit.environment import V3_MASTER_PORT, TrainingEnv, shell_safe, which
 from toolkit.hookspecs import hookimpl
 
 
@@ -49,8 +48,8 @@ def training_env_dict(env: TrainingEnv) -> dict[str, Any]:
         "is_master": env.current_host == env.master_hostname,
         # as sagemaker-training: None when model parallelism is not configured at all
         "is_modelparallel_enabled": None if mp is None else format_value(mp) not in ("", "{}"),
-        "is_smddpmprun_installed": shutil.which("smddpmprun") is not None,
-        "is_smddprun_installed": shutil.which("smddprun") is not None,
+        "is_smddpmprun_installed": which("smddpmprun") is not None,
+        "is_smddprun_installed": which("smddprun") is not None,
         "job_name": env.environ.get("TRAINING_JOB_NAME"),
         "log_level": env.log_level,
         "master_hostname": env.master_hostname,

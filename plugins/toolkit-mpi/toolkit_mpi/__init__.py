@@ -15,7 +15,6 @@ from typing import Any, Mapping, Optional, Sequence
 
 from toolkit import Command, ConfigError, hookimpl
 from toolkit.environment import TrainingEnv
-from toolkit_mpi.ssh import key_path
 
 __version__ = "0.1.0"
 
@@ -136,6 +135,8 @@ def ssh_options(environ: Mapping[str, str]) -> tuple[str, int, str]:
 def mpirun_argv(env: TrainingEnv, run: Sequence[str], extra_env: Mapping[str, str]) -> list[str]:
     """The ``mpirun`` command the master runs. ``-np`` is processes per host x hosts (the SDK v3
     driver passes the per-host count only, which starts too few ranks on a multi-host job)."""
+    from toolkit_mpi.ssh import key_path  # ssh pulls in socket, subprocess, logging: not for every job
+
     hosts = env.distribution_hosts or env.hosts
     per_host = processes_per_host(env)
     ssh_dir, port, _state = ssh_options(env.environ)
