@@ -188,7 +188,10 @@ def configs(paths: dict) -> dict:
             "SAGEMAKER_BIND_TO_PORT": str(PORT), "PYTHONPATH": str(files / "mms"),
             "TMPDIR": str(files / "mms" / "tmp"), "TEMP": str(files / "mms" / "tmp"),
             "LOG_LOCATION": str(files / "mms" / "logs"),
-            "BENCH_MMS_CONFIG": str(files / "mms" / "sagemaker-mms.properties")}),
+            "BENCH_MMS_CONFIG": str(files / "mms" / "sagemaker-mms.properties")},
+            # MMS refuses to start ("already running") while the pid in this file exists, and the
+            # previous run's Java process can linger a moment as a zombie of PID 1 after stop()
+            stale=[files / "mms" / "tmp" / ".model_server.pid"]),
         "waitress": dict(argv=[str(flask / "waitress-serve"), *address, "flask_app:app"], cwd=files / "flask"),
         "gunicorn": dict(argv=[str(flask / "gunicorn"), "-w", "2", "-b", f"127.0.0.1:{PORT}", "flask_app:app"],
                          cwd=files / "flask"),
@@ -261,6 +264,8 @@ def start(cfg: dict, log) -> tuple:
         if time.monotonic() > deadline:
             raise RuntimeError(f"port {PORT} is busy")
         time.sleep(0.1)
+    for path in cfg.get("stale", ()):  # the previous server of this config is stopped: its pid file is stale
+        Path(path).unlink(missing_ok=True)
     env = dict(os.environ, **cfg.get("env", {}))
     started = time.monotonic()
     proc = subprocess.Popen(cfg["argv"], cwd=str(cfg["cwd"]), env=env, stdout=log, stderr=subprocess.STDOUT,

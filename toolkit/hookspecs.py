@@ -21,6 +21,7 @@ if TYPE_CHECKING:  # pragma: no cover - types only
     import socket
 
     from toolkit.environment import ServingEnv, TrainingEnv
+    from toolkit.serving.balance import Slot
     from toolkit.serving.codecs import Codecs
     from toolkit.types import Command, Outcome
 
@@ -160,7 +161,9 @@ def toolkit_media_types() -> Sequence[str]:
 
 
 @hookspec(firstresult=True)
-def toolkit_serve(app: Callable[..., Any], sock: socket.socket, env: ServingEnv) -> Optional[bool]:
+def toolkit_serve(
+    app: Callable[..., Any], sock: socket.socket, env: ServingEnv, slot: Slot
+) -> Optional[bool]:
     """Serve the WSGI ``app`` on the listening ``sock`` in this worker process; True when you did.
 
     The supervisor binds the port once and forks SAGEMAKER_MODEL_SERVER_WORKERS workers; each
@@ -171,4 +174,9 @@ def toolkit_serve(app: Callable[..., Any], sock: socket.socket, env: ServingEnv)
     SAGEMAKER_MODEL_SERVER_TIMEOUT with 504; a replacement should enforce that limit too. A
     streamed answer (``toolkit.serving.streaming.Stream``) is a body of several chunks without
     Content-Length: send each as it comes, and ``close()`` the body when the client goes away.
+
+    ``slot`` spreads kept-alive connections evenly over the workers: call
+    ``slot.may_accept(open_connections, app.ready)`` before each accept and accept only when it
+    says True (a less loaded worker takes the connection), and ``slot.leave()`` when you stop
+    accepting. A server that ignores it still works, with the kernel's uneven spread.
     """

@@ -2,7 +2,8 @@
 gracefully on SIGTERM, and reap every child (we are PID 1 in a container).
 
 Each worker inherits the listening socket and serves the app through ``toolkit_serve`` (waitress
-by default); the kernel spreads connections across them. With TOOLKIT_PRELOAD_MODEL=true the model
+by default); a shared table (``toolkit.serving.balance``) lets the least loaded worker accept each
+new connection. With TOOLKIT_PRELOAD_MODEL=true the model
 is loaded here, before forking, so its memory is shared copy-on-write; otherwise each worker
 loads it in a background thread while already answering /ping with 503.
 """
@@ -23,6 +24,7 @@ from typing import Any
 from toolkit.environment import ServingEnv
 from toolkit.process import exit_code_of
 from toolkit.serving.app import error_body
+from toolkit.serving.balance import Balance
 
 log = logging.getLogger("toolkit")
 QUICK_DEATH = 1.0  # a worker that dies sooner than this after starting is "crash looping"
@@ -63,6 +65,8 @@ class Supervisor:
         self.app = app
         self.pm = pm
         self.workers: dict[int, float] = {}  # pid -> start time
+        self.slots: dict[int, int] = {}  # pid -> its slot in the balance table
+        self.balance = Balance(env.workers)
         self.stopping = False
         self.sock: socket.socket | None = None
         self.backoff = 0.0
@@ -97,10 +101,13 @@ class Supervisor:
         stops = {signal.SIGTERM, signal.SIGINT}
         channel = self.models.channel() if self.models is not None else None
         signal.pthread_sigmask(signal.SIG_BLOCK, stops)
+        index = min(set(range(self.balance.slots)) - set(self.slots.values()))
+        slot = self.balance.slot(index)
         pid = os.fork()
         if pid:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, stops)
             self.workers[pid] = time.monotonic()
+            self.slots[pid] = index
             if channel is not None:
                 self.models.adopt(pid, channel)
             return
@@ -111,7 +118,7 @@ class Supervisor:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the supervisor, which stops us
             signal.pthread_sigmask(signal.SIG_UNBLOCK, stops)
-            code = self._worker()
+            code = self._worker(slot)
         except BaseException:
             log.exception("worker %d failed", os.getpid())
         finally:
@@ -120,13 +127,13 @@ class Supervisor:
             sys.stderr.flush()
             os._exit(code)
 
-    def _worker(self) -> int:
+    def _worker(self, slot: Any) -> int:
         if self.channel is not None:
             self._join_models()
         if not self.app.ready:
             threading.Thread(target=self.app.load, name="toolkit-load-model", daemon=True).start()
         assert self.sock is not None
-        served = self.pm.hook.toolkit_serve(app=self.app, sock=self.sock, env=self.env)
+        served = self.pm.hook.toolkit_serve(app=self.app, sock=self.sock, env=self.env, slot=slot)
         if not served:
             log.error("no plugin served the app (toolkit_serve): is the waitress plugin disabled?")
             return 2
@@ -163,6 +170,9 @@ class Supervisor:
                 pid, status = os.waitpid(-1, os.WNOHANG if self.stopping else 0)
             except ChildProcessError:
                 self.workers.clear()
+                for index in self.slots.values():
+                    self.balance.clear(index)
+                self.slots.clear()
                 continue
             except InterruptedError:
                 continue
@@ -172,6 +182,7 @@ class Supervisor:
             started = self.workers.pop(pid, None)
             if started is None:
                 continue  # an orphan we reaped as PID 1
+            self.balance.clear(self.slots.pop(pid))  # the others stop leaving connections to it
             if self.stopping:
                 log.info("worker %d stopped (%s)", pid, describe_status(status))
                 continue

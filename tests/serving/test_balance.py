@@ -1,0 +1,137 @@
+"""Kept-alive connections spread evenly over the workers (toolkit.serving.balance), seen from outside:
+real ``serve`` processes, real connections, the worker that answered named by its pid."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import time
+from collections import Counter
+
+import serving_helpers
+from serving_helpers import Server
+
+from toolkit.serving.balance import Balance
+
+start_server = serving_helpers.start_server  # the fixture
+
+WHO = """
+    import os
+    import time
+
+    def model_fn(model_dir):
+        if os.path.exists(os.path.join(model_dir, "slow")):
+            time.sleep(4)  # a replacement worker loads slowly
+        return "model"
+
+    def predict_fn(data, model):
+        return {"pid": os.getpid()}
+"""
+
+
+def connect(server: Server) -> http.client.HTTPConnection:
+    return http.client.HTTPConnection("127.0.0.1", server.port, timeout=15)
+
+
+def ask(conn: http.client.HTTPConnection) -> tuple[int, int]:
+    """(status, pid of the worker that answered) for one request on a kept-alive connection."""
+    conn.request("POST", "/invocations", body=b"{}", headers={"Content-Type": "application/json"})
+    resp = conn.getresponse()
+    body = resp.read()
+    return resp.status, (json.loads(body)["pid"] if resp.status == 200 else 0)
+
+
+def both_workers(server: Server, timeout: float = 30.0) -> list[int]:
+    """Open connections one at a time until two different workers have answered (both models loaded)."""
+    seen: set[int] = set()
+    deadline = time.monotonic() + timeout
+    while len(seen) < 2 and time.monotonic() < deadline:
+        conn = connect(server)
+        try:
+            status, pid = ask(conn)
+        finally:
+            conn.close()
+        if status == 200:
+            seen.add(pid)
+        time.sleep(0.05)
+    assert len(seen) == 2, f"only workers {seen} answered:\n{server.log}"
+    return sorted(seen)
+
+
+def test_kept_alive_connections_are_split_evenly_over_the_workers(start_server) -> None:
+    server: Server = start_server(WHO, SAGEMAKER_MODEL_SERVER_WORKERS="2", TOOLKIT_PRELOAD_MODEL="true")
+    both_workers(server)  # both are up (/ping 200 says only that one is)
+    conns = [connect(server) for _ in range(8)]
+    try:
+        owners = []
+        for conn in conns:  # one at a time, as a client opening its pool does
+            status, pid = ask(conn)
+            assert status == 200
+            owners.append(pid)
+        assert sorted(Counter(owners).values()) == [4, 4], owners
+        for conn, owner in zip(conns, owners):  # each connection stays with its worker
+            assert ask(conn) == (200, owner)
+    finally:
+        for conn in conns:
+            conn.close()
+
+
+def test_a_replacement_loading_its_model_gets_no_new_connections(start_server) -> None:
+    server: Server = start_server(WHO, SAGEMAKER_MODEL_SERVER_WORKERS="2")
+    survivor, victim = both_workers(server)
+    (server.base / "model" / "slow").write_text("")  # the replacement's model_fn takes 4 s
+    os.kill(victim, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while not (set(server.worker_pids()) - {survivor, victim}):
+        assert time.monotonic() < deadline, server.log
+        time.sleep(0.02)
+    # while the replacement loads, every new connection goes to the survivor: no 503 "model is loading"
+    answers = []
+    for _ in range(10):
+        conn = connect(server)
+        try:
+            answers.append(ask(conn))
+        finally:
+            conn.close()
+    assert answers == [(200, survivor)] * 10, server.log
+    # once loaded, the replacement takes its share of new connections
+    assert set(both_workers(server)) - {survivor}
+
+
+def test_a_stopped_worker_does_not_hold_up_new_connections(start_server) -> None:
+    server: Server = start_server(WHO, SAGEMAKER_MODEL_SERVER_WORKERS="2", TOOLKIT_PRELOAD_MODEL="true")
+    both_workers(server)
+    first, second = connect(server), connect(server)
+    stopped = None
+    extra: list[http.client.HTTPConnection] = []
+    try:
+        live, stopped = ask(first)[1], ask(second)[1]
+        assert live != stopped
+        os.kill(stopped, signal.SIGSTOP)  # its event loop is frozen with the fewest connections
+        for _ in range(4):  # the live worker takes them all (after at most balance.STALE_AFTER)
+            extra.append(connect(server))
+            assert ask(extra[-1]) == (200, live), server.log
+    finally:
+        if stopped:
+            os.kill(stopped, signal.SIGCONT)
+        for conn in (first, second, *extra):
+            conn.close()
+
+
+def test_the_least_loaded_ready_worker_accepts() -> None:
+    balance = Balance(3)
+    a, b, c = balance.slot(0), balance.slot(1), balance.slot(2)
+    assert a.may_accept(0) and b.may_accept(0) and c.may_accept(0)  # ties: all may
+    assert not a.may_accept(1)  # one more than the others: leaves the next to them
+    assert b.may_accept(0)
+    assert balance.counts() == {0: 1, 1: 0, 2: 0}
+    c.leave()  # stopping: no longer counted
+    balance.clear(1)  # its worker died: no longer counted
+    assert a.may_accept(1)
+    # a worker still loading its model is not counted and accepts only when no one else can
+    assert not b.may_accept(0, ready=False)
+    assert a.may_accept(5)
+    balance.clear(0)
+    assert b.may_accept(0, ready=False)
