@@ -118,6 +118,20 @@ def run_cli(*argv: str, env: Optional[Mapping[str, str]] = None, timeout: float 
                           capture_output=True, text=True, timeout=timeout)
 
 
+def make_wheel(folder: Path, name: str, module_source: str) -> Path:
+    """A real wheel of a one-module package, so pip installs it with no index and no build."""
+    import zipfile
+
+    wheel = folder / f"{name}-1.0-py3-none-any.whl"
+    info = f"{name}-1.0.dist-info"
+    with zipfile.ZipFile(wheel, "w") as zf:
+        zf.writestr(f"{name}.py", module_source)
+        zf.writestr(f"{info}/METADATA", f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n")
+        zf.writestr(f"{info}/WHEEL", "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
+        zf.writestr(f"{info}/RECORD", "")
+    return wheel
+
+
 def scratch_venv(path: Path) -> Path:
     """A new venv that sees this one's packages (toolkit, pip) but installs into itself."""
     import sysconfig

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import BIN, Job, scratch_venv
+from helpers import BIN, Job, make_wheel, scratch_venv
 
 DUMP = """
 import json, os, sys
@@ -76,19 +76,6 @@ def test_any_executable(job: Job) -> None:
     assert job.run().returncode == 0
     assert dump(job)["argv"] == []
 
-
-def make_wheel(folder: Path, name: str, module_source: str) -> Path:
-    """A real wheel of a one-module package, so pip installs it with no index and no build."""
-    import zipfile
-
-    wheel = folder / f"{name}-1.0-py3-none-any.whl"
-    info = f"{name}-1.0.dist-info"
-    with zipfile.ZipFile(wheel, "w") as zf:
-        zf.writestr(f"{name}.py", module_source)
-        zf.writestr(f"{info}/METADATA", f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n")
-        zf.writestr(f"{info}/WHEEL", "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
-        zf.writestr(f"{info}/RECORD", "")
-    return wheel
 
 
 def test_requirements_are_installed_before_the_run(job: Job, tmp_path: Path) -> None:

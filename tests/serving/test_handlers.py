@@ -9,6 +9,7 @@ import textwrap
 import time
 
 import serving_helpers
+from helpers import make_wheel
 from serving_helpers import Server
 
 start_server = serving_helpers.start_server  # the fixture
@@ -207,19 +208,6 @@ def test_ping_lines_are_logged_only_when_asked(start_server) -> None:
     assert "GET /ping 200" not in quiet.log
     assert loud.log.count("GET /ping 200") >= 3
 
-
-def make_wheel(folder, name: str, module_source: str):
-    """A real wheel of a one-module package, so pip installs it with no index and no build."""
-    import zipfile
-
-    wheel = folder / f"{name}-1.0-py3-none-any.whl"
-    info = f"{name}-1.0.dist-info"
-    with zipfile.ZipFile(wheel, "w") as zf:
-        zf.writestr(f"{name}.py", module_source)
-        zf.writestr(f"{info}/METADATA", f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n")
-        zf.writestr(f"{info}/WHEEL", "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
-        zf.writestr(f"{info}/RECORD", "")
-    return wheel
 
 
 USES_DEPENDENCY = """

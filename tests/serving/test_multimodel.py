@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Callable, Iterator, Optional
 
 import pytest
-from helpers import BIN, clean_environ, free_port
+from helpers import BIN, clean_environ, free_port, make_wheel
 from serving_helpers import Response, Server
 
 # Each model's inference.py imports a sibling module called util, with a different NAME in each.
@@ -112,19 +112,6 @@ def model_folder(root: Path, name: str, inference: str, util: Optional[str] = No
         (folder / rel).write_text(text)
     return folder
 
-
-def make_wheel(folder: Path, name: str, module_source: str) -> Path:
-    """A real wheel of a one-module package, so pip installs it with no index and no build."""
-    import zipfile
-
-    wheel = folder / f"{name}-1.0-py3-none-any.whl"
-    info = f"{name}-1.0.dist-info"
-    with zipfile.ZipFile(wheel, "w") as zf:
-        zf.writestr(f"{name}.py", module_source)
-        zf.writestr(f"{info}/METADATA", f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n")
-        zf.writestr(f"{info}/WHEEL", "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
-        zf.writestr(f"{info}/RECORD", "")
-    return wheel
 
 
 @pytest.fixture(scope="module")
