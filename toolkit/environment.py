@@ -502,6 +502,20 @@ class TrainingEnv:
 # --- serving ---
 
 
+def positive_int(value: Any, what: str) -> Optional[int]:
+    """A count from the job's settings (processes per host, nodes...): None when unset, else a
+    whole number of at least 1, or a ``ConfigError`` naming ``what``. For launcher plugins."""
+    if value in (None, ""):
+        return None
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        number = 0
+    if number < 1:
+        raise ConfigError(f"{what} must be a whole number of at least 1, got {value!r}")
+    return number
+
+
 def _int_setting(environ: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
     raw = (environ.get(name) or "").strip()
     if not raw:

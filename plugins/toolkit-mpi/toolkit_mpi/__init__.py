@@ -11,10 +11,10 @@ import importlib.util
 import shlex
 import sys
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence
+from typing import Mapping, Optional, Sequence
 
 from toolkit import Command, ConfigError, hookimpl
-from toolkit.environment import TrainingEnv
+from toolkit.environment import TrainingEnv, positive_int
 
 __version__ = "0.1.0"
 
@@ -34,24 +34,12 @@ def selected(env: TrainingEnv) -> bool:
     return env.requested_launcher() == NAME
 
 
-def _positive(value: Any, what: str) -> Optional[int]:
-    if value in (None, ""):
-        return None
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        number = 0
-    if number < 1:
-        raise ConfigError(f"{what} must be a whole number of at least 1, got {value!r}")
-    return number
-
-
 def processes_per_host(env: TrainingEnv) -> int:
     """``sagemaker_mpi_num_of_processes_per_host``, else v3 ``process_count_per_node``, else the
     GPUs, else 1."""
-    classic = _positive(env.settings.get("sagemaker_mpi_num_of_processes_per_host"),
+    classic = positive_int(env.settings.get("sagemaker_mpi_num_of_processes_per_host"),
                         "sagemaker_mpi_num_of_processes_per_host")
-    v3 = _positive((env.distributed or {}).get("process_count_per_node"),
+    v3 = positive_int((env.distributed or {}).get("process_count_per_node"),
                    "distributed.json process_count_per_node")
     return classic or v3 or env.num_gpus or 1
 
@@ -127,7 +115,7 @@ def ssh_options(environ: Mapping[str, str]) -> tuple[str, int, str]:
     """(key folder, sshd port, state folder): where keys live, which port sshd listens on and
     where workers find the job's status. Same on every host."""
     ssh_dir = environ.get("TOOLKIT_SSH_DIR") or str(Path(environ.get("HOME") or "/root") / ".ssh")
-    port = _positive(environ.get("TOOLKIT_SSH_PORT"), "TOOLKIT_SSH_PORT") or DEFAULT_SSH_PORT
+    port = positive_int(environ.get("TOOLKIT_SSH_PORT"), "TOOLKIT_SSH_PORT") or DEFAULT_SSH_PORT
     state = environ.get("TOOLKIT_MPI_STATE_DIR") or DEFAULT_STATE_DIR
     return ssh_dir, port, state
 
@@ -181,7 +169,7 @@ def toolkit_launch(
                          ("--start-timeout", "TOOLKIT_MPI_START_TIMEOUT"),
                          ("--report-grace", "TOOLKIT_MPI_REPORT_GRACE")):
         if env.environ.get(name):
-            common += [option, str(_positive(env.environ[name], name))]
+            common += [option, str(positive_int(env.environ[name], name))]
     helper = [sys.executable, "-m", "toolkit_mpi.worker"]
     if env.current_host != hosts[0]:
         argv = [*helper, "worker", "--host", env.current_host, "--master", hosts[0], *common]

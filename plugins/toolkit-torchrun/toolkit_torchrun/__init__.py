@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence
+from typing import Mapping, Optional, Sequence
 
 from toolkit import Command, ConfigError, hookimpl
-from toolkit.environment import V3_MASTER_PORT, TrainingEnv
+from toolkit.environment import V3_MASTER_PORT, TrainingEnv, positive_int
 
 __version__ = "0.1.0"
 
@@ -27,18 +27,6 @@ EFA_NCCL_INSTANCES = frozenset({
 EFA_RDMA_INSTANCES = frozenset({"ml.p4d.24xlarge", "ml.p4de.24xlarge", "ml.trn1.32xlarge"})
 
 
-def _positive(value: Any, what: str) -> Optional[int]:
-    if value in (None, ""):
-        return None
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        number = 0
-    if number < 1:
-        raise ConfigError(f"{what} must be a whole number of at least 1, got {value!r}")
-    return number
-
-
 def selected(env: TrainingEnv) -> bool:
     """Whether this job asked for this launcher (see TrainingEnv.requested_launcher)."""
     return env.requested_launcher() == NAME
@@ -47,15 +35,15 @@ def selected(env: TrainingEnv) -> bool:
 def processes_per_host(env: TrainingEnv) -> int:
     """The GPUs, else ``sagemaker_mpi_num_of_processes_per_host`` or the v3
     ``process_count_per_node``, else 1."""
-    classic = _positive(env.settings.get("sagemaker_mpi_num_of_processes_per_host"),
+    classic = positive_int(env.settings.get("sagemaker_mpi_num_of_processes_per_host"),
                         "sagemaker_mpi_num_of_processes_per_host")
-    v3 = _positive((env.distributed or {}).get("process_count_per_node"),
+    v3 = positive_int((env.distributed or {}).get("process_count_per_node"),
                    "distributed.json process_count_per_node")
     return env.num_gpus or classic or v3 or 1
 
 
 def master_port(environ: Mapping[str, str]) -> int:
-    return _positive(environ.get("TOOLKIT_MASTER_PORT"), "TOOLKIT_MASTER_PORT") or V3_MASTER_PORT
+    return positive_int(environ.get("TOOLKIT_MASTER_PORT"), "TOOLKIT_MASTER_PORT") or V3_MASTER_PORT
 
 
 def network_variables(env: TrainingEnv) -> dict[str, str]:
@@ -109,5 +97,5 @@ def toolkit_launch(
               "--host", env.current_host]
     wait = env.environ.get("TOOLKIT_TORCHRUN_WAIT_SECONDS")
     if wait:
-        helper += ["--wait-seconds", str(_positive(wait, "TOOLKIT_TORCHRUN_WAIT_SECONDS"))]
+        helper += ["--wait-seconds", str(positive_int(wait, "TOOLKIT_TORCHRUN_WAIT_SECONDS"))]
     return Command([*helper, "--", *torchrun], cwd=code_dir, env=network_variables(env), name="torchrun")
