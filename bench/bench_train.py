@@ -400,22 +400,31 @@ def render(results: dict) -> str:
         lines.append(f"| {c['label']} | {fmt_ms(c['median'])} | {fmt_ms(c['p25'])} - {fmt_ms(c['p75'])} | "
                      f"{c['median'] / med['floor']:.1f}x | {ptxt} |")
     ov, ratio = r["overhead"], r["ratio"]
-    ok = "met" if ov <= TARGET_OVERHEAD else "MISSED"
-    ok2 = "met" if ratio >= TARGET_RATIO else "MISSED"
+    dev = (f"the project's development venv (editable install, {r['venvs']['ours']})")
+    if r.get("wheel_overhead") is not None:
+        # Like for like: the peer runs from its own fresh venv, so ours is judged the same way (and
+        # that is how an image installs it); the development venv is reported beside it.
+        judged, judged_ratio = r["wheel_overhead"], r["wheel_ratio"]
+        how = "ours wheel-installed in its own fresh venv, as the peer is and as an image installs it"
+    else:
+        judged, judged_ratio, how = ov, ratio, dev
+    ok = "met" if judged <= TARGET_OVERHEAD else "MISSED"
+    ok2 = "met" if judged_ratio >= TARGET_RATIO else "MISSED"
     lines += [
         "",
-        f"- **Our overhead** (our `train` minus the script run directly, medians): **{fmt_ms(ov)}** "
-        f"(median of the paired per-round differences: {fmt_ms(r['overhead_paired'])}); "
-        f"target <= {fmt_ms(TARGET_OVERHEAD)}: {ok}. Above the two-process floor: "
-        f"{fmt_ms(med['ours'] - med['floor'])}.",
-        f"- **Peer / ours**: **{ratio:.1f}x** (target >= {TARGET_RATIO:.0f}x: {ok2}). The peer's own "
+        f"Targets, judged like for like ({how}):",
+        "",
+        f"- **Our overhead** (our `train` minus the script run directly, medians): **{fmt_ms(judged)}**; "
+        f"target <= {fmt_ms(TARGET_OVERHEAD)}: {ok}.",
+        f"- **Peer / ours**: **{judged_ratio:.1f}x**; target >= {TARGET_RATIO:.0f}x: {ok2}. The peer's own "
         f"overhead (its `train` minus the script on its Python): {fmt_ms(r['peer_overhead'])}.",
     ]
     if r.get("wheel_overhead") is not None:
         lines.append(
-            f"- Installed from a wheel in its own venv (as an image would have it; no editable-install "
-            f"finder, fewer distributions to scan for entry points): overhead "
-            f"{fmt_ms(r['wheel_overhead'])}, peer / ours {r['wheel_ratio']:.1f}x.")
+            f"- In {dev}: overhead {fmt_ms(ov)} (median of the paired per-round differences: "
+            f"{fmt_ms(r['overhead_paired'])}; {fmt_ms(med['ours'] - med['floor'])} above the two-process "
+            f"floor), peer / ours {ratio:.1f}x. It is slower by the editable install's path entry, its "
+            f"many distributions to scan for entry points and the two launcher plugins `train` imports.")
     lines += [
         "",
         "What keeps our start-up short (each step's gain, in instructions counted with callgrind, is in "
