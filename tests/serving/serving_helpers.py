@@ -13,7 +13,7 @@ import subprocess
 import textwrap
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Optional
+from typing import Any, Callable, Iterator, Mapping, Optional, TypeVar
 
 import pytest
 from helpers import BIN, clean_environ, free_port
@@ -107,6 +107,21 @@ def write_model(base: Path, inference: Optional[str], files: Optional[Mapping[st
     return model
 
 
+ServerT = TypeVar("ServerT", bound=Server)
+
+
+def launch(base: Path, kind: type[ServerT], **variables: str) -> ServerT:
+    """Start the real ``serve`` on 127.0.0.1 for the job folder ``base`` (log in base/serve.log)."""
+    port = free_port()
+    env = clean_environ(SAGEMAKER_BASE_DIR=str(base), SAGEMAKER_BIND_TO_PORT=str(port),
+                        TOOLKIT_BIND_HOST="127.0.0.1", **variables)
+    log = base / "serve.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen([str(BIN / "serve")], env=env, stdout=out, stderr=subprocess.STDOUT,
+                                cwd=str(base))
+    return kind(base, port, proc, log)
+
+
 @pytest.fixture
 def start_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., Server]]:
     """Start ``serve`` on a model folder: start_server(inference_py, files=..., wait=True, **variables)."""
@@ -116,15 +131,7 @@ def start_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[
               **variables: str) -> Server:
         base = tmp_path_factory.mktemp("opt_ml")
         write_model(base, inference, files)
-        port = free_port()
-        settings = {"SAGEMAKER_MODEL_SERVER_WORKERS": "2", **variables}
-        env = clean_environ(SAGEMAKER_BASE_DIR=str(base), SAGEMAKER_BIND_TO_PORT=str(port),
-                            TOOLKIT_BIND_HOST="127.0.0.1", **settings)
-        log = base / "serve.log"
-        with log.open("wb") as out:
-            proc = subprocess.Popen([str(BIN / "serve")], env=env, stdout=out, stderr=subprocess.STDOUT,
-                                    cwd=str(base))
-        server = Server(base, port, proc, log)
+        server = launch(base, Server, **{"SAGEMAKER_MODEL_SERVER_WORKERS": "2", **variables})
         servers.append(server)
         if wait:
             server.wait_ready()

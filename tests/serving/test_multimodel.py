@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Callable, Iterator, Optional
 
 import pytest
-from helpers import BIN, clean_environ, free_port, make_wheel
-from serving_helpers import Response, Server
+from helpers import BIN, clean_environ, make_wheel
+from serving_helpers import Response, Server, launch
 
 # Each model's inference.py imports a sibling module called util, with a different NAME in each.
 ALPHA = """
@@ -167,16 +167,8 @@ def start_mme(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[...
             (base / "model" / "code" / "inference.py").write_text(textwrap.dedent(code))
         site = base / "site"  # pip installs the models' requirements here, not into the test venv
         site.mkdir()
-        port = free_port()
-        env = clean_environ(SAGEMAKER_BASE_DIR=str(base), SAGEMAKER_BIND_TO_PORT=str(port),
-                            TOOLKIT_BIND_HOST="127.0.0.1", SAGEMAKER_MODEL_SERVER_WORKERS="2",
-                            SAGEMAKER_MULTI_MODEL="true", PIP_TARGET=str(site), PIP_NO_INDEX="1",
-                            PYTHONPATH=str(site), **variables)
-        log = base / "serve.log"
-        with log.open("wb") as out:
-            proc = subprocess.Popen([str(BIN / "serve")], env=env, stdout=out, stderr=subprocess.STDOUT,
-                                    cwd=str(base))
-        server = MultiModelServer(base, port, proc, log)
+        server = launch(base, MultiModelServer, SAGEMAKER_MODEL_SERVER_WORKERS="2", SAGEMAKER_MULTI_MODEL="true",
+                        PIP_TARGET=str(site), PIP_NO_INDEX="1", PYTHONPATH=str(site), **variables)
         servers.append(server)
         server.wait_ready()
         return server
