@@ -34,6 +34,8 @@ import threading
 import time
 from pathlib import Path
 
+from benchdoc import write_section
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from plugins.conftest import Cluster, clean_environ, netns_unavailable  # noqa: E402
@@ -146,8 +148,6 @@ def summary(results: list[dict]) -> dict:
 
 
 def write_docs(kinds: dict[str, dict], args: argparse.Namespace, load: tuple[float, float]) -> None:
-    path = ROOT / "docs" / "benchmarks.md"
-    text = path.read_text() if path.exists() else "# Benchmarks\n\nResults of the scripts in bench/.\n"
     lines = [
         "## Multi-host launchers",
         "",
@@ -177,10 +177,7 @@ def write_docs(kinds: dict[str, dict], args: argparse.Namespace, load: tuple[flo
         "exit 0 whatever the job's exit code; ours exit with the job's code (tested).",
         "",
     ]
-    section = "\n".join(lines)
-    pattern = re.compile(r"^## Multi-host launchers\n.*?(?=^## |\Z)", re.S | re.M)
-    text = pattern.sub(section, text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + section
-    path.write_text(text)
+    write_section("\n".join(lines))
 
 
 def mpi_version() -> str:

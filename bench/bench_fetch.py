@@ -35,6 +35,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from benchdoc import write_section
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 BUCKET = "bench-fetch"
@@ -271,18 +273,6 @@ def report(results: list[dict], fixtures: dict[str, Path], names: list[str], met
     ]
     return "\n".join(lines)
 
-
-def write_section(table: str) -> None:
-    path = ROOT / "docs" / "benchmarks.md"
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    start = text.find("## Fetching code")
-    if start >= 0:
-        end = text.find("\n## ", start + 1)
-        text = text[:start] + table + ("\n" + text[end + 1:] if end >= 0 else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + table
-    path.write_text(text)
-    print(f"wrote {path}")
 
 
 def _version(name: str) -> str:

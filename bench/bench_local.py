@@ -31,6 +31,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from benchdoc import write_section
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 BIN = Path(sys.executable).parent
@@ -224,18 +226,6 @@ def report(job: dict[str, list[float]], walls: dict[str, list[float]], transfer:
         "",
     ])
 
-
-def write_section(table: str) -> None:
-    path = ROOT / "docs" / "benchmarks.md"
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    start = text.find("## Local emulator")
-    if start >= 0:
-        end = text.find("\n## ", start + 1)
-        text = text[:start] + table + ("\n" + text[end + 1:] if end >= 0 else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + table
-    path.write_text(text)
-    print(f"wrote {path}")
 
 
 def main() -> None:

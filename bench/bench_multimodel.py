@@ -30,7 +30,6 @@ import http.client
 import json
 import os
 import platform
-import re
 import shutil
 import signal
 import statistics
@@ -39,6 +38,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from benchdoc import write_section
 
 ROOT = Path(__file__).resolve().parent.parent
 BODY = "[[1.5, 2.25, 3.125, 4.0, 5.5, 6.75, 7.0, 8.125], [9.5, 10.25, 11.0, 12.5, 13.75, 14.0, 15.5, 16.0]]"
@@ -216,13 +217,7 @@ def main() -> None:
     section = report(args, runs, loads, unloads, (load_before[0], load_after[0]))
     print("\n" + section)
     if not args.no_docs:
-        doc = ROOT / "docs" / "benchmarks.md"
-        text = doc.read_text()
-        pattern = re.compile(r"^## Multi-model endpoints\n.*?(?=^## |\Z)", re.S | re.M)
-        text = pattern.sub(lambda _m: section + "\n", text) if pattern.search(text) else \
-            text.rstrip("\n") + "\n\n" + section
-        doc.write_text(text)
-        print(f"wrote {doc}")
+        write_section(section)
 
 
 def report(args, runs: dict, loads: list, unloads: list, loadavg: tuple) -> str:

@@ -42,6 +42,8 @@ import threading
 import time
 from pathlib import Path
 
+from benchdoc import write_section
+
 ROOT = Path(__file__).resolve().parent.parent
 WORK = Path(os.environ.get("TOOLKIT_BENCH_DIR", str(Path.home() / ".cache" / "toolkit-bench")))
 PORT = int(os.environ.get("TOOLKIT_BENCH_PORT", "18080"))
@@ -490,17 +492,7 @@ def summarize(results: list, names: list, args, csv, loadavg) -> str:
 
 
 def write_docs(report: str) -> None:
-    path = ROOT / "docs" / "benchmarks.md"
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    section = "## Serving\n\n" + textwrap.dedent(report).strip() + "\n"
-    start = text.find("\n## Serving\n")
-    if start < 0:
-        text = text.rstrip("\n") + "\n\n" + section
-    else:
-        end = text.find("\n## ", start + 1)
-        text = text[: start + 1] + section + (text[end:] if end >= 0 else "")
-    path.write_text(text)
-    print(f"wrote {path}")
+    write_section("## Serving\n\n" + textwrap.dedent(report).strip() + "\n")
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import re
 import socket
 import statistics
 import subprocess
@@ -26,6 +25,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from benchdoc import write_section
 
 ROOT = Path(__file__).resolve().parent.parent
 CHUNKS, GAP = 5, 0.1
@@ -161,12 +162,7 @@ def main() -> None:
     section = "\n".join(lines) + "\n"
     print(section)
     if not args.no_docs:
-        doc = ROOT / "docs" / "benchmarks.md"
-        text = doc.read_text()
-        pattern = re.compile(r"^## Response streaming\n.*?(?=^## |\Z)", re.S | re.M)
-        text = pattern.sub(lambda _m: section + "\n", text) if pattern.search(text) else \
-            text.rstrip("\n") + "\n\n" + section
-        doc.write_text(text)
+        write_section(section)
 
 
 if __name__ == "__main__":

@@ -43,9 +43,9 @@ from pathlib import Path
 from typing import Optional
 
 import train_peer as tp
+from benchdoc import write_section
 
 HERE = Path(__file__).resolve().parent
-DOCS = tp.REPO / "docs" / "benchmarks.md"
 SECTION = "## Training start-up"
 USER_ARGS = ["--epochs", "2", "--lr", "0.01"]
 TARGET_OVERHEAD = 0.06
@@ -491,20 +491,6 @@ def _counted(programs: list[str]) -> list[str]:
     return [f"{p} x{n}" if n > 1 else p for p, n in counts.items()]
 
 
-def write_docs(text: str) -> None:
-    """Replace our own section of docs/benchmarks.md (other sections are other engineers')."""
-    DOCS.parent.mkdir(parents=True, exist_ok=True)
-    current = DOCS.read_text() if DOCS.is_file() else "# Benchmarks\n\nResults of the scripts in bench/.\n"
-    start = current.find(SECTION + "\n")
-    if start < 0:
-        new = current.rstrip("\n") + "\n\n" + text
-    else:
-        nxt = current.find("\n## ", start + len(SECTION))
-        end = len(current) if nxt < 0 else nxt + 1
-        new = current[:start] + text + ("\n" if nxt >= 0 else "") + current[end:]
-    DOCS.write_text(new.rstrip("\n") + "\n")
-
-
 # --------------------------------------------------------------------------------------------
 
 
@@ -524,7 +510,7 @@ def main() -> None:
                     help="only rewrite the docs section from a saved train-results-*.json")
     args = ap.parse_args()
     if args.render:
-        write_docs(render(json.loads(args.render.read_text())))
+        write_section(render(json.loads(args.render.read_text())))
         return
     work = args.workdir.resolve()
     work.mkdir(parents=True, exist_ok=True)
@@ -605,8 +591,7 @@ def main() -> None:
     out.write_text(json.dumps(results, indent=1))
     tp.log(f"raw results: {out}")
     if not args.no_docs:
-        write_docs(text)
-        tp.log(f"wrote the '{SECTION}' section of {DOCS}")
+        write_section(text)
 
 
 if __name__ == "__main__":
