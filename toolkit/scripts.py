@@ -25,7 +25,8 @@ TRAIN_HELP = """Usage: train [--help] [--version]
 SERVE_HELP = """Usage: serve [--help] [--version]
 
   Serve the model in /opt/ml/model on SAGEMAKER_BIND_TO_PORT (default 8080): GET /ping,
-  POST /invocations. Variables: docs/environment.md, docs/serving.md.
+  POST /invocations; with SAGEMAKER_MULTI_MODEL=true, the /models API of a multi-model endpoint.
+  Variables: docs/environment.md, docs/serving.md.
 """
 
 

@@ -4,11 +4,9 @@ the host's), and giving freed memory back to the system after a model is unloade
 from __future__ import annotations
 
 import ctypes
-import logging
 from pathlib import Path
 from typing import Optional
 
-log = logging.getLogger("toolkit")
 CGROUP = Path("/sys/fs/cgroup")
 
 
@@ -79,13 +77,3 @@ def release() -> None:
     trim.argtypes = [ctypes.c_size_t]
     trim(0)
 
-
-def rss_bytes(pid: int) -> int:
-    """Resident memory of a process (VmRSS), 0 if it is gone."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return 0
