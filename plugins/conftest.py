@@ -28,6 +28,22 @@ def clean_environ(**extra: str) -> dict[str, str]:
     return env
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A plugin's tests run the installed plugin (its entry point, as an image has it): where it is
+    not installed in this Python, they skip and say how to install it (``bash .ci/run`` does)."""
+    import importlib.util
+
+    here = Path(__file__).parent
+    for item in items:
+        try:
+            folder = Path(item.path).relative_to(here).parts[0]
+        except ValueError:
+            continue
+        module = folder.replace("-", "_")
+        if folder.startswith("toolkit-") and importlib.util.find_spec(module) is None:
+            item.add_marker(pytest.mark.skip(reason=f"{folder} is not installed: pip install ./plugins/{folder}"))
+
+
 class HostJob:
     """One host's /opt/ml (under a temporary folder), laid out as SageMaker does."""
 

@@ -7,7 +7,6 @@ import shutil
 import sys
 
 import pytest
-from toolkit_mpi.worker import forwarded
 
 from toolkit.errors import ConfigError
 
@@ -102,6 +101,8 @@ def test_no_efa_variables_on_other_instances(launch):
 
 
 def test_job_variables_are_forwarded_by_name_not_value():
+    from toolkit_mpi.worker import forwarded
+
     environ = {"SM_HOSTS": '["algo-1"]', "SM_MODEL_DIR": "/opt/ml/model", "AWS_SECRET_ACCESS_KEY": "s3cr3t",
                "PATH": "/usr/bin", "PYTHONPATH": "/code", "UNRELATED": "x", "NCCL_SOCKET_IFNAME": "eth0",
                "BAD-NAME": "x"}
