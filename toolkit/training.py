@@ -15,7 +15,7 @@ from typing import Mapping, Optional
 import pluggy
 
 from toolkit import log as tlog
-from toolkit import process, sdkv3
+from toolkit import sdkv3, steps
 from toolkit.environment import DEFAULT_BASE_DIR, TrainingEnv, log_level_from, mask_argv
 from toolkit.errors import CodeError, ConfigError, ToolkitError
 from toolkit.lazy import lazy
@@ -116,11 +116,6 @@ def check_channels(env: TrainingEnv) -> None:
             )
 
 
-def supported_schemes(pm: pluggy.PluginManager) -> str:
-    schemes = [s for result in pm.hook.toolkit_fetch_schemes() for s in (result or [])]
-    return ", ".join(sorted(set(schemes))) or "none"
-
-
 def fetch_code(env: TrainingEnv, pm: pluggy.PluginManager) -> Path:
     """Where the code is: fetched from the submit directory when one is given, else
     /opt/ml/code. A remote download wins over code baked into the image (logged)."""
@@ -134,13 +129,7 @@ def fetch_code(env: TrainingEnv, pm: pluggy.PluginManager) -> Path:
             log.info("code in %s is replaced by %s (the submit directory wins)", env.code_dir, env.submit_dir)
     elif dest.exists():
         dest.rmdir()
-    result = pm.hook.toolkit_fetch_code(uri=env.submit_dir, dest=dest, env=env.settings_view())
-    if result is None:
-        raise CodeError(
-            f"no fetcher accepts the code location {env.submit_dir!r}; supported: "
-            f"{supported_schemes(pm)}"
-        )
-    return Path(result)
+    return steps.fetch(env.submit_dir, dest, env.settings_view(), pm)
 
 
 def check_code(env: TrainingEnv, code_dir: Path) -> None:
@@ -259,29 +248,13 @@ def train(
         _after(pm, env, outcome)
         return exc.exit_code
 
-    grace = _grace(env.environ)
-    log.info("run: %s (in %s)", shlex.join(mask_argv(list(command.argv))), command.cwd or code_dir)
-    run_started = time.perf_counter()
-    try:
-        finished = process.run(command.argv, cwd=command.cwd or code_dir, env=child_env, grace=grace)
-    except OSError as exc:
-        message = f"cannot start {command.argv[0]}: {exc.strerror or exc}"
-        log.error("%s", message)
-        write_failure(env.failure_file, message)
-        _after(pm, env, Outcome(2, command, message, durations))
-        return 2
-    durations["run"] = time.perf_counter() - run_started
-    code = finished.exit_code
-    if code == 0:
+    ran = steps.run_command(command, code_dir, child_env, _grace(env.environ), env.failure_file)
+    durations["run"] = ran.seconds
+    if ran.exit_code == 0:
         _write_atomic(env.success_file, b"")
-        report = ""
-        log.info("run: succeeded (%.2f s); total %.2f s", durations["run"], time.perf_counter() - started)
-    else:
-        report = failure_report(finished.stderr_tail, code, list(command.argv))
-        write_failure(env.failure_file, report)
-        log.error("run: failed with exit code %d (%.2f s): %s", code, durations["run"], report.splitlines()[0])
-    _after(pm, env, Outcome(code, command, report, durations))
-    return code
+        log.info("run: succeeded (%.2f s); total %.2f s", ran.seconds, time.perf_counter() - started)
+    _after(pm, env, Outcome(ran.exit_code, command, ran.report, durations))
+    return ran.exit_code
 
 
 def _grace(environ: Mapping[str, str]) -> float:

@@ -1,0 +1,67 @@
+"""The steps ``train`` and ``process`` share: fetch the code, and run the launcher's command under
+the core's supervisor, writing the failure file when it fails.
+
+toolkit/training.py orders these for a training job and toolkit/processing.py for a processing
+job; each keeps only what differs (where the configuration comes from, which file says why a job
+failed, the variables the user's process sees).
+"""
+
+from __future__ import annotations
+
+import shlex
+import time
+from pathlib import Path
+from typing import Mapping, NamedTuple
+
+import pluggy
+
+from toolkit import process
+from toolkit.environment import mask_argv
+from toolkit.errors import CodeError
+from toolkit.log import log
+from toolkit.types import Command
+
+
+def supported_schemes(pm: pluggy.PluginManager) -> str:
+    schemes = [s for result in pm.hook.toolkit_fetch_schemes() for s in (result or [])]
+    return ", ".join(sorted(set(schemes))) or "none"
+
+
+def fetch(uri: str, dest: Path, settings: Mapping[str, str], pm: pluggy.PluginManager) -> Path:
+    """Ask the fetchers for the code at ``uri``; the folder that holds it."""
+    result = pm.hook.toolkit_fetch_code(uri=uri, dest=dest, env=settings)
+    if result is None:
+        raise CodeError(f"no fetcher accepts the code location {uri!r}; supported: {supported_schemes(pm)}")
+    return Path(result)
+
+
+class Ran(NamedTuple):
+    """How the user's command ended: its exit code and, when it failed, the failure report."""
+
+    exit_code: int
+    report: str
+    seconds: float
+
+
+def run_command(command: Command, code_dir: Path, child_env: Mapping[str, str], grace: float,
+                failure_file: Path) -> Ran:
+    """Run ``command`` under the core's supervisor (signals forwarded, stderr's tail kept) and,
+    when it fails or cannot start, write ``failure_file`` (unless the job wrote one itself)."""
+    from toolkit.training import failure_report, write_failure
+
+    log.info("run: %s (in %s)", shlex.join(mask_argv(list(command.argv))), command.cwd or code_dir)
+    started = time.perf_counter()
+    try:
+        finished = process.run(command.argv, cwd=command.cwd or code_dir, env=child_env, grace=grace)
+    except OSError as exc:
+        message = f"cannot start {command.argv[0]}: {exc.strerror or exc}"
+        log.error("%s", message)
+        write_failure(failure_file, message)
+        return Ran(2, message, time.perf_counter() - started)
+    seconds = time.perf_counter() - started
+    if finished.exit_code == 0:
+        return Ran(0, "", seconds)
+    report = failure_report(finished.stderr_tail, finished.exit_code, list(command.argv))
+    write_failure(failure_file, report)
+    log.error("run: failed with exit code %d (%.2f s): %s", finished.exit_code, seconds, report.splitlines()[0])
+    return Ran(finished.exit_code, report, seconds)
