@@ -7,8 +7,8 @@ from pathlib import Path
 
 from helpers import Job
 
-from toolkit.builtin.variables import sm_variables
-from toolkit.environment import TrainingEnv
+from toolkit.builtin.variables import processing_variables, sm_variables
+from toolkit.environment import ProcessingEnv, TrainingEnv
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = (ROOT / "docs" / "environment.md").read_text()
@@ -40,3 +40,17 @@ def test_every_exported_variable_is_documented(job: Job) -> None:
     assert {"SM_CHANNEL_VAL-SET", "SM_CHANNEL_VAL_SET", "SM_HP_LEARNING-RATE", "SM_HP_LEARNING_RATE"} <= set(exported)
     missing = sorted(n for n in exported if not documented(n))
     assert not missing, f"exported but not in docs/environment.md: {missing}"
+
+
+def test_every_variable_process_exports_is_documented(tmp_path: Path) -> None:
+    config = tmp_path / "config"
+    config.mkdir()
+    (config / "processingjobconfig.json").write_text(
+        '{"ProcessingJobName": "p", "ProcessingInputs": [{"InputName": "raw-data", "S3Input": '
+        '{"LocalPath": "/opt/ml/processing/input/raw"}}], "ProcessingOutputConfig": {"Outputs": '
+        '[{"OutputName": "train", "S3Output": {"LocalPath": "/opt/ml/processing/train"}}]}}')
+    exported = processing_variables(ProcessingEnv.from_environ({}, str(tmp_path)))
+    wanted = {"SM_PROCESSING_INPUT_RAW-DATA", "SM_PROCESSING_INPUT_RAW_DATA", "SM_PROCESSING_OUTPUT_TRAIN"}
+    assert wanted <= set(exported)
+    missing = sorted(n for n in exported if not documented(n))
+    assert not missing, f"exported by process but not in docs/environment.md: {missing}"

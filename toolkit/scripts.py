@@ -1,4 +1,5 @@
-"""The ``train`` and ``serve`` console scripts: what SageMaker runs as ``docker run IMAGE train|serve``.
+"""The ``train``, ``serve`` and ``process`` console scripts: what SageMaker runs as
+``docker run IMAGE train|serve`` (and a processing job as its ContainerEntrypoint).
 
 SageMaker passes no arguments, so these need no argument parser: they answer ``--help`` and
 ``--version`` by hand and otherwise start at once. (click, used by the ``toolkit`` command, would add
@@ -20,6 +21,17 @@ TRAIN_HELP = """Usage: train [--help] [--version]
 
   Exits with the user's exit code (128+N for signal N), or 2 when the job's configuration or
   code is wrong; either way /opt/ml/output/failure says why. Variables: docs/environment.md.
+"""
+
+PROCESS_HELP = """Usage: process SCRIPT [ARGS...] | process --help | process --version
+
+  Run a SageMaker processing job's command: SCRIPT is a .py file, a module, a shell script or an
+  executable (absolute, or relative to the working folder), ARGS are passed as given. A
+  requirements.txt beside it is installed first (and a sourcedir.tar.gz there is extracted when
+  SCRIPT is not beside it). The job's facts are in SM_PROCESSING_* variables (docs/environment.md).
+
+  Exits with the script's exit code (128+N for signal N), or 2 when the job's configuration or
+  code is wrong; either way /opt/ml/output/message says why (the job's ExitMessage).
 """
 
 SERVE_HELP = """Usage: serve [--help] [--version]
@@ -63,6 +75,17 @@ def train_main(argv: Optional[Sequence[str]] = None) -> None:
         # handlers still run. (A caller that catches SystemExit keeps a frozen heap: call
         # toolkit.training.train() instead.)
         gc.freeze()
+    sys.exit(code)
+
+
+def process_main(argv: Optional[Sequence[str]] = None) -> None:
+    args = list(sys.argv[1:] if argv is None else argv)
+    # only the first word can be ours: `process prep.py --help` passes --help to prep.py
+    code = _answered(args[:1], PROCESS_HELP)
+    if code is None:
+        from toolkit.processing import process
+
+        code = process(args, os.environ)
     sys.exit(code)
 
 

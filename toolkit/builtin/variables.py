@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any, Mapping
 
-from toolkit.environment import V3_MASTER_PORT, TrainingEnv, shell_safe, which
+from toolkit.environment import V3_MASTER_PORT, ProcessingEnv, TrainingEnv, cpu_count, gpu_count, shell_safe, which
 from toolkit.hookspecs import hookimpl
 
 
@@ -126,6 +126,33 @@ def sm_variables(env: TrainingEnv) -> dict[str, str]:
         _both(values, "SM_CHANNEL_", channel, str(env.channel_dir(channel)))
     for key, value in env.hyperparameters.items():
         _both(values, "SM_HP_", key, value)
+    return {name: format_value(value) for name, value in values.items()}
+
+
+def processing_variables(env: ProcessingEnv) -> dict[str, str]:
+    """What ``process`` exports to a processing job's command (docs/environment.md): the job's
+    name, hosts, and every input and output folder by name."""
+    hosts = env.hosts
+    values: dict[str, Any] = {
+        "SM_PROCESSING_JOB_NAME": env.job_name,
+        "SM_PROCESSING_JOB_CONFIG": str(env.config_dir / "processingjobconfig.json"),
+        "SM_PROCESSING_INPUTS": {name: str(path) for name, path in env.inputs.items()},
+        "SM_PROCESSING_OUTPUTS": {name: str(path) for name, path in env.outputs.items()},
+        "SM_OUTPUT_MESSAGE": str(env.message_file),
+        "SM_CURRENT_HOST": env.current_host,
+        "SM_HOSTS": hosts,
+        "SM_HOST_COUNT": len(hosts),
+        "SM_CURRENT_HOST_RANK": hosts.index(env.current_host),
+        "SM_CURRENT_INSTANCE_TYPE": env.instance_type,
+        "SM_NUM_CPUS": cpu_count(),
+        "SM_NUM_GPUS": gpu_count(),
+        "SM_LOG_LEVEL": env.log_level,
+        "CURRENT_HOST": env.current_host,
+    }
+    for name, path in env.inputs.items():
+        _both(values, "SM_PROCESSING_INPUT_", name, str(path))
+    for name, path in env.outputs.items():
+        _both(values, "SM_PROCESSING_OUTPUT_", name, str(path))
     return {name: format_value(value) for name, value in values.items()}
 
 
