@@ -10,11 +10,12 @@ import stat
 import threading
 import time
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import IO, Optional, Sequence
 
 from toolkit.local.progress import Transferred
 from toolkit.local.request import Channel
 from toolkit.local.storage import Item, Location, Storage, TransferError, parse_location
+from toolkit.local.storage import _safe as _safe_name
 
 log = logging.getLogger("toolkit")
 OPEN_POLL = 0.05  # how often a Pipe feeder looks for a reader
@@ -55,8 +56,12 @@ class ChannelSource:
     def __init__(self, storage: Storage, channel: Channel) -> None:
         self.storage = storage
         self.channel = channel
-        self.location: Location = parse_location(channel.uri, f"channel {channel.name!r}")
-        self.items: list[Item] = storage.list(self.location, f"channel {channel.name!r}")
+        what = f"channel {channel.name!r}"
+        self.location: Location = parse_location(channel.uri, what)
+        if channel.data_type == "ManifestFile":
+            self.location, self.items = manifest(storage, self.location, what)
+        else:
+            self.items = storage.list(self.location, what)
 
     def for_host(self, index: int, count: int) -> list[Item]:
         items = shard(self.items, index, count, self.channel.distribution)
@@ -75,6 +80,37 @@ class ChannelSource:
         return done
 
 
+def manifest(storage: Storage, loc: Location, what: str) -> tuple[Location, list[Item]]:
+    """The prefix and objects a manifest file names: ``[{"prefix": "s3://b/p/"}, "a.csv", "sub/b.csv"]``
+    (each object is downloaded under its name relative to the prefix)."""
+    import json
+
+    try:
+        data = json.loads(storage.read_bytes(loc))
+    except ValueError as exc:
+        raise TransferError(f"{what}: manifest {loc} is not JSON ({exc})") from exc
+    except OSError as exc:
+        raise TransferError(f"{what}: cannot read the manifest {loc}: {exc}") from exc
+    if (not isinstance(data, list) or not data or not isinstance(data[0], dict) or "prefix" not in data[0]
+            or not all(isinstance(name, str) for name in data[1:])):
+        raise TransferError(f'{what}: manifest {loc} must be a list: [{{"prefix": "s3://bucket/prefix/"}}, '
+                            f'"relative/key", ...]')
+    prefix = parse_location(str(data[0]["prefix"]), f"{what} manifest prefix")
+    items = []
+    for name in data[1:]:
+        rel = _safe_name(name, what)
+        if prefix.path is not None:
+            path = prefix.path / rel
+            if not path.is_file():
+                raise TransferError(f"{what}: manifest {loc} names {name!r}, which is not in {prefix}")
+            items.append(Item(rel, path.stat().st_size, path=path))
+        else:
+            items.append(Item(rel, 0, key=prefix.key + name))
+    if not items:
+        raise TransferError(f"{what}: manifest {loc} names no object")
+    return prefix, items
+
+
 def copy_channel(src: Path, dest: Path, read_only: bool) -> None:
     """A replicated channel already downloaded for one host, copied for another."""
     shutil.copytree(src, dest)
@@ -87,11 +123,13 @@ class PipeFeeder(threading.Thread):
     concatenated, each time the job opens it; ``<channel>_<epoch+1>`` is created as epoch N
     starts, so it is there when the job finishes reading epoch N."""
 
-    def __init__(self, source: ChannelSource, items: Sequence[Item], data_dir: Path, host: str) -> None:
+    def __init__(self, source: ChannelSource, items: Sequence[Item], data_dir: Path, host: str,
+                 stem: Optional[Path] = None) -> None:
         super().__init__(name=f"pipe-{host}-{source.channel.name}", daemon=True)
         self.source = source
         self.items = list(items)
         self.data_dir = data_dir
+        self.stem = stem or data_dir / source.channel.name  # FIFOs are <stem>_0, <stem>_1, ...
         self.host = host
         self.stop_event = threading.Event()
         self.epochs = 0
@@ -99,7 +137,7 @@ class PipeFeeder(threading.Thread):
         self._fifo(0)
 
     def _fifo(self, epoch: int) -> Path:
-        path = self.data_dir / f"{self.source.channel.name}_{epoch}"
+        path = self.stem.with_name(f"{self.stem.name}_{epoch}")
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
             os.mkfifo(path, 0o644)
@@ -141,7 +179,7 @@ class PipeFeeder(threading.Thread):
 
     def _feed(self, fd: int) -> None:
         for item in self.items:
-            with self.source.storage.open(self.source.location, item) as body:
+            with self._open(item) as body:
                 while not self.stop_event.is_set():
                     chunk = body.read(1024 * 1024)
                     if not chunk:
@@ -150,6 +188,15 @@ class PipeFeeder(threading.Thread):
                     while view:
                         written = os.write(fd, view)
                         view = view[written:]
+
+    def _open(self, item: Item) -> IO[bytes]:
+        """The object's bytes, decompressed on the way for a Gzip input (processing's S3CompressionType)."""
+        body = self.source.storage.open(self.source.location, item)
+        if self.source.channel.compression != "Gzip":
+            return body
+        import gzip
+
+        return gzip.GzipFile(fileobj=body, mode="rb")  # type: ignore[return-value]
 
     def stop(self) -> None:
         self.stop_event.set()

@@ -341,3 +341,12 @@ def transform_command(model: Optional[str], endpoint_url: Optional[str], input_u
     for uri in result.outputs:
         click.echo(f"  output: {uri}", err=True)
     sys.exit(0 if result.ok else 1)
+
+
+def _add_process_command() -> None:
+    from toolkit.local.processcli import process_command
+
+    local_group.add_command(process_command)
+
+
+_add_process_command()

@@ -45,6 +45,20 @@ FIELDS: dict[str, set[str]] = {
                        "KeepAlivePeriodInSeconds", "InstanceGroups", "TrainingPlanArn"},
     "StoppingCondition": {"MaxRuntimeInSeconds", "MaxWaitTimeInSeconds", "MaxPendingTimeInSeconds"},
     "CheckpointConfig": {"S3Uri", "LocalPath"},
+    # CreateProcessingJob (toolkit/local/procrequest.py)
+    "ProcessingJob": {"ProcessingJobName", "ProcessingInputs", "ProcessingOutputConfig", "ProcessingResources",
+                      "StoppingCondition", "AppSpecification", "Environment", "NetworkConfig", "RoleArn", "Tags",
+                      "ExperimentConfig"},
+    "AppSpecification": {"ImageUri", "ContainerEntrypoint", "ContainerArguments"},
+    "ProcessingInput": {"InputName", "AppManaged", "S3Input", "DatasetDefinition"},
+    "ProcessingS3Input": {"S3Uri", "LocalPath", "S3DataType", "S3InputMode", "S3DataDistributionType",
+                          "S3CompressionType"},
+    "ProcessingOutputConfig": {"Outputs", "KmsKeyId"},
+    "ProcessingOutput": {"OutputName", "S3Output", "FeatureStoreOutput", "AppManaged"},
+    "ProcessingS3Output": {"S3Uri", "LocalPath", "S3UploadMode"},
+    "ProcessingResources": {"ClusterConfig"},
+    "ClusterConfig": {"InstanceCount", "InstanceType", "VolumeSizeInGB", "VolumeKmsKeyId"},
+    "ProcessingStoppingCondition": {"MaxRuntimeInSeconds"},
 }
 
 
@@ -59,6 +73,7 @@ class Channel:
     content_type: Optional[str] = None
     compression: str = "None"
     record_wrapper: str = "None"
+    data_type: str = "S3Prefix"  # or ManifestFile (processing inputs)
 
     def config_entry(self) -> dict[str, str]:
         """This channel's entry in /opt/ml/input/config/inputdataconfig.json."""
@@ -119,10 +134,10 @@ def name_from_base(base: str, now: Optional[float] = None) -> str:
     return f"{base[: 63 - len(stamp) - 1]}-{stamp}"
 
 
-def check_job_name(name: str) -> str:
+def check_job_name(name: str, field: str = "TrainingJobName") -> str:
     if not isinstance(name, str) or not JOB_NAME.match(name):
         raise ConfigError(
-            f"TrainingJobName {name!r} is not valid: 1-63 letters, digits and hyphens, starting with a letter "
+            f"{field} {name!r} is not valid: 1-63 letters, digits and hyphens, starting with a letter "
             f"or digit (e.g. my-job-1)"
         )
     return name
@@ -133,8 +148,8 @@ def check_job_name(name: str) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
-def load_request_file(path: str, stdin_text: Optional[str] = None) -> dict[str, Any]:
-    """Read the request JSON from a file (or ``-`` for stdin)."""
+def load_request_file(path: str, stdin_text: Optional[str] = None, api: str = "CreateTrainingJob") -> dict[str, Any]:
+    """Read the request JSON (of the ``api`` call) from a file (or ``-`` for stdin)."""
     label = "stdin" if path == "-" else path
     try:
         text = stdin_text if path == "-" else Path(path).read_text(encoding="utf-8")
@@ -144,10 +159,10 @@ def load_request_file(path: str, stdin_text: Optional[str] = None) -> dict[str, 
         data = json.loads(text or "")
     except ValueError as exc:
         raise ConfigError(
-            f"request {label} is not valid JSON ({exc}); expected a CreateTrainingJob request object"
+            f"request {label} is not valid JSON ({exc}); expected a {api} request object"
         ) from exc
     if not isinstance(data, dict):
-        raise ConfigError(f"request {label} must be a JSON object (a CreateTrainingJob request), "
+        raise ConfigError(f"request {label} must be a JSON object (a {api} request), "
                           f"got {type(data).__name__}")
     return data
 

@@ -1,0 +1,328 @@
+"""A whole processing job, phase by phase, as the platform runs one.
+
+prepare (config files) -> inputs (File downloads, Pipe FIFOs) -> run (every host at once; Continuous
+outputs uploaded as files appear) -> EndOfJob outputs uploaded -> DescribeProcessingJob + summary.
+The pieces are the training emulator's: channels, storage, the hosts' supervisor, the syncer.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+from toolkit.errors import ConfigError, ToolkitError
+from toolkit.local import hosts as hostrun
+from toolkit.local import privateml
+from toolkit.local.channels import ChannelSource, PipeFeeder
+from toolkit.local.jobdir import CONTAINER_BASE, resource_config
+from toolkit.local.outputs import ACCOUNT, FAILURE_LIMIT, iso
+from toolkit.local.procrequest import ProcessingRequest
+from toolkit.local.progress import Transferred
+from toolkit.local.storage import Storage, parse_location, walk_files
+from toolkit.local.sync import SyncedFolder, Syncer
+from toolkit.local.trainjob import JobResult, RunOptions, _Timeline, check_unique, region_of
+
+log = logging.getLogger("toolkit")
+CONSOLE_SCRIPTS = ("process", "train", "serve")  # in-process: this machine's, beside this Python
+
+
+@dataclass(frozen=True)
+class ProcessingHost:
+    """One host's /opt/ml, seen from this machine."""
+
+    host: str
+    base: Path
+
+    def path(self, container_path: str) -> Path:
+        return self.base / Path(container_path).relative_to(CONTAINER_BASE)
+
+    @property
+    def message(self) -> Path:
+        return self.base / "output" / "message"
+
+
+@dataclass
+class Uploaded:
+    """What one output sent where."""
+
+    uri: str
+    mode: str
+    files: int = 0
+    done: Optional[Transferred] = None
+
+
+class ExitMessageError(ToolkitError):
+    """A host's /opt/ml/output/message is not UTF-8: the platform fails such a job."""
+
+
+def arn(region: str, job: str) -> str:
+    return f"arn:aws:sagemaker:{region}:{ACCOUNT}:processing-job/{job.lower()}"
+
+
+def exit_message(hosts: list[ProcessingHost], failed: Optional[str]) -> str:
+    """The failed host's message file (else the first host's that has one), its first 1 KB.
+    Raises ExitMessageError for a file that is not UTF-8, as the platform fails such a job."""
+    for hd in sorted(hosts, key=lambda h: h.host != failed):
+        if not hd.message.is_file():
+            continue
+        data = hd.message.read_bytes()
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ExitMessageError(
+                f"{hd.host}: /opt/ml/output/message is not UTF-8 (byte {exc.start}): the platform fails a job "
+                f"whose message file is not UTF-8; write it as UTF-8") from exc
+        if text.strip():
+            return data[:FAILURE_LIMIT].decode("utf-8", "ignore").strip()
+    return ""
+
+
+class ProcessingJob:
+    def __init__(self, request: ProcessingRequest, opts: RunOptions, environ: Mapping[str, str],
+                 storage: Storage) -> None:
+        self.request = request
+        self.opts = opts
+        self.environ = environ
+        self.storage = storage
+        self.region = region_of(environ)
+        self.job_dir = opts.workdir / request.job_name
+        self.container = bool(request.image)
+        self.hosts = [ProcessingHost(h, self.job_dir / h) for h in request.hosts]
+        self.timeline = _Timeline()
+        self.feeders: list[PipeFeeder] = []
+        self.transfers: dict[str, Transferred] = {}
+        self.syncer: Optional[Syncer] = None
+        self.uploaded = {o.name: Uploaded(o.uri, o.upload_mode) for o in request.outputs}
+
+    # -- phases -------------------------------------------------------------------------------
+
+    def prepare(self) -> None:
+        check_unique(self.opts.workdir, self.request)
+        config = {**self.request.raw, "ProcessingJobArn": arn(self.region, self.request.job_name)}
+        for hd in self.hosts:
+            folders = [hd.base / "config", hd.base / "output"]
+            folders += [hd.path(i.local_path) for i in self.request.inputs if i.channel.mode == "File"]
+            folders += [hd.path(o.local_path) for o in self.request.outputs]
+            for folder in folders:
+                folder.mkdir(parents=True, exist_ok=True)
+            rc = resource_config(hd.host, self.request.hosts, self.request.instance_type)
+            (hd.base / "config" / "resourceconfig.json").write_text(json.dumps(rc, indent=2) + "\n")
+            (hd.base / "config" / "processingjobconfig.json").write_text(json.dumps(config, indent=2) + "\n")
+
+    def fetch_inputs(self) -> None:
+        count = len(self.hosts)
+        for pin in self.request.inputs:
+            source = ChannelSource(self.storage, pin.channel)
+            for i, hd in enumerate(self.hosts):
+                items = source.for_host(i, count)
+                if pin.channel.mode == "Pipe":
+                    dest = hd.path(pin.local_path)
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    self.feeders.append(PipeFeeder(source, items, dest.parent, hd.host, stem=dest))
+                else:
+                    self.transfers[f"{hd.host} {pin.name}"] = source.fill(hd.path(pin.local_path), items, hd.host)
+
+    def start_sync(self) -> None:
+        folders = [SyncedFolder(hd.path(o.local_path), parse_location(o.uri, f"output {o.name!r}"), o.name)
+                   for o in self.request.outputs if o.upload_mode == "Continuous" for hd in self.hosts]
+        if folders:
+            self.syncer = Syncer(self.storage, folders, self.opts.sync_interval)
+            self.syncer.start()
+
+    def command(self, hd: ProcessingHost) -> list[str]:
+        """In-process: ContainerEntrypoint + ContainerArguments, this machine's console scripts for
+        ``process``/``train``/``serve``; a first word that is not here is the request's fault."""
+        argv = [*self.request.entrypoint, *self.request.arguments]
+        first = argv[0]
+        if first in CONSOLE_SCRIPTS:
+            argv[0] = hostrun.console_script(first, self.environ)
+        elif first.startswith(CONTAINER_BASE + "/"):
+            if not hd.path(first).exists():
+                raise ConfigError(f"ContainerEntrypoint {first!r} is not in the job's /opt/ml (no input puts it "
+                                  f"there)")
+        elif shutil.which(first, path=self.environ.get("PATH")) is None:
+            raise ConfigError(f"ContainerEntrypoint {first!r} is not on this machine's PATH; install it, or give "
+                              f"--image to run the job in an image that has it")
+        return argv
+
+    def check_in_image(self, engine: str) -> None:
+        """The entrypoint's first word must be in the image (or come in with an input)."""
+        first = [*self.request.entrypoint, *self.request.arguments][0]
+        if first.startswith(CONTAINER_BASE + "/") and self.hosts[0].path(first).exists():
+            return
+        probe = subprocess.run([engine, "run", "--rm", "--network", "none", "--entrypoint", "/bin/sh",
+                                str(self.request.image), "-c", 'command -v "$1"', "sh", first],
+                               capture_output=True, text=True)
+        if probe.returncode != 0:
+            raise ConfigError(f"ContainerEntrypoint {first!r} is not in the image {self.request.image} "
+                              f"(command -v finds nothing); check the entrypoint or the image")
+
+    def host_processes(self, network: Optional[hostrun.Network]) -> list[hostrun.HostProcess]:
+        env = {**self.request.environment, "PROCESSING_JOB_NAME": self.request.job_name}
+        if network is None:
+            unshare = privateml.check(self.environ)
+            return [hostrun.HostProcess(hd.host, privateml.wrap(unshare, hd.base, self.job_dir / f".{hd.host}-opt",
+                                                                self.command(hd)),
+                                        env=hostrun.host_environment(self.environ, env), cwd=hd.base)
+                    for hd in self.hosts]
+        aws = {k: v for k, v in self.environ.items() if k.startswith("AWS_")}
+        return [hostrun.in_container(network.engine, str(self.request.image), hd.host,
+                                     f"{self.request.job_name}-{hd.host}", network, self.request.hosts,
+                                     [(hd.base, CONTAINER_BASE, False)], {**aws, **env}, self.request.entrypoint,
+                                     self.request.arguments, self.opts.kill_after, inherited=self.environ)
+                for hd in self.hosts]
+
+    def run_hosts(self) -> hostrun.RunResult:
+        if not self.container:
+            processes = self.host_processes(None)
+            for feeder in self.feeders:
+                feeder.start()
+            return hostrun.run_hosts(processes, self.request.max_runtime, self.opts.kill_after)
+        engine = hostrun.find_engine(self.environ, self.opts.engine)
+        hostrun.ensure_image(engine, str(self.request.image))
+        self.check_in_image(engine)
+        with hostrun.Network(engine, f"toolkit-{self.request.job_name}") as network:
+            processes = self.host_processes(network)
+            for feeder in self.feeders:
+                feeder.start()
+            return hostrun.run_hosts(processes, self.request.max_runtime, self.opts.kill_after)
+
+    def stop_background(self) -> Optional[str]:
+        for feeder in self.feeders:
+            feeder.stop()
+        for feeder in self.feeders:
+            if feeder.ident is not None:
+                feeder.join(timeout=2)
+        error = self.syncer.finish() if self.syncer else None
+        if self.syncer:
+            for name, count in self.syncer.uploaded.items():
+                self.uploaded[name].files += count
+        return error
+
+    def upload_outputs(self) -> None:
+        """EndOfJob outputs: every host's files, key for key under the output's S3Uri."""
+        for out in self.request.outputs:
+            if out.upload_mode != "EndOfJob":
+                continue
+            dest = parse_location(out.uri, f"output {out.name!r}")
+            files = [(path, dest.join(*name.split("/"))) for hd in self.hosts
+                     for name, path in walk_files(hd.path(out.local_path))]
+            self.uploaded[out.name].done = self.storage.upload_files(files, f"output {out.name}")
+            self.uploaded[out.name].files += len(files)
+
+    # -- the whole job ------------------------------------------------------------------------
+
+    def run(self) -> JobResult:
+        created = time.time()
+        tl = self.timeline
+        status, exit_code, failure, message = "InProgress", 0, "", ""
+        result: Optional[hostrun.RunResult] = None
+        started = created
+        try:
+            tl.begin("prepare", "Starting", "Preparing the instances for processing")
+            self.prepare()
+            tl.begin("inputs", "Downloading", "Downloading input data")
+            self.fetch_inputs()
+            self.start_sync()
+            tl.begin("run", "InProgress", "Processing in progress")
+            started = time.time()
+            result = self.run_hosts()
+            sync_error = self.stop_background()
+            first = result.first_failure
+            message = exit_message(self.hosts, first.host if first else None)
+            if result.timed_out:
+                status, exit_code = "Stopped", first.exit_code if first else 0
+                failure = f"MaxRuntimeInSeconds ({self.request.max_runtime} s) exceeded"
+            elif result.interrupted:
+                status, exit_code = "Stopped", first.exit_code if first else 130
+            elif first is not None:
+                status, exit_code = "Failed", first.exit_code
+                failure = "AlgorithmError: See job logs for more information"
+            elif sync_error:
+                status, exit_code, failure = "Failed", 2, f"ClientError: {sync_error}"
+            else:
+                status = "Completed"
+                tl.begin("upload", "Uploading", "Uploading processing outputs")
+                self.upload_outputs()
+        except ToolkitError as exc:
+            self.stop_background()
+            status, exit_code = "Failed", exc.exit_code
+            failure = f"ClientError: {exc}"
+            log.error("%s", exc)
+        except KeyboardInterrupt:
+            self.stop_background()
+            status, exit_code = "Stopped", 130
+            log.warning("interrupted before the hosts started")
+        tl.end()
+        answer = self.describe(status, created, started, failure, message)
+        describe_path = self.opts.workdir / f"{self.request.job_name}.json"
+        describe_path.parent.mkdir(parents=True, exist_ok=True)
+        describe_path.write_text(json.dumps(answer, indent=2) + "\n", encoding="utf-8")
+        job = JobResult(exit_code, status, answer, describe_path, self.job_dir)
+        job.summary = self.summary(job, result, failure, message)
+        return job
+
+    def describe(self, status: str, created: float, started: float, failure: str, message: str) -> dict[str, Any]:
+        """A DescribeProcessingJob response for the finished job (times as ISO 8601 strings)."""
+        raw = dict(self.request.raw)
+        ended = time.time()
+        answer: dict[str, Any] = {
+            "ProcessingJobName": self.request.job_name,
+            "ProcessingJobArn": arn(self.region, self.request.job_name),
+            "ProcessingJobStatus": status,
+            "ProcessingInputs": raw.get("ProcessingInputs", []),
+            "ProcessingOutputConfig": raw.get("ProcessingOutputConfig", {"Outputs": []}),
+            "ProcessingResources": raw.get("ProcessingResources", {}),
+            "StoppingCondition": raw.get("StoppingCondition", {}),
+            "AppSpecification": raw.get("AppSpecification", {}),
+            "Environment": dict(self.request.environment),
+            "CreationTime": iso(created),
+            "ProcessingStartTime": iso(started),
+            "ProcessingEndTime": iso(ended),
+            "LastModifiedTime": iso(ended),
+        }
+        if raw.get("RoleArn"):
+            answer["RoleArn"] = raw["RoleArn"]
+        if message:
+            answer["ExitMessage"] = message
+        if failure:
+            answer["FailureReason"] = failure[:FAILURE_LIMIT]
+        return answer
+
+    def summary(self, job: JobResult, result: Optional[hostrun.RunResult], failure: str, message: str) -> list[str]:
+        d = self.timeline.durations
+        lines = [f"processing job {self.request.job_name}: {job.status} (exit code {job.exit_code}) in "
+                 f"{sum(d.values()):.2f} s",
+                 "  phases: " + ", ".join(f"{k} {v:.2f} s" for k, v in d.items())]
+        if result is not None and len(result.exits) > 1:
+            lines.append("  hosts: " + ", ".join(f"{e.host} exit {e.exit_code}" for e in result.exits))
+        for label, done in self.transfers.items():
+            lines.append(f"  input {label}: {done}")
+        if self.feeders:
+            lines.append("  pipe: " + ", ".join(f"{f.host} {f.source.channel.name} {f.epochs} read(s)"
+                                                 for f in self.feeders))
+        if failure:
+            lines.append(f"  FailureReason: {failure.splitlines()[0]}")
+        if message:
+            lines.append(f"  ExitMessage: {message.splitlines()[0]}")
+        for name, up in self.uploaded.items():
+            if up.files or up.mode == "Continuous":
+                lines.append(f"  output {name} ({up.mode}): {up.files} file(s) to {up.uri}")
+            else:
+                lines.append(f"  output {name} ({up.mode}): not uploaded (the job did not complete)"
+                             if job.status != "Completed" else f"  output {name} ({up.mode}): nothing to upload")
+        lines.append(f"  job folder: {self.job_dir}")
+        lines.append(f"  describe: {job.describe_path}")
+        return lines
+
+
+def run_processing_job(request: ProcessingRequest, opts: RunOptions, environ: Mapping[str, str],
+                       storage: Storage) -> JobResult:
+    return ProcessingJob(request, opts, environ, storage).run()
+

@@ -1,0 +1,267 @@
+"""A CreateProcessingJob request -- from JSON or from command-line options -- checked and typed.
+
+The JSON has the structure boto3's ``create_processing_job`` takes; unknown fields are refused
+naming the closest real one, as for training (toolkit/local/request.py holds the field tables and
+the checks both use).
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Optional, Sequence
+
+from toolkit.errors import ConfigError
+from toolkit.local.request import (
+    DEFAULT_INSTANCE_TYPE,
+    DEFAULT_MAX_RUNTIME,
+    DISTRIBUTIONS,
+    Channel,
+    _check_fields,
+    _choice,
+    _positive_int,
+    _str_list,
+    _str_map,
+    base_name_from_image,
+    check_job_name,
+    key_value,
+    name_from_base,
+)
+from toolkit.local.storage import parse_location
+
+PROCESSING_BASE = "/opt/ml/processing"
+UPLOAD_MODES = ("EndOfJob", "Continuous")
+
+
+@dataclass(frozen=True)
+class ProcessingInput:
+    """One S3 input: where it comes from and where the job reads it (``LocalPath``)."""
+
+    channel: Channel  # the training emulator's channel: name, URI, mode, distribution, compression, data type
+    local_path: str
+
+    @property
+    def name(self) -> str:
+        return self.channel.name
+
+
+@dataclass(frozen=True)
+class ProcessingOutput:
+    name: str
+    uri: str
+    local_path: str
+    upload_mode: str = "EndOfJob"
+
+
+@dataclass(frozen=True)
+class ProcessingRequest:
+    """The parts of CreateProcessingJob the emulator acts on, plus the request itself (``raw``)."""
+
+    job_name: str
+    image: Optional[str]
+    entrypoint: Sequence[str]
+    arguments: Sequence[str]
+    environment: Mapping[str, str]
+    inputs: Sequence[ProcessingInput]
+    outputs: Sequence[ProcessingOutput]
+    instance_count: int = 1
+    instance_type: str = DEFAULT_INSTANCE_TYPE
+    max_runtime: int = DEFAULT_MAX_RUNTIME
+    raw: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def hosts(self) -> list[str]:
+        return [f"algo-{i}" for i in range(1, self.instance_count + 1)]
+
+
+def _local_path(value: Any, where: str) -> str:
+    """A LocalPath under /opt/ml/processing (the API's rule), normalised."""
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{where}.LocalPath: missing; a folder under {PROCESSING_BASE}/, e.g. "
+                          f"{PROCESSING_BASE}/input/data")
+    norm = posixpath.normpath(value)
+    if not norm.startswith(PROCESSING_BASE + "/"):
+        raise ConfigError(f"{where}.LocalPath: {value!r} is outside {PROCESSING_BASE}; the platform only mounts "
+                          f"folders under {PROCESSING_BASE}/ (e.g. {PROCESSING_BASE}/output/train)")
+    return norm
+
+
+def _unique(values: list[str], what: str) -> None:
+    seen: set[str] = set()
+    for value in values:
+        if value in seen:
+            raise ConfigError(f"{what} {value!r} is used twice; each must be unique")
+        seen.add(value)
+
+
+def _input(spec: Any, index: int) -> ProcessingInput:
+    where = f"ProcessingInputs[{index}]"
+    spec = _check_fields(spec, "ProcessingInput", where)
+    name = spec.get("InputName")
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"{where}.InputName: missing (e.g. raw-data)")
+    where = f"ProcessingInputs[{index}] ({name})"
+    if "DatasetDefinition" in spec:
+        raise ConfigError(f"{where}: DatasetDefinition (Athena, Redshift) is not emulated; export the data to S3 or "
+                          f"a local folder and use S3Input")
+    s3 = _check_fields(spec.get("S3Input"), "ProcessingS3Input", f"{where}.S3Input")
+    uri = s3.get("S3Uri")
+    if not isinstance(uri, str) or not uri:
+        raise ConfigError(f"{where}.S3Input.S3Uri: missing; expected s3://bucket/prefix, file:///path or a local path")
+    parse_location(uri, f"{where}.S3Input.S3Uri")
+    mode = _choice(s3.get("S3InputMode", "File"), ("File", "Pipe"), f"{where}.S3Input.S3InputMode")
+    compression = _choice(s3.get("S3CompressionType", "None"), ("None", "Gzip"), f"{where}.S3Input.S3CompressionType")
+    if compression == "Gzip" and mode != "Pipe":
+        raise ConfigError(f"{where}.S3Input: S3CompressionType Gzip needs S3InputMode Pipe (the platform refuses it "
+                          f"in File mode)")
+    channel = Channel(
+        name=name, uri=uri, mode=mode, compression=compression,
+        distribution=_choice(s3.get("S3DataDistributionType", "FullyReplicated"), DISTRIBUTIONS,
+                             f"{where}.S3Input.S3DataDistributionType"),
+        data_type=_choice(s3.get("S3DataType", "S3Prefix"), ("S3Prefix", "ManifestFile"),
+                          f"{where}.S3Input.S3DataType"),
+    )
+    return ProcessingInput(channel, _local_path(s3.get("LocalPath"), f"{where}.S3Input"))
+
+
+def _output(spec: Any, index: int) -> ProcessingOutput:
+    where = f"ProcessingOutputConfig.Outputs[{index}]"
+    spec = _check_fields(spec, "ProcessingOutput", where)
+    name = spec.get("OutputName")
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"{where}.OutputName: missing (e.g. train)")
+    where = f"{where} ({name})"
+    if "FeatureStoreOutput" in spec:
+        raise ConfigError(f"{where}: FeatureStoreOutput is not emulated; use S3Output")
+    s3 = _check_fields(spec.get("S3Output"), "ProcessingS3Output", f"{where}.S3Output")
+    uri = s3.get("S3Uri")
+    if not isinstance(uri, str) or not uri:
+        raise ConfigError(f"{where}.S3Output.S3Uri: missing; expected s3://bucket/prefix, file:///path or a folder")
+    parse_location(uri, f"{where}.S3Output.S3Uri")
+    mode = _choice(s3.get("S3UploadMode", "EndOfJob"), UPLOAD_MODES, f"{where}.S3Output.S3UploadMode")
+    return ProcessingOutput(name, uri, _local_path(s3.get("LocalPath"), f"{where}.S3Output"), mode)
+
+
+def parse_processing_request(data: Mapping[str, Any]) -> ProcessingRequest:
+    """Check a CreateProcessingJob request and return what the emulator needs from it."""
+    data = _check_fields(dict(data), "ProcessingJob", "")
+    name = check_job_name(data.get("ProcessingJobName", ""), "ProcessingJobName")
+    app = _check_fields(data.get("AppSpecification") or {}, "AppSpecification", "AppSpecification")
+    raw_inputs = data.get("ProcessingInputs") or []
+    if not isinstance(raw_inputs, list):
+        raise ConfigError("ProcessingInputs: must be a list of inputs")
+    inputs = [_input(spec, i) for i, spec in enumerate(raw_inputs)]
+    output_config = _check_fields(data.get("ProcessingOutputConfig") or {}, "ProcessingOutputConfig",
+                                  "ProcessingOutputConfig")
+    raw_outputs = output_config.get("Outputs") or []
+    if not isinstance(raw_outputs, list):
+        raise ConfigError("ProcessingOutputConfig.Outputs: must be a list of outputs")
+    outputs = [_output(spec, i) for i, spec in enumerate(raw_outputs)]
+    _unique([i.name for i in inputs], "ProcessingInputs: InputName")
+    _unique([i.local_path for i in inputs], "ProcessingInputs: LocalPath")
+    _unique([o.name for o in outputs], "ProcessingOutputConfig.Outputs: OutputName")
+    resources = _check_fields(data.get("ProcessingResources") or {}, "ProcessingResources", "ProcessingResources")
+    cluster = _check_fields(resources.get("ClusterConfig") or {}, "ClusterConfig", "ProcessingResources.ClusterConfig")
+    stopping = _check_fields(data.get("StoppingCondition") or {}, "ProcessingStoppingCondition", "StoppingCondition")
+    entrypoint = _str_list(app.get("ContainerEntrypoint"), "AppSpecification.ContainerEntrypoint")
+    arguments = _str_list(app.get("ContainerArguments"), "AppSpecification.ContainerArguments")
+    if not entrypoint and not arguments:
+        raise ConfigError("AppSpecification.ContainerEntrypoint: missing; what the container runs, e.g. "
+                          '["process", "/opt/ml/processing/input/code/prep.py"]')
+    return ProcessingRequest(
+        job_name=name,
+        image=app.get("ImageUri") or None,
+        entrypoint=entrypoint,
+        arguments=arguments,
+        environment=_str_map(data.get("Environment"), "Environment"),
+        inputs=inputs,
+        outputs=outputs,
+        instance_count=_positive_int(cluster.get("InstanceCount", 1),
+                                     "ProcessingResources.ClusterConfig.InstanceCount"),
+        instance_type=str(cluster.get("InstanceType") or DEFAULT_INSTANCE_TYPE),
+        max_runtime=_positive_int(stopping.get("MaxRuntimeInSeconds", DEFAULT_MAX_RUNTIME),
+                                  "StoppingCondition.MaxRuntimeInSeconds"),
+        raw=data,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Command-line options on top of a request
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ProcessOverrides:
+    """``toolkit local process`` options; each one that is set replaces (or adds to) the request's field."""
+
+    job_name: Optional[str] = None
+    base_job_name: Optional[str] = None
+    image: Optional[str] = None
+    inputs: Sequence[str] = ()
+    input_mode: Optional[str] = None
+    distribution: Optional[str] = None
+    outputs: Sequence[str] = ()
+    output_mode: Optional[str] = None
+    environment: Sequence[str] = ()
+    instance_count: Optional[int] = None
+    instance_type: Optional[str] = None
+    max_run: Optional[int] = None
+    command: Sequence[str] = ()
+
+
+def job_output_uri(output_path: str, job_name: str, name: str) -> str:
+    """Where the SDK sends an output that names no destination: ``<bucket>/<job>/output/<name>``
+    (here: under the emulator's output path)."""
+    return parse_location(output_path, "--output-path").join(job_name, "output", name).uri
+
+
+def apply_process_overrides(data: Mapping[str, Any], opts: ProcessOverrides, output_path: str,
+                            now: Optional[float] = None) -> dict[str, Any]:
+    """The request with the options applied and a job name."""
+    out: dict[str, Any] = json.loads(json.dumps(dict(data)))  # deep copy, JSON-able
+    app = out.setdefault("AppSpecification", {})
+    if not isinstance(app, dict):
+        raise ConfigError("AppSpecification: must be an object")
+    if opts.image:
+        app["ImageUri"] = opts.image
+    if opts.command:
+        app["ContainerEntrypoint"] = list(opts.command)
+    if opts.job_name:
+        out["ProcessingJobName"] = opts.job_name
+    elif not out.get("ProcessingJobName"):
+        out["ProcessingJobName"] = name_from_base(opts.base_job_name or base_name_from_image(app.get("ImageUri")), now)
+    job = str(out["ProcessingJobName"])
+    for text in opts.inputs:
+        name, uri = key_value(text, "--input")
+        s3 = {"S3Uri": uri, "LocalPath": f"{PROCESSING_BASE}/input/{name}", "S3DataType": "S3Prefix",
+              "S3InputMode": opts.input_mode or "File",
+              "S3DataDistributionType": opts.distribution or "FullyReplicated"}
+        inputs = out.setdefault("ProcessingInputs", [])
+        inputs[:] = [i for i in inputs if not (isinstance(i, dict) and i.get("InputName") == name)]
+        inputs.append({"InputName": name, "AppManaged": False, "S3Input": s3})
+    for text in opts.outputs:
+        name, _, uri = text.partition("=")
+        if not name:
+            raise ConfigError(f"--output {text!r}: expected NAME or NAME=URI (e.g. --output train=s3://bucket/train)")
+        s3 = {"S3Uri": uri or job_output_uri(output_path, job, name), "LocalPath": f"{PROCESSING_BASE}/output/{name}",
+              "S3UploadMode": opts.output_mode or "EndOfJob"}
+        config = out.setdefault("ProcessingOutputConfig", {})
+        outputs = config.setdefault("Outputs", []) if isinstance(config, dict) else []
+        outputs[:] = [o for o in outputs if not (isinstance(o, dict) and o.get("OutputName") == name)]
+        outputs.append({"OutputName": name, "AppManaged": False, "S3Output": s3})
+    if opts.environment:
+        env = out.setdefault("Environment", {})
+        for text in opts.environment:
+            key, value = key_value(text, "--environment")
+            env[key] = value
+    cluster = out.setdefault("ProcessingResources", {}).setdefault("ClusterConfig", {})
+    if opts.instance_count is not None:
+        cluster["InstanceCount"] = opts.instance_count
+    if opts.instance_type:
+        cluster["InstanceType"] = opts.instance_type
+    cluster.setdefault("InstanceCount", 1)
+    cluster.setdefault("InstanceType", DEFAULT_INSTANCE_TYPE)
+    if opts.max_run is not None:
+        out.setdefault("StoppingCondition", {})["MaxRuntimeInSeconds"] = opts.max_run
+    return out
