@@ -62,7 +62,8 @@ def request(job: str, inputs: list, outputs: list, entrypoint: list, count: int 
             "StoppingCondition": {"MaxRuntimeInSeconds": 600}, **more}
 
 
-def run(tmp_path: Path, req: dict[str, Any], env: dict, *extra: str, timeout: float = 180) -> subprocess.CompletedProcess:
+def run(tmp_path: Path, req: dict[str, Any], env: dict, *extra: str,
+        timeout: float = 180) -> subprocess.CompletedProcess:
     path = tmp_path / f"{req['ProcessingJobName']}.json"
     path.write_text(json.dumps(req))
     return toolkit("local", "process", "--request", str(path), "--in-process", "--workdir", str(tmp_path / "work"),
@@ -262,9 +263,11 @@ BASE = {"ProcessingJobName": "bad", "AppSpecification": {"ContainerEntrypoint": 
     ({"ProcessingOutputConfig": {"Outputs": [{"OutputName": "o", "S3Output": {
         "S3Uri": "/tmp/x", "LocalPath": "/opt/ml/model", "S3UploadMode": "EndOfJob"}}]}},
      "ProcessingOutputConfig.Outputs[0] (o).S3Output.LocalPath: '/opt/ml/model' is outside /opt/ml/processing"),
-    ({"ProcessingInputs": [s3_input("a", "/tmp", "/opt/ml/processing/in"), s3_input("b", "/tmp", "/opt/ml/processing/in")]},
+    ({"ProcessingInputs": [s3_input("a", "/tmp", "/opt/ml/processing/in"),
+                           s3_input("b", "/tmp", "/opt/ml/processing/in")]},
      "ProcessingInputs: LocalPath '/opt/ml/processing/in' is used twice"),
-    ({"ProcessingInputs": [s3_input("a", "/tmp", "/opt/ml/processing/x"), s3_input("a", "/tmp", "/opt/ml/processing/y")]},
+    ({"ProcessingInputs": [s3_input("a", "/tmp", "/opt/ml/processing/x"),
+                           s3_input("a", "/tmp", "/opt/ml/processing/y")]},
      "ProcessingInputs: InputName 'a' is used twice"),
     ({"ProcessingInputs": [s3_input("a", "/tmp", S3CompressionType="Gzip")]},
      "S3CompressionType Gzip needs S3InputMode Pipe"),

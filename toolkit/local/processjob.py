@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -135,6 +137,11 @@ class ProcessingJob:
             self.syncer = Syncer(self.storage, folders, self.opts.sync_interval)
             self.syncer.start()
 
+    def job_path(self) -> str:
+        """In-process PATH: this toolkit's bin folder first, as the image's venv is (runproc.sh runs
+        `python`, and ContainerEntrypoint names `process`)."""
+        return os.pathsep.join(p for p in (str(Path(sys.executable).parent), self.environ.get("PATH")) if p)
+
     def command(self, hd: ProcessingHost) -> list[str]:
         """In-process: ContainerEntrypoint + ContainerArguments, this machine's console scripts for
         ``process``/``train``/``serve``; a first word that is not here is the request's fault."""
@@ -146,7 +153,7 @@ class ProcessingJob:
             if not hd.path(first).exists():
                 raise ConfigError(f"ContainerEntrypoint {first!r} is not in the job's /opt/ml (no input puts it "
                                   f"there)")
-        elif shutil.which(first, path=self.environ.get("PATH")) is None:
+        elif shutil.which(first, path=self.job_path()) is None:
             raise ConfigError(f"ContainerEntrypoint {first!r} is not on this machine's PATH; install it, or give "
                               f"--image to run the job in an image that has it")
         return argv
@@ -167,9 +174,11 @@ class ProcessingJob:
         env = {**self.request.environment, "PROCESSING_JOB_NAME": self.request.job_name}
         if network is None:
             unshare = privateml.check(self.environ)
+            path = self.job_path()
             return [hostrun.HostProcess(hd.host, privateml.wrap(unshare, hd.base, self.job_dir / f".{hd.host}-opt",
                                                                 self.command(hd)),
-                                        env=hostrun.host_environment(self.environ, env), cwd=hd.base)
+                                        env=hostrun.host_environment(self.environ, {**env, "PATH": path}),
+                                        cwd=hd.base)
                     for hd in self.hosts]
         aws = {k: v for k, v in self.environ.items() if k.startswith("AWS_")}
         return [hostrun.in_container(network.engine, str(self.request.image), hd.host,
