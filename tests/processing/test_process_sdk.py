@@ -68,7 +68,7 @@ def test_script_processor_request_replayed(recorded: dict, s3: Any, s3_env: dict
     job = request["ProcessingJobName"]
     assert request["AppSpecification"]["ContainerEntrypoint"] == ["process", "/opt/ml/processing/input/code/prep.py"]
     assert f"{job}/input/code/prep.py" in s3_keys(s3, BUCKET)  # where the SDK put the code
-    (tmp_path / "prep.py").write_text("")  # ScriptProcessor ships one file: helper.py is not there
+    # ScriptProcessor ships one file: helper.py is not there
     s3.put_object(Bucket=BUCKET, Key=f"{job}/input/code/prep.py", Body=PREP.replace("import helper\n", "")
                   .replace('helper.VALUE', '"none"').encode())
     proc = replay(tmp_path, request, s3_env)
