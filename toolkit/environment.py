@@ -198,8 +198,23 @@ def _git_uri(settings: Mapping[str, Any]) -> Optional[str]:
     return f"{uri}@{ref}" if ref else uri
 
 
+class _Cluster:
+    """The hosts of a job, from its resourceconfig.json (training and processing alike)."""
+
+    resource_config: Mapping[str, Any]
+
+    @property
+    def current_host(self) -> str:
+        return str(self.resource_config["current_host"])
+
+    @property
+    def hosts(self) -> list[str]:
+        """Hosts in the order SageMaker lists them (algo-1, algo-2, ...)."""
+        return list(self.resource_config["hosts"])
+
+
 @dataclass(frozen=True)
-class TrainingEnv:
+class TrainingEnv(_Cluster):
     """Everything a training run needs to know, read once from (environ, base dir)."""
 
     base_dir: Path
@@ -326,15 +341,6 @@ class TrainingEnv:
         return self.input_data_dir / name
 
     # -- cluster ------------------------------------------------------------------------------
-
-    @property
-    def current_host(self) -> str:
-        return str(self.resource_config["current_host"])
-
-    @property
-    def hosts(self) -> list[str]:
-        """Hosts in the order SageMaker lists them (algo-1, algo-2, ...)."""
-        return list(self.resource_config["hosts"])
 
     @property
     def current_instance_type(self) -> str:
@@ -638,9 +644,6 @@ class ServingEnv:
 # --- processing ---
 
 
-PROCESSING_ROOT = "processing"  # inputs and outputs live under /opt/ml/processing
-
-
 def _named_paths(specs: Any, kind: str, key: str, base: Path, path: Path) -> dict[str, Path]:
     """``{name: local path}`` of processingjobconfig.json's inputs or outputs."""
     if specs is None:
@@ -669,7 +672,7 @@ def rebase(container_path: str, base: Path) -> Path:
 
 
 @dataclass(frozen=True)
-class ProcessingEnv:
+class ProcessingEnv(_Cluster):
     """A processing job's facts, read once from (environ, base dir).
 
     The platform writes ``<base>/config/processingjobconfig.json`` (the CreateProcessingJob request
@@ -725,21 +728,9 @@ class ProcessingEnv:
         )
 
     @property
-    def current_host(self) -> str:
-        return str(self.resource_config["current_host"])
-
-    @property
-    def hosts(self) -> list[str]:
-        return list(self.resource_config["hosts"])
-
-    @property
     def instance_type(self) -> str:
         resources = (self.job_config.get("ProcessingResources") or {}).get("ClusterConfig") or {}
         return str(self.resource_config.get("current_instance_type") or resources.get("InstanceType") or "local")
-
-    @property
-    def processing_dir(self) -> Path:
-        return self.base_dir / PROCESSING_ROOT
 
     @property
     def config_dir(self) -> Path:

@@ -51,6 +51,15 @@ class HostDir:
     def code(self) -> Path:
         return self.base / "code"
 
+    @property
+    def message(self) -> Path:
+        """/opt/ml/output/message: a processing job's ExitMessage."""
+        return self.base / "output" / "message"
+
+    def under(self, container_path: str) -> Path:
+        """Where a path the job names under /opt/ml is on this machine."""
+        return self.base / Path(container_path).relative_to(CONTAINER_BASE)
+
     def checkpoints(self, local_path: str, in_container: bool) -> Path:
         """Where CheckpointConfig.LocalPath is on this machine: under the host folder when it is
         under /opt/ml (or always, in container mode, where it is mounted), else as given."""

@@ -22,31 +22,16 @@ from toolkit.errors import ConfigError, ToolkitError
 from toolkit.local import hosts as hostrun
 from toolkit.local import privateml
 from toolkit.local.channels import ChannelSource, PipeFeeder
-from toolkit.local.jobdir import CONTAINER_BASE, resource_config
+from toolkit.local.jobdir import CONTAINER_BASE, HostDir, resource_config
 from toolkit.local.outputs import ACCOUNT, FAILURE_LIMIT, iso
 from toolkit.local.procrequest import ProcessingRequest
 from toolkit.local.progress import Transferred
 from toolkit.local.storage import Storage, parse_location, walk_files
 from toolkit.local.sync import SyncedFolder, Syncer
-from toolkit.local.trainjob import JobResult, RunOptions, _Timeline, check_unique, region_of
+from toolkit.local.trainjob import JobResult, RunOptions, TrainingJob, check_unique
 
 log = logging.getLogger("toolkit")
 CONSOLE_SCRIPTS = ("process", "train", "serve")  # in-process: this machine's, beside this Python
-
-
-@dataclass(frozen=True)
-class ProcessingHost:
-    """One host's /opt/ml, seen from this machine."""
-
-    host: str
-    base: Path
-
-    def path(self, container_path: str) -> Path:
-        return self.base / Path(container_path).relative_to(CONTAINER_BASE)
-
-    @property
-    def message(self) -> Path:
-        return self.base / "output" / "message"
 
 
 @dataclass
@@ -67,7 +52,7 @@ def arn(region: str, job: str) -> str:
     return f"arn:aws:sagemaker:{region}:{ACCOUNT}:processing-job/{job.lower()}"
 
 
-def exit_message(hosts: list[ProcessingHost], failed: Optional[str]) -> str:
+def exit_message(hosts: list[HostDir], failed: Optional[str]) -> str:
     """The failed host's message file (else the first host's that has one), its first 1 KB.
     Raises ExitMessageError for a file that is not UTF-8, as the platform fails such a job."""
     for hd in sorted(hosts, key=lambda h: h.host != failed):
@@ -85,21 +70,14 @@ def exit_message(hosts: list[ProcessingHost], failed: Optional[str]) -> str:
     return ""
 
 
-class ProcessingJob:
+class ProcessingJob(TrainingJob):
+    """The training job's runner (hosts, Pipe feeders, syncer, stop) with processing's phases."""
+
+    request: ProcessingRequest  # type: ignore[assignment]
+
     def __init__(self, request: ProcessingRequest, opts: RunOptions, environ: Mapping[str, str],
                  storage: Storage) -> None:
-        self.request = request
-        self.opts = opts
-        self.environ = environ
-        self.storage = storage
-        self.region = region_of(environ)
-        self.job_dir = opts.workdir / request.job_name
-        self.container = bool(request.image)
-        self.hosts = [ProcessingHost(h, self.job_dir / h) for h in request.hosts]
-        self.timeline = _Timeline()
-        self.feeders: list[PipeFeeder] = []
-        self.transfers: dict[str, Transferred] = {}
-        self.syncer: Optional[Syncer] = None
+        super().__init__(request, opts, environ, storage)  # type: ignore[arg-type]
         self.uploaded = {o.name: Uploaded(o.uri, o.upload_mode) for o in request.outputs}
 
     # -- phases -------------------------------------------------------------------------------
@@ -109,8 +87,8 @@ class ProcessingJob:
         config = {**self.request.raw, "ProcessingJobArn": arn(self.region, self.request.job_name)}
         for hd in self.hosts:
             folders = [hd.base / "config", hd.base / "output"]
-            folders += [hd.path(i.local_path) for i in self.request.inputs if i.channel.mode == "File"]
-            folders += [hd.path(o.local_path) for o in self.request.outputs]
+            folders += [hd.under(i.local_path) for i in self.request.inputs if i.channel.mode == "File"]
+            folders += [hd.under(o.local_path) for o in self.request.outputs]
             for folder in folders:
                 folder.mkdir(parents=True, exist_ok=True)
             rc = resource_config(hd.host, self.request.hosts, self.request.instance_type)
@@ -124,14 +102,14 @@ class ProcessingJob:
             for i, hd in enumerate(self.hosts):
                 items = source.for_host(i, count)
                 if pin.channel.mode == "Pipe":
-                    dest = hd.path(pin.local_path)
+                    dest = hd.under(pin.local_path)
                     dest.parent.mkdir(parents=True, exist_ok=True)
                     self.feeders.append(PipeFeeder(source, items, dest.parent, hd.host, stem=dest))
                 else:
-                    self.transfers[f"{hd.host} {pin.name}"] = source.fill(hd.path(pin.local_path), items, hd.host)
+                    self.transfers[f"{hd.host} {pin.name}"] = source.fill(hd.under(pin.local_path), items, hd.host)
 
     def start_sync(self) -> None:
-        folders = [SyncedFolder(hd.path(o.local_path), parse_location(o.uri, f"output {o.name!r}"), o.name)
+        folders = [SyncedFolder(hd.under(o.local_path), parse_location(o.uri, f"output {o.name!r}"), o.name)
                    for o in self.request.outputs if o.upload_mode == "Continuous" for hd in self.hosts]
         if folders:
             self.syncer = Syncer(self.storage, folders, self.opts.sync_interval)
@@ -142,7 +120,7 @@ class ProcessingJob:
         `python`, and ContainerEntrypoint names `process`)."""
         return os.pathsep.join(p for p in (str(Path(sys.executable).parent), self.environ.get("PATH")) if p)
 
-    def command(self, hd: ProcessingHost) -> list[str]:
+    def command(self, hd: HostDir) -> list[str]:
         """In-process: ContainerEntrypoint + ContainerArguments, this machine's console scripts for
         ``process``/``train``/``serve``; a first word that is not here is the request's fault."""
         argv = [*self.request.entrypoint, *self.request.arguments]
@@ -150,7 +128,7 @@ class ProcessingJob:
         if first in CONSOLE_SCRIPTS:
             argv[0] = hostrun.console_script(first, self.environ)
         elif first.startswith(CONTAINER_BASE + "/"):
-            if not hd.path(first).exists():
+            if not hd.under(first).exists():
                 raise ConfigError(f"ContainerEntrypoint {first!r} is not in the job's /opt/ml (no input puts it "
                                   f"there)")
         elif shutil.which(first, path=self.job_path()) is None:
@@ -158,10 +136,10 @@ class ProcessingJob:
                               f"--image to run the job in an image that has it")
         return argv
 
-    def check_in_image(self, engine: str) -> None:
+    def check_image(self, engine: str) -> None:
         """The entrypoint's first word must be in the image (or come in with an input)."""
         first = [*self.request.entrypoint, *self.request.arguments][0]
-        if first.startswith(CONTAINER_BASE + "/") and self.hosts[0].path(first).exists():
+        if first.startswith(CONTAINER_BASE + "/") and self.hosts[0].under(first).exists():
             return
         probe = subprocess.run([engine, "run", "--rm", "--network", "none", "--entrypoint", "/bin/sh",
                                 str(self.request.image), "-c", 'command -v "$1"', "sh", first],
@@ -187,28 +165,8 @@ class ProcessingJob:
                                      self.request.arguments, self.opts.kill_after, inherited=self.environ)
                 for hd in self.hosts]
 
-    def run_hosts(self) -> hostrun.RunResult:
-        if not self.container:
-            processes = self.host_processes(None)
-            for feeder in self.feeders:
-                feeder.start()
-            return hostrun.run_hosts(processes, self.request.max_runtime, self.opts.kill_after)
-        engine = hostrun.find_engine(self.environ, self.opts.engine)
-        hostrun.ensure_image(engine, str(self.request.image))
-        self.check_in_image(engine)
-        with hostrun.Network(engine, f"toolkit-{self.request.job_name}") as network:
-            processes = self.host_processes(network)
-            for feeder in self.feeders:
-                feeder.start()
-            return hostrun.run_hosts(processes, self.request.max_runtime, self.opts.kill_after)
-
     def stop_background(self) -> Optional[str]:
-        for feeder in self.feeders:
-            feeder.stop()
-        for feeder in self.feeders:
-            if feeder.ident is not None:
-                feeder.join(timeout=2)
-        error = self.syncer.finish() if self.syncer else None
+        error = super().stop_background()
         if self.syncer:
             for name, count in self.syncer.uploaded.items():
                 self.uploaded[name].files += count
@@ -221,7 +179,7 @@ class ProcessingJob:
                 continue
             dest = parse_location(out.uri, f"output {out.name!r}")
             files = [(path, dest.join(*name.split("/"))) for hd in self.hosts
-                     for name, path in walk_files(hd.path(out.local_path))]
+                     for name, path in walk_files(hd.under(out.local_path))]
             self.uploaded[out.name].done = self.storage.upload_files(files, f"output {out.name}")
             self.uploaded[out.name].files += len(files)
 

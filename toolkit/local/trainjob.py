@@ -203,11 +203,15 @@ class TrainingJob:
             return hostrun.run_hosts(processes, self.request.max_runtime, self.opts.kill_after)
         engine = hostrun.find_engine(self.environ, self.opts.engine)
         hostrun.ensure_image(engine, str(self.request.image))
+        self.check_image(engine)
         with hostrun.Network(engine, f"toolkit-{self.request.job_name}") as network:
             processes = self.host_processes(network)
             for feeder in self.feeders:
                 feeder.start()
             return hostrun.run_hosts(processes, self.request.max_runtime, self.opts.kill_after)
+
+    def check_image(self, engine: str) -> None:
+        """Called once the image is here, before any host starts (a processing job checks its entrypoint)."""
 
     def stop_background(self) -> Optional[str]:
         for feeder in self.feeders:
