@@ -53,7 +53,8 @@ def test_processing_job_in_the_image(engine: Engine, cpu_image: Built, tmp_path:
             [str(BIN / "toolkit"), "local", "process", "--image", cpu_image.tag, "--engine", engine.name,
              "--job-name", failed, "--workdir", str(tmp_path / "work"), "--input", f"code={tmp_path / 'code'}",
              "--input", f"raw={tmp_path / 'data'}", "--output", f"clean={tmp_path / 'out-f'}", "--",
-             "process", "/opt/ml/processing/input/code/prep.py", "--fail"], env=clean_environ(), capture_output=True, text=True, timeout=300)
+             "process", "/opt/ml/processing/input/code/prep.py", "--fail"],
+            env=clean_environ(), capture_output=True, text=True, timeout=300)
         assert proc.returncode == 1
         answer = json.loads((tmp_path / "work" / f"{failed}.json").read_text())
         assert answer["ProcessingJobStatus"] == "Failed"
