@@ -80,13 +80,14 @@ def report(times: dict[str, list[float]], reps: int) -> str:
     lines = ["## Processing jobs", "",
              f"`python bench/bench_processing.py --reps {reps}`: a trivial processing job end to end, each run a "
              f"fresh process, medians of {reps} (this machine: {os.cpu_count()} cores, shared).", "",
-             "| run | median | |", "| --- | --- | --- |"]
+             "| run | median |", "| --- | --- |"]
     for label, key in rows:
-        lines.append(f"| {label} | {med[key] * 1000:.0f} ms | |")
-    lines += ["", f"The processing job costs {(med['local process'] - med['local train']) * 1000:+.0f} ms against "
-              f"the training job: the mount namespace (`unshare`, a bind mount) replaces the training job's "
-              f"source packaging and tarballs; `process` itself adds "
-              f"{(med['process'] - med['direct']) * 1000:.0f} ms to the script (plugins, the supervisor)."]
+        lines.append(f"| {label} | {med[key] * 1000:.0f} ms |")
+    load = os.getloadavg()[0]
+    lines += ["", f"A processing job end to end takes {(med['local process'] - med['local train']) * 1000:+.0f} ms "
+              f"against the same trivial training job; `process` adds {(med['process'] - med['direct']) * 1000:.0f} "
+              f"ms to the script (interpreter, plugins, the supervisor). Load average at the end of the run: "
+              f"{load:.1f}."]
     return "\n".join(lines) + "\n"
 
 
