@@ -11,7 +11,10 @@ from pathlib import Path
 import pytest
 from helpers import Job, make_wheel, scratch_venv
 
-OUT = "import json, os\ndef save(obj):\n    json.dump(obj, open(os.path.join(os.environ['SM_MODEL_DIR'], 'out.json'), 'w'))\n"
+OUT = """import json, os
+def save(obj):
+    json.dump(obj, open(os.path.join(os.environ['SM_MODEL_DIR'], 'out.json'), 'w'))
+"""
 
 ARGPARSE_SM_DEFAULTS = OUT + """
 import argparse
@@ -80,7 +83,8 @@ if __name__ == "__main__":
     rows = input_fn(open(os.path.join(os.environ["SM_CHANNEL_TRAINING"], "rows.csv")).read(), "text/csv")
     answer = output_fn(rows.sum(axis=1), "application/json")
     save({"body": answer.get_data(as_text=True), "mimetype": answer.mimetype, "model_dir": env.model_dir,
-          "csv": encoders.encode([[1, 2], [3, 4]], content_types.CSV), "env_hosts": env.read_resource_config()["hosts"]})
+          "csv": encoders.encode([[1, 2], [3, 4]], content_types.CSV),
+          "env_hosts": env.read_resource_config()["hosts"]})
 """
 
 
