@@ -190,27 +190,6 @@ class Environment(Mapping):
     def sagemaker_s3_output(self) -> Optional[str]:
         return self._env.settings.get("sagemaker_s3_output")
 
-    def get_current_instance_group(self) -> str:
-        return self.current_instance_group
-
-    def get_current_instance_group_hosts(self) -> list:
-        return self.current_instance_group_hosts
-
-    def get_instance_groups(self) -> list:
-        return self.instance_groups
-
-    def get_instance_groups_dict(self) -> dict:
-        return self.instance_groups_dict
-
-    def get_distribution_hosts(self) -> list:
-        return self.distribution_hosts
-
-    def get_distribution_instance_groups_from_resource_config(self) -> list:
-        return self.distribution_instance_groups
-
-    def get_master_hostname(self) -> str:
-        return self.master_hostname
-
 
 def _property(name: str) -> property:
     return property(lambda self: self._values[name], doc=f"As sagemaker_training's Environment.{name}.")
@@ -218,5 +197,11 @@ def _property(name: str) -> property:
 
 for _name in PROPERTIES:
     setattr(Environment, _name, _property(_name))
+# the real class's get_* methods, each the value of a property
+GETTERS = {f"get_{n}": n for n in ("current_instance_group", "current_instance_group_hosts", "instance_groups",
+                                   "instance_groups_dict", "distribution_hosts", "master_hostname")}
+GETTERS["get_distribution_instance_groups_from_resource_config"] = "distribution_instance_groups"
+for _getter, _name in GETTERS.items():
+    setattr(Environment, _getter, lambda self, _n=_name: self._values[_n])
 
 METHODS = tuple(n for n in vars(Environment) if not n.startswith("_") and n not in PROPERTIES)

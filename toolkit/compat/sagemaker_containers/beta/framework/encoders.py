@@ -86,19 +86,19 @@ _decoders_map: dict[str, Callable[[Any], Any]] = {
 }
 
 
-def decode(obj: Any, content_type: str) -> Any:
-    """``obj`` (the request body) as a numpy array; ``UnsupportedFormatError`` for other types."""
+def _convert(table: dict[str, Callable[[Any], Any]], value: Any, content_type: str) -> Any:
     try:
-        decoder = _decoders_map[content_type]
+        convert = table[content_type]
     except KeyError:
         raise UnsupportedFormatError(content_type) from None
-    return decoder(obj)
+    return convert(value)
+
+
+def decode(obj: Any, content_type: str) -> Any:
+    """``obj`` (the request body) as a numpy array; ``UnsupportedFormatError`` for other types."""
+    return _convert(_decoders_map, obj, content_type)
 
 
 def encode(array_like: Any, content_type: str) -> Any:
     """``array_like`` as JSON or CSV text, or NPY bytes; ``UnsupportedFormatError`` for other types."""
-    try:
-        encoder = _encoders_map[content_type]
-    except KeyError:
-        raise UnsupportedFormatError(content_type) from None
-    return encoder(array_like)
+    return _convert(_encoders_map, array_like, content_type)
