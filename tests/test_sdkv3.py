@@ -85,3 +85,35 @@ def test_tuning_jobs_from_v3_use_classic_unquoted_settings(job: Job, tmp_path) -
     result = job.run()
     assert result.returncode == 0, result.stderr
     assert json.loads((job.model / "dump.json").read_text())["argv"] == ["--epochs", "3", "--name", "run one"]
+
+
+def test_command_runs_when_distributed_json_is_there(job: Job) -> None:
+    # the SDK always uploads distributed.json: "{}" without a distribution
+    v3_job(job, {"source_dir": "src", "command": "python3 train.py"})
+    (job.base / "input" / "data" / "sm_drivers" / "distributed.json").write_text("{}")
+    job.script("train.py", DUMP, where=job.base / "input" / "data" / "code")
+    result = job.run()
+    assert result.returncode == 0, result.stderr
+    assert json.loads((job.model / "dump.json").read_text())["argv"] == []
+
+
+def test_command_runs_even_when_distributed_json_names_a_launcher(job: Job) -> None:
+    # the SDK's sm_train.sh runs a command whatever the distribution (the command launches it)
+    v3_job(job, {"source_dir": "src", "command": "python3 train.py --launched-by-command"})
+    (job.base / "input" / "data" / "sm_drivers" / "distributed.json").write_text(
+        json.dumps({"_type": "torchrun", "process_count_per_node": 1, "driver_script": "torchrun_driver.py"}))
+    job.script("train.py", DUMP, where=job.base / "input" / "data" / "code")
+    result = job.run()
+    assert result.returncode == 0, result.stderr
+    assert json.loads((job.model / "dump.json").read_text())["argv"] == ["--launched-by-command"]
+
+
+def test_source_code_args_are_shell_quoted_onto_the_command(job: Job) -> None:
+    args = ["--note", "two words", "--n", 7, "--literal", "$HOME; echo x", "--empty", ""]
+    v3_job(job, {"source_dir": "src", "command": "python3  train.py   --first", "args": args})
+    (job.base / "input" / "data" / "sm_drivers" / "distributed.json").write_text("{}")
+    job.script("train.py", DUMP, where=job.base / "input" / "data" / "code")
+    result = job.run()
+    assert result.returncode == 0, result.stderr
+    got = json.loads((job.model / "dump.json").read_text())
+    assert got["argv"] == ["--first", "--note", "two words", "--n", "7", "--literal", "$HOME; echo x", "--empty", ""]

@@ -1,19 +1,22 @@
 """The SageMaker Python SDK v3 (``ModelTrainer``) contract, so one image serves both SDK generations.
 
 v3 uploads the user's source as the ``code`` channel (/opt/ml/input/data/code) and describes it in
-``sm_drivers/sourcecode.json``: ``source_dir``, ``entry_script``, ``command``, ``requirements``. Its
-own driver runs ``command`` through the shell (hyperparameters reach it only through SM_HPS and
-SM_HP_*), or the entry script with the hyperparameters as ``--key value`` where strings are passed
-as they are and everything else JSON-encoded (``true``, ``[1, 2]``), which differs from the v2 style.
+``sm_drivers/sourcecode.json``: ``source_dir``, ``entry_script``, ``command``, ``args``,
+``requirements``. Its own driver (``sm_drivers/sm_train.sh``, run by ``ContainerEntrypoint
+["/bin/bash"]``) runs ``command`` with ``args`` shell-quoted onto it through bash, even when
+distributed.json names a launcher (hyperparameters reach a command only through SM_HPS and SM_HP_*),
+or the entry script with the hyperparameters as ``--key value`` where strings are passed as they are
+and everything else JSON-encoded (``true``, ``[1, 2]``), which differs from the v2 style.
 """
 
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
-from typing import Any, Mapping, NamedTuple, Optional
+from typing import Any, Mapping, NamedTuple, Optional, Sequence
 
-from toolkit.environment import TrainingEnv
+from toolkit.environment import TrainingEnv, which
 from toolkit.errors import ConfigError
 
 
@@ -47,7 +50,30 @@ def source_code(env: TrainingEnv) -> Optional[SourceCode]:
 
             max_bytes, max_members = archive.limits(env.environ)
             archive.extract(tarball, code_dir, label=str(tarball), max_bytes=max_bytes, max_members=max_members)
-    return SourceCode(code_dir, entry or None, command or None, spec.get("requirements") or None)
+    return SourceCode(code_dir, entry or None, full_command(command, spec.get("args")),
+                      spec.get("requirements") or None)
+
+
+def full_command(command: Optional[str], args: Optional[Sequence[Any]]) -> Optional[str]:
+    """``command`` as the SDK's sm_train.sh runs it: split on whitespace and re-joined, with each of
+    ``args`` shell-quoted onto the end."""
+    if not command:
+        return None
+    return " ".join([*str(command).split(), *(shlex.quote(str(a)) for a in args or ())])
+
+
+def shell(command: str) -> list[str]:
+    """argv that runs ``command`` as the SDK does (``eval`` in bash), or with sh when bash is missing."""
+    return [which("bash") or "/bin/sh", "-c", command]
+
+
+DRIVER = "/opt/ml/input/data/sm_drivers/sm_train.sh"
+
+
+def runs_sdk_driver(entrypoint: Sequence[str], arguments: Sequence[str]) -> bool:
+    """Whether a request's ContainerEntrypoint + ContainerArguments run the SDK's own driver script,
+    which only exists where /opt/ml is the job's (a container), as every v3 job with SourceCode has."""
+    return any(DRIVER in part for part in (*entrypoint, *arguments))
 
 
 def v3_args(hyperparameters: Mapping[str, Any]) -> list[str]:

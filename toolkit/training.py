@@ -161,10 +161,10 @@ def launch(
     env: TrainingEnv, pm: pluggy.PluginManager, code_dir: Path, v3: Optional[sdkv3.SourceCode]
 ) -> Command:
     """Ask the launchers what to run. A v3 ``command`` runs through the shell as the SDK's own
-    driver runs it, unless a distributed launcher takes the job first."""
+    driver runs it, whatever distributed.json says (the SDK's driver does the same)."""
     args = sdkv3.v3_args(env.hyperparameters) if v3 is not None else env.user_args()
-    if v3 is not None and v3.command and env.distributed is None:
-        return Command(["/bin/sh", "-c", v3.command], cwd=code_dir, name="SDK v3 command")
+    if v3 is not None and v3.command:
+        return Command(sdkv3.shell(v3.command), cwd=code_dir, name="SDK v3 command")
     entry = env.entry_point or ""
     command = pm.hook.toolkit_launch(entry_point=entry, code_dir=code_dir, args=args, env=env)
     if command is None:

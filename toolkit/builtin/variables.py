@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any, Mapping
 
+from toolkit.compat import training as compat
 from toolkit.environment import V3_MASTER_PORT, ProcessingEnv, TrainingEnv, cpu_count, gpu_count, shell_safe, which
 from toolkit.hookspecs import hookimpl
 
@@ -165,4 +166,5 @@ def _both(values: dict[str, Any], prefix: str, name: str, value: Any) -> None:
 
 @hookimpl
 def toolkit_environment(env: TrainingEnv) -> Mapping[str, str]:
-    return sm_variables(env)
+    # sagemaker_training / sagemaker_containers importable by the script (a real installed one wins)
+    return {**sm_variables(env), "PYTHONPATH": compat.pythonpath(env.environ.get("PYTHONPATH"))}

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
+from toolkit import sdkv3
 from toolkit.errors import ConfigError, ToolkitError
 from toolkit.local import hosts as hostrun
 from toolkit.local.channels import ChannelSource, PipeFeeder, copy_channel, make_writable
@@ -87,7 +88,15 @@ def _job_env(request: TrainingRequest, region: str) -> dict[str, str]:
 
 
 def _command(request: TrainingRequest, environ: Mapping[str, str]) -> list[str]:
-    """In-process: ContainerEntrypoint + ContainerArguments when given, else this machine's train."""
+    """In-process: ContainerEntrypoint + ContainerArguments when given, else this machine's train.
+
+    The SDK v3's driver entrypoint (every ModelTrainer job with SourceCode) runs scripts that exist
+    only at the container's /opt/ml: this machine's train runs such a job instead, from the same
+    sourcecode.json and distributed.json (docs/fetching.md)."""
+    if request.entrypoint and sdkv3.runs_sdk_driver(request.entrypoint, request.arguments):
+        log.info("the request runs the SageMaker SDK v3 driver (%s): in-process, this machine's train runs the job",
+                 sdkv3.DRIVER)
+        return [hostrun.console_script("train", environ)]
     if request.entrypoint:
         return [*request.entrypoint, *request.arguments]
     if request.arguments:
