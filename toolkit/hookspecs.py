@@ -23,6 +23,7 @@ if TYPE_CHECKING:  # pragma: no cover - types only
     from toolkit.environment import ServingEnv, TrainingEnv
     from toolkit.serving.balance import Slot
     from toolkit.serving.codecs import Codecs
+    from toolkit.serving.frameworks import ModelDefaults
     from toolkit.types import Command, Outcome
 
 PROJECT = "toolkit"
@@ -130,6 +131,34 @@ def toolkit_load_handler(model_dir: Path, code_dir: Optional[Path], env: Serving
     On a multi-model endpoint (SAGEMAKER_MULTI_MODEL=true) it is called in every worker for each
     model loaded through POST /models: ``model_dir`` is the model's folder, ``code_dir`` its
     ``code/`` (else the server's code folder). A ``problem`` after ``load_model()`` fails the load.
+    """
+
+
+@hookspec(firstresult=True)
+def toolkit_load_model(model_dir: Path) -> Any:
+    """Load the model in ``model_dir`` when inference.py defines no ``model_fn`` (or there is no
+    inference.py), or return None when the folder holds nothing you load.
+
+    This is the AWS framework containers' default ``model_fn``. The built-in ``pytorch`` plugin loads
+    a TorchScript ``model.pt`` (else the one ``*.pt`` / ``*.pth`` file) with ``torch.jit.load``, as
+    sagemaker-pytorch-inference does. Look at the file names before importing your framework, so a
+    folder that is not yours costs no import. Raise ``toolkit.CodeError`` with a one-line reason when
+    the files are yours but cannot be loaded; the server then answers 503 with it.
+    """
+
+
+@hookspec(firstresult=True)
+def toolkit_model_defaults(model: Any) -> Optional[ModelDefaults]:
+    """Return the defaults for a loaded ``model`` of your framework, or None when it is not yours.
+
+    Called once per model after ``model_fn``. The result is a ``toolkit.serving.frameworks.ModelDefaults``
+    (subclass it): its ``input_fn(body, content_type, codecs)``, ``predict_fn(data, model)`` and
+    ``output_fn(prediction)`` replace whichever of input_fn / predict_fn / output_fn inference.py does not
+    define, the way a framework's AWS container does (``output_fn`` here only converts the prediction;
+    the codec of the negotiated Accept type encodes it). Decide by the class's module names
+    (``toolkit.serving.frameworks.kind_of(model, "torch")``) before importing your framework, so other
+    models never pay for the import. The built-ins answer for PyTorch, XGBoost and scikit-learn models;
+    a model no plugin claims gets the generic ``ModelDefaults``.
     """
 
 

@@ -228,3 +228,64 @@ def test_serving_env_defaults_to_eight_threads_per_worker() -> None:
     # waitress's own default of 4 queued requests at 16 connections (docs/benchmarks.md, Serving)
     assert ServingEnv.from_environ({}).threads == 8
     assert ServingEnv.from_environ({"TOOLKIT_SERVER_THREADS": "2"}).threads == 2
+
+
+class Doubler:
+    """A framework plugin for a made-up model type: loads model.txt without model_fn, and its defaults
+    turn a text/plain body into a number, double it with the model, and answer with a dict."""
+
+    __name__ = "doubler"
+
+    class Model:
+        def __init__(self, factor: float) -> None:
+            self.factor = factor
+
+    @toolkit.hookimpl
+    def toolkit_load_model(self, model_dir: Path) -> Any:
+        path = model_dir / "model.txt"
+        return Doubler.Model(float(path.read_text())) if path.is_file() else None
+
+    @toolkit.hookimpl
+    def toolkit_model_defaults(self, model: Any) -> Any:
+        from toolkit.serving.frameworks import ModelDefaults
+
+        if not isinstance(model, Doubler.Model):
+            return None
+
+        class Defaults(ModelDefaults):
+            name = "doubler"
+
+            def input_fn(self, body: bytes, content_type: str, codecs: Any) -> Any:
+                return float(codecs.decode(body, content_type))
+
+            def predict_fn(self, data: Any, model: Any) -> Any:
+                return data * model.factor
+
+            def output_fn(self, prediction: Any) -> Any:
+                return {"doubled": prediction}
+
+        return Defaults()
+
+
+def test_hook_load_model(tmp_path) -> None:
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "model.txt").write_text("2")
+    app = make_app(tmp_path, None, Doubler())  # no inference.py at all: the plugin loads the folder
+    assert app.ready, app.handler.problem
+    resp = post(app, b"21", "text/plain", accept="application/json")
+    assert resp.status_code == 200 and resp.get_json() == {"doubled": 42.0}
+
+
+def test_hook_load_model_not_mine_keeps_the_reason(tmp_path) -> None:
+    app = make_app(tmp_path, "def predict_fn(data, model):\n    return data\n", Doubler())
+    assert not app.ready and "defines no model_fn(model_dir)" in app.handler.problem
+
+
+def test_hook_model_defaults(tmp_path) -> None:
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "model.txt").write_text("3")
+    # the user's output_fn wins over the plugin's; its input_fn and predict_fn still apply
+    inference = "import json\ndef output_fn(prediction, accept):\n    return json.dumps({'mine': prediction})\n"
+    app = make_app(tmp_path, inference, Doubler())
+    resp = post(app, b"2", "text/plain", accept="application/json")
+    assert resp.status_code == 200 and resp.get_json() == {"mine": 6.0}

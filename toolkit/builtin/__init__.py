@@ -18,7 +18,10 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "executable": "toolkit.builtin.executable",
     "codecs": "toolkit.builtin.codecs",
     "inference": "toolkit.builtin.inference",
+    "pytorch": "toolkit.builtin.pytorch",
+    "xgboost": "toolkit.builtin.xgboost",
+    "sklearn": "toolkit.builtin.sklearn",
     "waitress": "toolkit.builtin.waitress",
 }
 
-SERVING_ONLY = frozenset({"codecs", "inference", "waitress"})
+SERVING_ONLY = frozenset({"codecs", "inference", "pytorch", "xgboost", "sklearn", "waitress"})

@@ -130,7 +130,21 @@ def decode_csv(body: bytes) -> Any:
     return rows
 
 
+def _numpy_rows(array: Any) -> Any:
+    """A 0-2-D numpy array as rows of numpy scalars, which csv writes with numpy's str(): a float32
+    0.1 is ``0.1``, as the AWS encoders write it, not the float64 ``0.10000000149011612`` of tolist()."""
+    if array.ndim == 0:
+        return [[array[()]]]
+    if array.ndim == 1:
+        return [[value] for value in array]
+    return array
+
+
 def encode_csv(data: Any) -> bytes:
+    if type(data).__module__ == "numpy" and getattr(data, "ndim", 3) <= 2:
+        out = io.StringIO()
+        csv.writer(out, lineterminator="\n").writerows(_numpy_rows(data))
+        return out.getvalue().encode("utf-8")
     tolist = getattr(data, "tolist", None)
     rows = tolist() if tolist is not None else data
     if not isinstance(rows, (list, tuple)):

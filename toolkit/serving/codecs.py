@@ -1,12 +1,16 @@
 """Decoders and encoders by media type, found through the ``toolkit_decoder`` / ``toolkit_encoder``
-hooks once per media type and then kept: no hook is called per request."""
+hooks once per media type and then kept: no hook is called per request. The same object asks, once per
+model, for the framework defaults that turn decoded data into the model's input
+(``toolkit_model_defaults``) and for a default model loader (``toolkit_load_model``)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Callable, Optional
 
 from toolkit.errors import ClientError
 from toolkit.serving import mediatypes
+from toolkit.serving.frameworks import ModelDefaults
 
 Decoder = Callable[[bytes], Any]
 Encoder = Callable[[Any], bytes]
@@ -88,6 +92,15 @@ class Codecs:
                 status=406,
             )
         return found
+
+    def model_defaults(self, model: Any) -> ModelDefaults:
+        """The defaults a plugin offers for this model's type, else the generic ones."""
+        found = self._hook.toolkit_model_defaults(model=model)
+        return found if found is not None else ModelDefaults()
+
+    def load_model(self, model_dir: Path) -> Any:
+        """The model a plugin loads from ``model_dir`` when there is no model_fn, or None."""
+        return self._hook.toolkit_load_model(model_dir=model_dir)
 
     def decodable(self) -> tuple[str, ...]:
         return tuple(m for m in self.media_types if self.decoder(m) is not None)

@@ -6,8 +6,13 @@ User functions, all optional: ``model_fn(model_dir)``, ``input_fn(body, content_
 ``transform_fn(model, body, content_type, accept)`` (instead of the three before it),
 ``pre_model_fn(model_dir)``, ``model_warmup_fn(model_dir, model)``, ``execution_parameters_fn()``.
 Each may take one more, trailing ``context`` argument (a ``RequestContext``). Functions the module
-lacks use the codecs (``toolkit_decoder`` / ``toolkit_encoder``) and ``model(data)`` or
-``model.predict(data)``.
+lacks are the model's framework defaults (``toolkit.serving.frameworks``: the codecs, then what the
+framework's AWS container does for its models); without ``model_fn``, a ``toolkit_load_model`` plugin may
+load the model (a TorchScript model.pt).
+
+As in the AWS toolkit, ``input_fn`` and ``transform_fn`` get a JSON or CSV body as text (``Text``, a
+``str``) and any other body as bytes; the exceptions of sagemaker_inference.errors answer with their
+status (``aws_error``).
 """
 
 from __future__ import annotations
@@ -18,12 +23,13 @@ import logging
 import sys
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Callable, Iterator, Mapping, Optional
+from typing import Any, Callable, Iterator, Mapping, Optional, Union
 
-from toolkit.errors import ClientError, CodeError
+from toolkit.errors import ClientError, CodeError, ToolkitError
 from toolkit.serving import mediatypes, streaming
 from toolkit.serving.codecs import Codecs
 from toolkit.serving.context import RequestContext
+from toolkit.serving.frameworks import ModelDefaults
 from toolkit.serving.handler import Handler
 
 log = logging.getLogger("toolkit")
@@ -33,6 +39,59 @@ ARITY = {
     "model_fn": 1, "input_fn": 2, "predict_fn": 2, "output_fn": 2, "transform_fn": 4,
     "pre_model_fn": 1, "model_warmup_fn": 2, "execution_parameters_fn": 0,
 }
+
+
+# the media types whose body the AWS toolkit decodes to str before input_fn / transform_fn
+# (sagemaker_inference.content_types.UTF8_TYPES)
+TEXT_TYPES = frozenset({"application/json", "text/csv"})
+
+
+class Text(str):
+    """A JSON or CSV request body as text, as the AWS toolkit hands it to ``input_fn`` / ``transform_fn``.
+
+    It is a ``str`` in every way (``json.loads``, ``StringIO``, ``split``); ``decode()`` returns the
+    text, so handlers written for the bytes this toolkit passed before (``body.decode()``) keep working.
+    """
+
+    __slots__ = ()
+
+    def decode(self, encoding: str = "utf-8", errors: str = "strict") -> str:
+        return str(self)
+
+
+def user_body(body: bytes, media: str, content_type: str) -> Union[bytes, Text]:
+    """The body as the AWS toolkit passes it to user functions: text for JSON and CSV, bytes otherwise.
+
+    The AWS toolkit decodes only when the header is exactly ``application/json`` or ``text/csv`` (with a
+    parameter such as ``; charset=utf-8`` its handlers get bytes); here the media type decides, and the
+    charset parameter, when there is one, is the encoding (UTF-8 otherwise)."""
+    if media not in TEXT_TYPES:
+        return body
+    charset = mediatypes.charset(content_type) or "utf-8"
+    try:
+        return Text(body.decode(charset))
+    except LookupError:
+        raise ClientError(f"Content-Type {content_type!r} names an unknown charset", status=415) from None
+    except UnicodeDecodeError as exc:
+        raise ClientError(f"the {media} body is not valid {charset}: {exc}") from None
+
+
+def aws_error(exc: BaseException, stage: str) -> Optional[ToolkitError]:
+    """The answer for an exception of sagemaker_inference.errors (the real package's or the stand-in's,
+    recognised by class name): ``BaseInferenceToolkitError`` and its subclasses answer with their
+    ``status_code`` and ``message``, as the AWS toolkit does; ``UnsupportedFormatError`` with 415 when
+    raised while reading the request and 406 while writing the answer (the AWS toolkit answers 500).
+    None for any other exception."""
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    if "BaseInferenceToolkitError" in names:
+        status = getattr(exc, "status_code", 500)
+        status = status if isinstance(status, int) and 400 <= status <= 599 else 500
+        lines = str(getattr(exc, "message", "") or exc).strip().splitlines() or [type(exc).__name__]
+        return (ClientError if status < 500 else ToolkitError)(lines[0], status=status)
+    if "UnsupportedFormatError" in names:
+        first = (str(exc).strip().splitlines() or ["unsupported content type"])[0]
+        return ClientError(first, status=406 if stage == "output" else 415)
+    return None
 
 
 def takes_context(fn: Callable[..., Any], base: int) -> bool:
@@ -97,12 +156,13 @@ class InferenceHandler(Handler):
             fn = getattr(module, name, None) if module is not None else None
             if callable(fn):
                 self.fns[name] = _Call(fn, name)
+        self.defaults = ModelDefaults()  # replaced by the model's framework defaults once it is loaded
+        # why there is no model when the module has no model_fn and no toolkit_load_model plugin loads the folder
+        self.no_model = f"{origin} defines no model_fn(model_dir): add one that loads and returns the model"
         self.problem = self._check()
         self._needs_context = any(c.with_context for c in self.fns.values())
 
     def _check(self) -> Optional[str]:
-        if "model_fn" not in self.fns:
-            return f"{self.origin} defines no model_fn(model_dir): add one that loads and returns the model"
         if "transform_fn" in self.fns:
             both = [n for n in ("input_fn", "predict_fn", "output_fn") if n in self.fns]
             if both:
@@ -122,44 +182,67 @@ class InferenceHandler(Handler):
         try:
             if "pre_model_fn" in self.fns:
                 self.fns["pre_model_fn"](context, model_dir)
-            self.model = self.fns["model_fn"](context, model_dir)
+            if "model_fn" in self.fns:
+                self.model = self.fns["model_fn"](context, model_dir)
+            else:
+                self.model = self.codecs.load_model(self.model_dir)
+                if self.model is None:
+                    self.problem = self.no_model
+                    return
+                log.info("no model_fn: the default model_fn loaded a %s", type(self.model).__name__)
             if "model_warmup_fn" in self.fns:
                 self.fns["model_warmup_fn"](context, model_dir, self.model)
+            self.defaults = self.codecs.model_defaults(self.model)
+        except ToolkitError as exc:
+            log.error("loading the model failed: %s", exc)
+            self.load_error = exc
+            self.problem = str(exc)
+            return
         except Exception as exc:
             log.exception("loading the model failed")
             self.load_error = exc
-            self.problem = f"model_fn in {self.origin} raised {type(exc).__name__}: {exc}"
+            where = "model_fn in" if "model_fn" in self.fns else "loading the model for"
+            self.problem = f"{where} {self.origin} raised {type(exc).__name__}: {exc}"
             return
+        if self.defaults.name != "generic":
+            log.info("a %s model: the functions inference.py leaves out work as in the AWS %s container",
+                     self.defaults.name, self.defaults.name)
         self.loaded = True
 
     def invoke(self, body: bytes, content_type: str, accept: Optional[str], context: RequestContext) -> tuple[Any, str]:
         fns = self.fns
         media = mediatypes.bare(content_type) if content_type else ""
-        if "transform_fn" in fns:
-            wanted = mediatypes.preferred(accept, self.default_accept)
-            return self._response(fns["transform_fn"](context, self.model, body, media, wanted), wanted)
+        stage = "input"
+        try:
+            if "transform_fn" in fns:
+                wanted = mediatypes.preferred(accept, self.default_accept)
+                result = fns["transform_fn"](context, self.model, user_body(body, media, content_type), media, wanted)
+                stage = "output"
+                return self._response(result, wanted)
 
-        output_fn = fns.get("output_fn")
-        answer_as = mediatypes.preferred(accept, self.default_accept) if output_fn else \
-            self.codecs.negotiate(accept, self.default_accept)
-        input_fn = fns.get("input_fn")
-        data = input_fn(context, body, media) if input_fn else self.codecs.decode(body, content_type or "")
-        predict_fn = fns.get("predict_fn")
-        prediction = predict_fn(context, data, self.model) if predict_fn else self._predict(data)
-        if output_fn:
-            return self._response(output_fn(context, prediction, answer_as), answer_as)
-        if streaming.is_stream(prediction):
-            return self._encode_chunks(prediction, answer_as), answer_as
-        return self.codecs.encode(prediction, answer_as), answer_as
-
-    def _predict(self, data: Any) -> Any:
-        model = self.model
-        if hasattr(model, "predict"):
-            return model.predict(data)
-        if callable(model):
-            return model(data)
-        raise CodeError(f"{self.origin} defines no predict_fn(data, model) and the model is not callable "
-                        f"and has no predict method: add predict_fn")
+            output_fn = fns.get("output_fn")
+            answer_as = mediatypes.preferred(accept, self.default_accept) if output_fn else \
+                self.codecs.negotiate(accept, self.default_accept)
+            input_fn = fns.get("input_fn")
+            defaults = self.defaults
+            data = input_fn(context, user_body(body, media, content_type), media) if input_fn else \
+                defaults.input_fn(body, content_type or "", self.codecs)
+            stage = "predict"
+            predict_fn = fns.get("predict_fn")
+            prediction = predict_fn(context, data, self.model) if predict_fn else defaults.predict_fn(data, self.model)
+            stage = "output"
+            if output_fn:
+                return self._response(output_fn(context, prediction, answer_as), answer_as)
+            if streaming.is_stream(prediction):
+                return self._encode_chunks(prediction, answer_as), answer_as
+            return self.codecs.encode(defaults.output_fn(prediction), answer_as), answer_as
+        except ToolkitError:
+            raise
+        except Exception as exc:
+            answer = aws_error(exc, stage)
+            if answer is None:
+                raise
+            raise answer from exc
 
     def _response(self, result: Any, media: str) -> tuple[Any, str]:
         """output_fn/transform_fn may return bytes, str, (body, content_type) or an object to encode."""
@@ -203,9 +286,13 @@ def load(model_dir: Path, code_dir: Optional[Path], program: str, codecs: Codecs
     if path is None or not path.is_file():
         where = str(path) if path is not None else str(model_dir / "code" / name)
         handler = InferenceHandler(model_dir, None, codecs, default_accept, where)
-        handler.problem = (f"no inference code: {where} does not exist; put an {name} defining model_fn there "
-                           f"(or set SAGEMAKER_PROGRAM / SAGEMAKER_SUBMIT_DIRECTORY)")
+        # a framework plugin may still load the folder (a TorchScript model.pt), as the AWS containers do
+        handler.no_model = (f"no inference code: {where} does not exist; put an {name} defining model_fn there "
+                            f"(or set SAGEMAKER_PROGRAM / SAGEMAKER_SUBMIT_DIRECTORY)")
         return handler
+    from toolkit.compat import serving as compat
+
+    compat.install()  # the user's `import sagemaker_inference` finds the stand-in when the package is absent
     try:
         module = import_user_module(path)
     except CodeError as exc:

@@ -19,6 +19,17 @@ def bare(header: str) -> str:
 
 
 @functools.lru_cache(maxsize=256)
+def charset(header: str) -> Optional[str]:
+    """The charset parameter of a Content-Type, lower-case and unquoted: ``'text/csv; charset="Latin-1"'``
+    -> ``'latin-1'``; None when there is none."""
+    for param in header.split(";")[1:]:
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "charset":
+            return value.strip().strip('"').lower() or None
+    return None
+
+
+@functools.lru_cache(maxsize=256)
 def parse_accept(header: str) -> tuple[str, ...]:
     """The media types of an Accept header, best first (q descending, then as written).
 
