@@ -65,14 +65,6 @@ def request(url: str, body: Optional[bytes] = None, headers: Optional[dict] = No
         return 0, {}, b""
 
 
-@pytest.fixture(scope="module")
-def serve_available() -> None:
-    try:
-        from toolkit.serving import main  # noqa: F401 - the import `serve` itself makes
-    except ImportError:
-        pytest.skip("`serve` is not built yet (toolkit.serving.main is missing)")
-
-
 def model_folder(root: Path) -> Path:
     model = root / "model"
     (model / "code").mkdir(parents=True)
@@ -102,7 +94,7 @@ class Endpoint:
 
 
 @pytest.fixture(scope="module")
-def endpoint(serve_available: None, cpu_image: Built, engine: Any, tmp_path_factory: pytest.TempPathFactory
+def endpoint(cpu_image: Built, engine: Any, tmp_path_factory: pytest.TempPathFactory
              ) -> Iterator[Endpoint]:
     box = Containers(engine)
     running = Endpoint(box, cpu_image, model_folder(tmp_path_factory.mktemp("serve")))
@@ -134,7 +126,7 @@ def test_invocations_with_csv(endpoint: Endpoint) -> None:
     assert rows == [[3.0, 6.0], [9.0, 12.0]]
 
 
-def test_stop_finishes_in_flight_requests_and_returns_quickly(serve_available: None, cpu_image: Built,
+def test_stop_finishes_in_flight_requests_and_returns_quickly(cpu_image: Built,
                                                               containers, tmp_path: Path) -> None:
     running = Endpoint(containers, cpu_image, model_folder(tmp_path))
     running.wait_ready()
@@ -157,7 +149,7 @@ def test_stop_finishes_in_flight_requests_and_returns_quickly(serve_available: N
     assert request(running.url + "/ping", timeout=2)[0] == 0  # nothing listens any more
 
 
-def test_serve_binds_the_port_sagemaker_asks_for(serve_available: None, cpu_image: Built, containers,
+def test_serve_binds_the_port_sagemaker_asks_for(cpu_image: Built, containers,
                                                  tmp_path: Path) -> None:
     """What the image's accept-bind-to-port=true label promises."""
     running = Endpoint(containers, cpu_image, model_folder(tmp_path), inside=9090)
