@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any, Iterator, Optional
 
 import pytest
+from helpers import wait_for
 
-from .engines import Built, Containers, wait_for
+from .engines import Built, Containers
 
 pytestmark = pytest.mark.container
 

@@ -8,8 +8,9 @@ import tarfile
 import time
 
 import pytest
+from helpers import wait_for
 
-from .engines import Built, wait_for
+from .engines import Built
 
 pytestmark = pytest.mark.container
 

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any, Iterator, Optional
 
 import pytest
-from helpers import BIN, clean_environ
+from helpers import BIN, clean_environ, wait_for
 
-from .engines import Built, Engine, wait_for
+from .engines import Built, Engine
 
 pytestmark = pytest.mark.container
 

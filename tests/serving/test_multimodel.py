@@ -466,7 +466,7 @@ def test_a_replacement_worker_serves_the_loaded_models(start_mme, models) -> Non
     old = set(own.worker_pids())
     victim = sorted(old)[0]
     os.kill(victim, signal.SIGKILL)
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         now = set(own.worker_pids())
         if len(now) == 2 and now != old:
@@ -476,7 +476,7 @@ def test_a_replacement_worker_serves_the_loaded_models(start_mme, models) -> Non
     assert len(new) == 1, own.log
     assert "killed by SIGKILL" in own.log
     answered_by: set[int] = set()
-    deadline = time.monotonic() + 15
+    deadline = time.monotonic() + 60
     while not new <= answered_by and time.monotonic() < deadline:
         results = fresh_connections(own, "/models/alpha/invoke", 40)
         assert {status for status, _ in results} == {200}, own.log  # the new one serves only once loaded
