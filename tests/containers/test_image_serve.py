@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Iterator, Optional
 
 import pytest
-from helpers import wait_for
+from helpers import free_port, wait_for
 
 from .engines import Built, Containers
 
@@ -46,12 +46,6 @@ def output_fn(prediction, accept):
         return "\\n".join(",".join(str(v) for v in row) for row in prediction) + "\\n"
     return json.dumps({"predictions": prediction})
 '''
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def request(url: str, body: Optional[bytes] = None, headers: Optional[dict] = None,

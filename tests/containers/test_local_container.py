@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Iterator, Optional
 
 import pytest
-from helpers import BIN, clean_environ, wait_for
+from helpers import BIN, clean_environ, free_port, wait_for
 
 from .engines import Built, Engine
 
@@ -445,14 +445,6 @@ def model_tarball(tmp_path: Path) -> Path:
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
     return path
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def call(port: int, method: str, path: str, body: Optional[bytes] = None,
