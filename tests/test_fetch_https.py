@@ -9,14 +9,13 @@ import datetime
 import ipaddress
 import ssl
 import subprocess
-import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
 from archives import HOSTILE, good, good_zip
-from helpers import Job
+from helpers import Job, serving
 
 SCRIPT = b"print('single https script ran')\n"
 
@@ -70,13 +69,8 @@ class Files(BaseHTTPRequestHandler):
 @pytest.fixture(scope="module")
 def http() -> Iterator[tuple[str, dict[str, int]]]:
     handler = type("Handler", (Files,), {"hits": {}})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", handler.hits
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(ThreadingHTTPServer(("127.0.0.1", 0), handler)) as port:
+        yield f"http://127.0.0.1:{port}", handler.hits
 
 
 def run(job: Job, uri: str, **env: str) -> subprocess.CompletedProcess:
@@ -200,12 +194,8 @@ def https(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]
     context.load_cert_chain(cert, key)
     server = TLSServer(("127.0.0.1", 0), type("Handler", (Files,), {"hits": {}}))
     server.socket = context.wrap_socket(server.socket, server_side=True, do_handshake_on_connect=False)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"https://127.0.0.1:{server.server_address[1]}", ca
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(server) as port:
+        yield f"https://127.0.0.1:{port}", ca
 
 
 def test_tls_server_with_a_private_ca_is_refused_without_it(job: Job, https: tuple) -> None:
