@@ -9,8 +9,11 @@ import os
 import socket
 import subprocess
 import sys
+import threading
+import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Callable, Iterator, Mapping, Optional
 
 BIN = Path(sys.executable).parent
 
@@ -19,6 +22,32 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
+    """Poll ``predicate`` until it returns something true, and return that; fail the test after
+    ``timeout`` seconds. For waiting on an event (a file written, a process gone, a port closed)
+    instead of sleeping and hoping it happened: give a generous ``timeout``, it costs nothing when
+    things go well, and a busy machine (2 cores, other suites beside) needs it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.02)
+
+
+@contextmanager
+def serving(server: Any) -> Iterator[int]:
+    """Run a ``socketserver`` server (``http.server``'s too) on a thread while the block runs; yields its port."""
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def clean_environ(**extra: str) -> dict[str, str]:

@@ -1,17 +1,21 @@
 """The https fetcher, end to end: the real ``train`` script downloading from a real HTTP server on
-127.0.0.1 (tarballs, a zip, a single script, server errors, a dropped connection, Basic auth)."""
+127.0.0.1 (tarballs, a zip, a single script, server errors, a dropped connection, Basic auth), and
+from a real TLS server whose certificate comes from a private CA made here."""
 
 from __future__ import annotations
 
 import base64
+import datetime
+import ipaddress
+import ssl
 import subprocess
-import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Iterator
+from pathlib import Path
+from typing import Any, Iterator
 
 import pytest
 from archives import HOSTILE, good, good_zip
-from helpers import Job
+from helpers import Job, serving
 
 SCRIPT = b"print('single https script ran')\n"
 
@@ -65,13 +69,8 @@ class Files(BaseHTTPRequestHandler):
 @pytest.fixture(scope="module")
 def http() -> Iterator[tuple[str, dict[str, int]]]:
     handler = type("Handler", (Files,), {"hits": {}})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", handler.hits
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(ThreadingHTTPServer(("127.0.0.1", 0), handler)) as port:
+        yield f"http://127.0.0.1:{port}", handler.hits
 
 
 def run(job: Job, uri: str, **env: str) -> subprocess.CompletedProcess:
@@ -136,3 +135,109 @@ def test_basic_auth_from_the_url_is_sent_and_masked(job: Job, make_job, http: tu
     other = make_job("other")
     failure = failed(other, run(other, f"http://me:wrong@{host}/private/sourcedir.tar.gz"), "HTTP 401")
     assert "wrong" not in failure and "me:***@" in failure
+
+
+# ------------------------------------------------------------------------------ TLS
+
+
+def private_ca(folder: Path) -> tuple[Path, Path, Path]:
+    """A CA made here and a server certificate it signed for 127.0.0.1: (ca.pem, server.pem, server.key)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "toolkit test CA")])
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+          .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+          .not_valid_after(now + datetime.timedelta(days=1))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+          .add_extension(x509.KeyUsage(digital_signature=False, content_commitment=False, key_encipherment=False,
+                                       data_encipherment=False, key_agreement=False, key_cert_sign=True,
+                                       crl_sign=True, encipher_only=False, decipher_only=False), critical=True)
+          .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+          .sign(ca_key, hashes.SHA256()))
+    cert = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])).issuer_name(ca_name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    paths = folder / "ca.pem", folder / "server.pem", folder / "server.key"
+    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    paths[2].write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return paths
+
+
+# Machines (this one too) often set these to the system's bundle for every tool: empty means unset
+NO_CA = {"SSL_CERT_FILE": "", "REQUESTS_CA_BUNDLE": ""}
+
+
+class TLSServer(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # a client that refuses the certificate ends the handshake: expected here
+
+
+@pytest.fixture(scope="module")
+def https(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """The same files over TLS on 127.0.0.1: (base URL, the CA's certificate)."""
+    ca, cert, key = private_ca(tmp_path_factory.mktemp("tls"))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server = TLSServer(("127.0.0.1", 0), type("Handler", (Files,), {"hits": {}}))
+    server.socket = context.wrap_socket(server.socket, server_side=True, do_handshake_on_connect=False)
+    with serving(server) as port:
+        yield f"https://127.0.0.1:{port}", ca
+
+
+def test_tls_server_with_a_private_ca_is_refused_without_it(job: Job, https: tuple) -> None:
+    url, _ = https
+    proc = run(job, f"{url}/code/sourcedir.tar.gz", **NO_CA)
+    host = url.removeprefix("https://")
+    failure = failed(job, proc, f"{url}/code/sourcedir.tar.gz: the TLS certificate of {host} failed verification "
+                                "(unable to get local issuer certificate); if the server's certificate comes from "
+                                "a private CA, set SSL_CERT_FILE or REQUESTS_CA_BUNDLE")
+    assert "retrying" not in proc.stderr  # the same certificate would be refused again
+    assert failure.startswith(url)
+
+
+@pytest.mark.parametrize("variable", ["SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"])
+def test_tls_server_with_a_private_ca_is_fetched_with_its_certificate(job: Job, https: tuple,
+                                                                      variable: str) -> None:
+    url, ca = https
+    proc = run(job, f"{url}/code/sourcedir.tar.gz", **{**NO_CA, variable: str(ca)})
+    assert proc.returncode == 0, proc.stderr
+    assert "remote code ran from " + str(job.code) in proc.stdout
+    assert (job.code / "pkg" / "helper.py").read_text() == "VALUE = 42\n"
+
+
+def test_ssl_cert_file_wins_over_requests_ca_bundle(job: Job, make_job, https: tuple, tmp_path: Path) -> None:
+    url, ca = https
+    other = tmp_path / "other-ca.pem"
+    other.write_bytes(private_ca(tmp_path)[0].read_bytes())  # a CA that did not sign the server's certificate
+    proc = run(job, f"{url}/code/train.py", SSL_CERT_FILE=str(ca), REQUESTS_CA_BUNDLE=str(other))
+    assert proc.returncode == 0, proc.stderr
+    refused = make_job("refused")
+    failed(refused, run(refused, f"{url}/code/train.py", SSL_CERT_FILE=str(other), REQUESTS_CA_BUNDLE=str(ca)),
+           "failed verification (unable to get local issuer certificate)")
+
+
+def test_a_certificate_for_another_host_is_refused_naming_the_mismatch(job: Job, https: tuple) -> None:
+    url, ca = https
+    named = url.replace("127.0.0.1", "localhost")  # the certificate is for 127.0.0.1 only
+    failed(job, run(job, f"{named}/code/train.py", **{**NO_CA, "SSL_CERT_FILE": str(ca)}),
+           f"the TLS certificate of {named.removeprefix('https://')} failed verification (Hostname mismatch, "
+           "certificate is not valid for 'localhost'.)")
+
+
+def test_a_missing_ca_bundle_is_a_one_line_error(job: Job, https: tuple, tmp_path: Path) -> None:
+    failed(job, run(job, f"{https[0]}/code/train.py", **{**NO_CA, "SSL_CERT_FILE": str(tmp_path / "nope.pem")}),
+           f"cannot use SSL_CERT_FILE={tmp_path / 'nope.pem'} as the CA bundle (No such file or directory)")

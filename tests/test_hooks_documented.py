@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import inspect
 import re
 from pathlib import Path
@@ -36,8 +37,43 @@ def test_documentation_names_no_hook_that_does_not_exist() -> None:
     assert documented <= set(HOOKS), f"documented but not defined: {documented - set(HOOKS)}"
 
 
-def test_every_hook_has_a_test() -> None:
+def hook_tests() -> dict[str, list[tuple[str, str]]]:
+    """For each hook, its ``test_hook_<name>*`` tests: (where, the text the test runs), that text being
+    the test's own source plus every module-level definition it names (a plugin's source in a
+    constant, a plugin class), so that a hook implemented there counts."""
+    found: dict[str, list[tuple[str, str]]] = {name: [] for name in HOOKS}
     files = [*(ROOT / "tests").rglob("test_*.py"), *(ROOT / "plugins").rglob("test_*.py")]
-    tests = "\n".join(p.read_text() for p in files)
-    untested = [n for n in HOOKS if not re.search(rf"def test_hook_{n[len('toolkit_'):]}\w*\(", tests)]
+    for path in files:
+        if ".venv" in path.parts or "build" in path.parts:
+            continue
+        source = path.read_text()
+        tree = ast.parse(source)
+        defined = {}
+        for node in tree.body:
+            targets = [node] if isinstance(node, (ast.FunctionDef, ast.ClassDef)) else getattr(node, "targets", [])
+            for target in targets:
+                name = getattr(target, "name", None) or getattr(target, "id", None)
+                if name:
+                    defined[name] = ast.get_source_segment(source, node) or ""
+        for node in tree.body:
+            if not (isinstance(node, ast.FunctionDef) and node.name.startswith("test_hook_")):
+                continue
+            named = {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
+            text = "\n".join([ast.get_source_segment(source, node) or "", *(defined[n] for n in named if n in defined)])
+            for hook in HOOKS:
+                if re.fullmatch(rf"test_hook_{hook[len('toolkit_'):]}(_\w*)?", node.name):
+                    found[hook].append((f"{path.relative_to(ROOT)}::{node.name}", text))
+    return found
+
+
+def test_every_hook_has_a_test() -> None:
+    untested = [name for name, tests in hook_tests().items() if not tests]
     assert not untested, f"hooks with no test_hook_<name> test: {untested}"
+
+
+def test_every_hook_test_exercises_its_hook() -> None:
+    """A test_hook_<name> implements toolkit_<name> in a plugin it registers, calls pm.hook.toolkit_<name>,
+    or checks the trace line (TOOLKIT_TRACE_PLUGINS) that shows the hook was called: a name is not a test."""
+    idle = [where for name, tests in hook_tests().items() for where, text in tests
+            if not re.search(rf"def {name}\(|\.hook\.{name}\(|hook {name}\b", text)]
+    assert not idle, f"test_hook_<name> tests that never implement, call or trace toolkit_<name>: {idle}"

@@ -152,19 +152,21 @@ def test_hook_fetch_code_local_directory_tarball_and_file_uri(job: Job, tmp_path
         tar.add(src / "train.py", arcname="train.py")
     job.hyperparameters({"sagemaker_program": "train.py",
                          "sagemaker_submit_directory": f"file://{tmp_path}/sourcedir.tar.gz"})
-    result = job.run()
+    result = job.run(TOOLKIT_TRACE_PLUGINS="true")
     assert result.returncode == 0, result.stderr
+    assert f"hook toolkit_fetch_code returned {job.code!r}" in result.stderr  # the code came through the hook
     assert (job.model / "where").read_text() == str(job.code)  # extracted into /opt/ml/code
 
 
 def test_hook_fetch_schemes_are_listed_for_an_unknown_scheme(job: Job) -> None:
     job.hyperparameters({"sagemaker_program": "train.py", "sagemaker_submit_directory": "ftp://host/x.tgz"})
     job.resources()
-    result = job.run()
+    result = job.run(TOOLKIT_TRACE_PLUGINS="true")
     assert result.returncode == 2
     message = job.failure.read_text()
     assert message.startswith("no fetcher accepts the code location 'ftp://host/x.tgz'; supported: ")
     assert "file" in message
+    assert "hook toolkit_fetch_schemes returned [" in result.stderr  # the list came from the hook
 
 
 def test_plugin_written_against_the_public_api_only() -> None:

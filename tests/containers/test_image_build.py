@@ -176,8 +176,7 @@ def test_gpu_image_runs_a_training_job(gpu_image: Built, containers) -> None:
 
 @pytest.mark.container
 def test_plugins_build_argument_installs_a_first_party_plugin(gpu_image: Built, containers) -> None:
-    if not gpu_image.plugins:
-        pytest.skip("plugins/ has no first-party plugin yet")
+    assert gpu_image.plugins, "the GPU image is built with a first-party plugin (tests/containers/conftest.py)"
     proc = containers.run(gpu_image.tag, "toolkit", "plugins", "--json")
     assert proc.returncode == 0, proc.stderr
     sources = " ".join(f"{p['name']} {p.get('source', '')}" for p in json.loads(proc.stdout))

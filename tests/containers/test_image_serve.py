@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any, Iterator, Optional
 
 import pytest
+from helpers import free_port, wait_for
 
-from .engines import Built, Containers, wait_for
+from .engines import Built, Containers
 
 pytestmark = pytest.mark.container
 
@@ -47,12 +48,6 @@ def output_fn(prediction, accept):
 '''
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def request(url: str, body: Optional[bytes] = None, headers: Optional[dict] = None,
             timeout: float = 30) -> tuple[int, dict, bytes]:
     req = urllib.request.Request(url, data=body, headers=headers or {}, method="POST" if body else "GET")
@@ -63,14 +58,6 @@ def request(url: str, body: Optional[bytes] = None, headers: Optional[dict] = No
         return exc.code, dict(exc.headers), exc.read()
     except (urllib.error.URLError, ConnectionError, socket.timeout):
         return 0, {}, b""
-
-
-@pytest.fixture(scope="module")
-def serve_available() -> None:
-    try:
-        from toolkit.serving import main  # noqa: F401 - the import `serve` itself makes
-    except ImportError:
-        pytest.skip("`serve` is not built yet (toolkit.serving.main is missing)")
 
 
 def model_folder(root: Path) -> Path:
@@ -102,7 +89,7 @@ class Endpoint:
 
 
 @pytest.fixture(scope="module")
-def endpoint(serve_available: None, cpu_image: Built, engine: Any, tmp_path_factory: pytest.TempPathFactory
+def endpoint(cpu_image: Built, engine: Any, tmp_path_factory: pytest.TempPathFactory
              ) -> Iterator[Endpoint]:
     box = Containers(engine)
     running = Endpoint(box, cpu_image, model_folder(tmp_path_factory.mktemp("serve")))
@@ -134,7 +121,7 @@ def test_invocations_with_csv(endpoint: Endpoint) -> None:
     assert rows == [[3.0, 6.0], [9.0, 12.0]]
 
 
-def test_stop_finishes_in_flight_requests_and_returns_quickly(serve_available: None, cpu_image: Built,
+def test_stop_finishes_in_flight_requests_and_returns_quickly(cpu_image: Built,
                                                               containers, tmp_path: Path) -> None:
     running = Endpoint(containers, cpu_image, model_folder(tmp_path))
     running.wait_ready()
@@ -157,7 +144,7 @@ def test_stop_finishes_in_flight_requests_and_returns_quickly(serve_available: N
     assert request(running.url + "/ping", timeout=2)[0] == 0  # nothing listens any more
 
 
-def test_serve_binds_the_port_sagemaker_asks_for(serve_available: None, cpu_image: Built, containers,
+def test_serve_binds_the_port_sagemaker_asks_for(cpu_image: Built, containers,
                                                  tmp_path: Path) -> None:
     """What the image's accept-bind-to-port=true label promises."""
     running = Endpoint(containers, cpu_image, model_folder(tmp_path), inside=9090)

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any, Iterator, Optional
 
 import pytest
-from helpers import BIN, clean_environ
+from helpers import BIN, clean_environ, free_port, wait_for
 
-from .engines import Built, Engine, wait_for
+from .engines import Built, Engine
 
 pytestmark = pytest.mark.container
 
@@ -313,6 +313,7 @@ time.sleep(60)
 def test_max_runtime_stops_the_container_with_sigterm(local_job: Any) -> None:
     job = local_job()
     proc = job.train(STOPPABLE, "--max-run", "2", "--kill-after", "20", timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr  # the script's own code: it exited 0 on SIGTERM
     answer = job.describe()
     assert (answer["TrainingJobStatus"], answer["SecondaryStatus"]) == ("Stopped", "MaxRuntimeExceeded"), proc.stderr
     # the script saw SIGTERM (not the SIGKILL 20 s later) and its model was still uploaded
@@ -444,14 +445,6 @@ def model_tarball(tmp_path: Path) -> Path:
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
     return path
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def call(port: int, method: str, path: str, body: Optional[bytes] = None,

@@ -1,7 +1,8 @@
 """Record the CreateTrainingJob request the SageMaker Python SDK v2 makes for an Estimator with
 entry_point and source_dir, against moto's SageMaker and S3 endpoints (AWS_ENDPOINT_URL).
 
-Runs in a venv that has ``sagemaker>=2,<3`` (not a test dependency: it takes minutes to install):
+Runs in a venv that has ``sagemaker>=2,<3`` (the test extras have it; test_local_sdk.py runs this
+against its moto server on every test run that has the SDK, CI's included):
 
     python tests/local/sdk_v2_request.py SOURCE_DIR OUT.json
 

@@ -46,7 +46,7 @@ class Server:
         return self.log_path.read_text(errors="replace")
 
     def request(self, method: str, path: str, body: Optional[bytes] = None, headers: Optional[dict] = None,
-                timeout: float = 10.0) -> Response:
+                timeout: float = 30.0) -> Response:
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
         try:
             conn.request(method, path, body=body, headers=headers or {})
@@ -65,7 +65,7 @@ class Server:
 
     def ping(self) -> int:
         try:
-            return self.request("GET", "/ping", timeout=2).status
+            return self.request("GET", "/ping", timeout=10).status
         except OSError:
             return 0
 

@@ -11,6 +11,7 @@ import time
 from collections import Counter
 
 import serving_helpers
+from helpers import wait_for
 from serving_helpers import Server
 
 from toolkit.serving.balance import Balance
@@ -23,7 +24,10 @@ WHO = """
 
     def model_fn(model_dir):
         if os.path.exists(os.path.join(model_dir, "slow")):
-            time.sleep(4)  # a replacement worker loads slowly
+            # a replacement worker loads slowly: until the test writes "loaded" (at most 120 s)
+            deadline = time.monotonic() + 120
+            while not os.path.exists(os.path.join(model_dir, "loaded")) and time.monotonic() < deadline:
+                time.sleep(0.01)
         return "model"
 
     def predict_fn(data, model):
@@ -43,7 +47,7 @@ def ask(conn: http.client.HTTPConnection) -> tuple[int, int]:
     return resp.status, (json.loads(body)["pid"] if resp.status == 200 else 0)
 
 
-def both_workers(server: Server, timeout: float = 30.0) -> list[int]:
+def both_workers(server: Server, timeout: float = 60.0) -> list[int]:
     """Open connections one at a time until two different workers have answered (both models loaded)."""
     seen: set[int] = set()
     deadline = time.monotonic() + timeout
@@ -81,12 +85,9 @@ def test_kept_alive_connections_are_split_evenly_over_the_workers(start_server) 
 def test_a_replacement_loading_its_model_gets_no_new_connections(start_server) -> None:
     server: Server = start_server(WHO, SAGEMAKER_MODEL_SERVER_WORKERS="2")
     survivor, victim = both_workers(server)
-    (server.base / "model" / "slow").write_text("")  # the replacement's model_fn takes 4 s
+    (server.base / "model" / "slow").write_text("")  # the replacement's model_fn waits for "loaded"
     os.kill(victim, signal.SIGKILL)
-    deadline = time.monotonic() + 10
-    while not (set(server.worker_pids()) - {survivor, victim}):
-        assert time.monotonic() < deadline, server.log
-        time.sleep(0.02)
+    wait_for(lambda: set(server.worker_pids()) - {survivor, victim}, 60, f"a replacement worker:\n{server.log}")
     # while the replacement loads, every new connection goes to the survivor: no 503 "model is loading"
     answers = []
     for _ in range(10):
@@ -97,6 +98,7 @@ def test_a_replacement_loading_its_model_gets_no_new_connections(start_server) -
             conn.close()
     assert answers == [(200, survivor)] * 10, server.log
     # once loaded, the replacement takes its share of new connections
+    (server.base / "model" / "loaded").write_text("")
     assert set(both_workers(server)) - {survivor}
 
 

@@ -163,11 +163,19 @@ def test_chunked_body_is_accepted_and_limited(echo_server: Server) -> None:
     assert status == 413, body
 
 
-@pytest.mark.parametrize("path,method", [("/invocations", "GET"), ("/ping", "POST"), ("/nowhere", "GET")])
-def test_wrong_route_or_method_is_a_json_4xx(echo_server: Server, path: str, method: str) -> None:
+@pytest.mark.parametrize("path,method,status,says", [
+    ("/invocations", "GET", 405, "GET /invocations: Method Not Allowed; this route accepts POST"),
+    ("/ping", "POST", 405, "POST /ping: Method Not Allowed; this route accepts GET"),
+    ("/nowhere", "GET", 404, "GET /nowhere: Not Found; routes: GET /ping, POST /invocations"),
+])
+def test_wrong_route_or_method_is_a_json_4xx(echo_server: Server, path: str, method: str, status: int,
+                                             says: str) -> None:
     resp = echo_server.request(method, path, b"" if method == "POST" else None)
-    assert resp.status in (404, 405)
-    assert resp.headers["content-type"] == "application/json" and resp.json()["message"]
+    assert resp.status == status, resp
+    assert resp.headers["content-type"] == "application/json"
+    assert resp.json()["message"].startswith(says), resp.json()
+    if status == 405:  # the methods the route does take, as HTTP says to name them
+        assert says.rsplit(" ", 1)[1] in resp.headers["allow"].split(", "), resp.headers
 
 
 def test_execution_parameters_defaults(echo_server: Server) -> None:

@@ -10,7 +10,6 @@ import json
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Optional
@@ -183,10 +182,9 @@ def test_hook_serve(tmp_path) -> None:
         resp = server.invoke(json.dumps({"a": 1}))
         assert resp.status == 200 and resp.json() == {"a": 1}
         assert resp.headers["x-served-by"] == "wsgiref"
-        started = time.monotonic()
     finally:
         code = server.stop()
-    assert code == 0 and time.monotonic() - started < 10, server.log
+    assert code == 0, server.log  # stopped by the plugin's own SIGTERM handling (stop() kills after 35 s)
 
 
 @pytest.mark.parametrize("variable,value,expected", [

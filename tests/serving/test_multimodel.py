@@ -466,7 +466,7 @@ def test_a_replacement_worker_serves_the_loaded_models(start_mme, models) -> Non
     old = set(own.worker_pids())
     victim = sorted(old)[0]
     os.kill(victim, signal.SIGKILL)
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         now = set(own.worker_pids())
         if len(now) == 2 and now != old:
@@ -476,7 +476,7 @@ def test_a_replacement_worker_serves_the_loaded_models(start_mme, models) -> Non
     assert len(new) == 1, own.log
     assert "killed by SIGKILL" in own.log
     answered_by: set[int] = set()
-    deadline = time.monotonic() + 15
+    deadline = time.monotonic() + 60
     while not new <= answered_by and time.monotonic() < deadline:
         results = fresh_connections(own, "/models/alpha/invoke", 40)
         assert {status for status, _ in results} == {200}, own.log  # the new one serves only once loaded
@@ -540,5 +540,16 @@ def test_available_memory_counts_the_containers_cgroup_limit(tmp_path: Path) -> 
     assert memory.cgroup_available(v1) == 1024 * 2**20
     (v1 / "memory" / "memory.limit_in_bytes").write_text(f"{2**63 - 4096}\n")  # v1's "no limit"
     assert memory.cgroup_available(v1) is None
-    here = memory.available_bytes()
-    assert here is not None and 0 < here <= (memory.meminfo_available() or here)
+    # the smaller of MemAvailable and what the cgroup leaves, each when known
+    meminfo, missing = tmp_path / "meminfo", tmp_path / "no-meminfo"
+    meminfo.write_text("MemTotal:        8000000 kB\nMemFree:  100 kB\nMemAvailable:    4000000 kB\n")
+    assert memory.meminfo_available(meminfo) == 4000000 * 1024
+    assert memory.meminfo_available(missing) is None
+    assert memory.available_bytes(meminfo, v1) == 4000000 * 1024  # no cgroup limit
+    (v1 / "memory" / "memory.limit_in_bytes").write_text(f"{2048 * 2**20}\n")
+    assert memory.available_bytes(meminfo, v1) == 1024 * 2**20  # the limit leaves less
+    assert memory.available_bytes(missing, v1) == 1024 * 2**20
+    assert memory.available_bytes(missing, tmp_path / "no-cgroup") is None
+    # and on this machine (Linux: /proc/meminfo is always there)
+    assert (memory.meminfo_available() or 0) > 0
+    assert (memory.available_bytes() or 0) > 0

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Optional
 
 CGROUP = Path("/sys/fs/cgroup")
+MEMINFO = Path("/proc/meminfo")
 
 
 def _read_int(path: Path) -> Optional[int]:
@@ -29,10 +30,10 @@ def _stat(path: Path, key: str) -> int:
     return 0
 
 
-def meminfo_available() -> Optional[int]:
+def meminfo_available(meminfo: Path = MEMINFO) -> Optional[int]:
     """MemAvailable of /proc/meminfo in bytes: the host's (or VM's) view."""
     try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
+        for line in meminfo.read_text().splitlines():
             if line.startswith("MemAvailable:"):
                 return int(line.split()[1]) * 1024
     except (OSError, ValueError, IndexError):
@@ -58,9 +59,9 @@ def cgroup_available(root: Path = CGROUP) -> Optional[int]:
     return None
 
 
-def available_bytes() -> Optional[int]:
+def available_bytes(meminfo: Path = MEMINFO, cgroup: Path = CGROUP) -> Optional[int]:
     """The smaller of the host's MemAvailable and what the cgroup limit leaves; None if unknown."""
-    values = [v for v in (meminfo_available(), cgroup_available()) if v is not None]
+    values = [v for v in (meminfo_available(meminfo), cgroup_available(cgroup)) if v is not None]
     return min(values) if values else None
 
 
