@@ -63,7 +63,6 @@ def source_options(fn: Callable) -> Callable:
         click.option("--code-location", help="Where sourcedir.tar.gz goes (default: the output bucket's root)."),
         click.option("--job-name", help="TrainingJobName (default: base name + timestamp, as the SDK makes it)."),
         click.option("--base-job-name", help="Base of the generated job name (default: the image's name)."),
-        click.option("--image", help="Run IMAGE train in a container engine instead of this machine's train."),
         click.option("--hyperparameter", "hyperparameters", multiple=True, metavar="NAME=VALUE",
                      help="A hyperparameter (repeatable)."),
         click.option("--output-path", help="S3OutputPath: s3://bucket/prefix, file:///path or a folder."),
@@ -100,6 +99,7 @@ def _build_request(request_file: Optional[str], overrides: Any, workdir: Path, e
 
 @click.command(name="package")
 @source_options
+@click.option("--image", help="Only picks the base of the generated job name, as the SDK does (nothing is run).")
 def package_command(entry_point: Optional[str], source_dir: Optional[str], code_location: Optional[str],
                     job_name: Optional[str], base_job_name: Optional[str], image: Optional[str],
                     hyperparameters: tuple[str, ...], output_path: Optional[str], container_log_level: int) -> None:
@@ -135,6 +135,7 @@ def local_group() -> None:
 @click.option("--request", "request_file", metavar="FILE",
               help="A CreateTrainingJob request as JSON ('-' reads stdin); options below override its fields.")
 @source_options
+@click.option("--image", help="Run IMAGE train in a container engine instead of this machine's train.")
 @click.option("--channel", "channels", multiple=True, metavar="NAME=URI",
               help="An input channel: s3://bucket/prefix, file:///path or a local path (repeatable).")
 @click.option("--input-mode", type=click.Choice(["File", "Pipe", "FastFile"]), help="TrainingInputMode.")
@@ -235,12 +236,15 @@ def serve_command(model: str, port: int, bind_host: str, environment: tuple[str,
     starts on PORT; Ctrl-C or SIGTERM stops it.
     """
     from toolkit.local.endpoint import prepare_model, start_server
+    from toolkit.local.hosts import ready_engine
     from toolkit.local.storage import Storage
 
     _setup_logging()
     root = Path(workdir).absolute() if workdir else _default_workdir()
     try:
         env = _environment(environment)
+        if image:
+            engine = ready_engine(os.environ, engine)
         base = _model_base(root, job_name, "toolkit-local-endpoint")
         prepare_model(Storage(os.environ), model, base, os.environ)
         server = start_server(base, port, os.environ, env, bind_host=bind_host, image=image, engine=engine,
@@ -259,6 +263,38 @@ def serve_command(model: str, port: int, bind_host: str, environment: tuple[str,
     except KeyboardInterrupt:
         pass
     sys.exit(server.stop())
+
+
+@local_group.command("clean")
+@click.argument("names", nargs=-1)
+@click.option("--all", "everything", is_flag=True, help="Every job folder and job environment in the work folder.")
+@click.option("--older-than", metavar="AGE", help="Only what is unchanged for AGE: 30m, 12h, 7d, 2w.")
+@click.option("--dry-run", is_flag=True, help="Say what would be removed, remove nothing.")
+@click.option("--workdir", type=click.Path(file_okay=False), help="The work folder (default: $TOOLKIT_LOCAL_DIR "
+              "or <tmp>/toolkit-local).")
+def clean_command(names: tuple[str, ...], everything: bool, older_than: Optional[str], dry_run: bool,
+                  workdir: Optional[str]) -> None:
+    """Remove job folders (data, model, output, describe file) and job environments.
+
+    NAMES are job names (as `toolkit local train` printed them); --all takes every one,
+    --older-than those unchanged for that long (with NAMES: the named ones that old).
+    """
+    from toolkit.local.clean import entries, parse_age, remove, select
+    from toolkit.local.progress import human_bytes
+
+    root = Path(workdir).absolute() if workdir else _default_workdir()
+    try:
+        age = parse_age(older_than) if older_than else None
+        chosen = select(entries(root), names, everything, age)
+    except ToolkitError as exc:
+        _fail("local clean", exc)
+    total = 0
+    for entry in chosen:
+        size = entry.bytes if dry_run else remove(entry)
+        total += size
+        click.echo(f"{'would remove' if dry_run else 'removed'} {entry.name} ({human_bytes(size)})", err=True)
+    click.echo(f"toolkit local clean: {len(chosen)} {'would be ' if dry_run else ''}removed from {root}, "
+               f"{human_bytes(total)} {'would be ' if dry_run else ''}freed", err=True)
 
 
 @local_group.command("transform")
@@ -294,6 +330,7 @@ def transform_command(model: Optional[str], endpoint_url: Optional[str], input_u
     """
     from toolkit.errors import ConfigError
     from toolkit.local.endpoint import free_port, prepare_model, start_server
+    from toolkit.local.hosts import ready_engine
     from toolkit.local.storage import Storage, parse_location
     from toolkit.local.transform import TransformSettings, execution_parameters, resolve, run_transform
 
@@ -312,6 +349,8 @@ def transform_command(model: Optional[str], endpoint_url: Optional[str], input_u
         output = parse_location(output_path, "--output-path")
         items = storage.list(source, "--input")
         if model:
+            if image:
+                engine = ready_engine(os.environ, engine)
             base = _model_base(root, job_name, "toolkit-local-transform")
             prepare_model(storage, model, base, os.environ)
             server = start_server(base, free_port(), os.environ, {**env, **settings.server_environment()},

@@ -17,6 +17,7 @@ from typing import Any, Mapping, Optional
 from toolkit.errors import ConfigError, ToolkitError
 from toolkit.local import hosts as hostrun
 from toolkit.local.channels import ChannelSource, PipeFeeder, copy_channel, make_writable
+from toolkit.local.clean import describe_size
 from toolkit.local.jobdir import CONTAINER_BASE, HostDir, lay_out
 from toolkit.local.outputs import Artifacts, describe, failure_reason, iso, upload_artifacts
 from toolkit.local.progress import Transferred
@@ -69,12 +70,22 @@ class _Timeline:
 
 
 def check_unique(workdir: Path, request: TrainingRequest) -> None:
-    """Job names are unique, as on the platform: a job that already ran here keeps its folders."""
+    """Job names are unique, as on the platform: a job that already ran here keeps its folders.
+    The message says how to run it again: under a new name, or after removing the old job."""
     used = [p for p in [workdir / f"{request.job_name}.json", *(workdir / request.job_name / h for h in request.hosts)]
             if p.exists()]
     if used:
-        raise ConfigError(f"a job named {request.job_name!r} already ran here ({used[0]}); job names are unique: "
-                          f"choose another one or remove {workdir / request.job_name}")
+        status = _status_of(workdir / f"{request.job_name}.json")
+        raise ConfigError(f"a job named {request.job_name!r} already ran here{status}; job names are unique: "
+                          f"to run it again give a new --job-name (or none, for a generated one), or remove the "
+                          f"old one with `toolkit local clean --workdir {workdir} {request.job_name}`")
+
+
+def _status_of(describe_path: Path) -> str:
+    try:
+        return f" ({json.loads(describe_path.read_text())['TrainingJobStatus']})"
+    except (OSError, ValueError, KeyError, TypeError):
+        return ""
 
 
 def region_of(environ: Mapping[str, str]) -> str:
@@ -120,6 +131,7 @@ class TrainingJob:
         self.feeders: list[PipeFeeder] = []
         self.transfers: dict[str, Transferred] = {}
         self.syncer: Optional[Syncer] = None
+        self.engine: Optional[str] = None
 
     # -- phases -------------------------------------------------------------------------------
 
@@ -128,6 +140,8 @@ class TrainingJob:
 
     def prepare(self) -> None:
         check_unique(self.opts.workdir, self.request)
+        if self.container:  # before any data is copied: a stopped daemon is not the image's fault
+            self.engine = hostrun.ready_engine(self.environ, self.opts.engine)
         for hd in self.hosts:
             shown = self.request.checkpoint_local_path if self.container else str(self.checkpoint_dir(hd))
             lay_out(hd, self.request, shown if self.request.checkpoint_uri else None)
@@ -201,7 +215,7 @@ class TrainingJob:
             for feeder in self.feeders:
                 feeder.start()
             return hostrun.run_hosts(processes, self.request.max_runtime, self.opts.kill_after)
-        engine = hostrun.find_engine(self.environ, self.opts.engine)
+        engine = self.engine or hostrun.ready_engine(self.environ, self.opts.engine)
         hostrun.ensure_image(engine, str(self.request.image))
         with hostrun.Network(engine, f"toolkit-{self.request.job_name}") as network:
             processes = self.host_processes(network)
@@ -307,7 +321,8 @@ class TrainingJob:
             for label, count in self.syncer.uploaded.items():
                 where = self.request.checkpoint_uri if label == "checkpoints" else "intermediate output"
                 lines.append(f"  {label}: {count} upload(s) to {where}")
-        lines.append(f"  job folder: {self.job_dir}")
+        lines.append(f"  job folder: {self.job_dir} ({describe_size(self.job_dir)}; `toolkit local clean --workdir "
+                     f"{self.opts.workdir} {self.request.job_name}` removes it)")
         lines.append(f"  describe: {job.describe_path}")
         return lines
 
