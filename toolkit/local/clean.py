@@ -84,7 +84,9 @@ def entries(workdir: Path) -> list[Entry]:
     if venvs.is_dir():
         for path in sorted(venvs.iterdir()):
             if path.is_dir():
-                found.append(Entry(f"{VENVS}/{path.name}", (path,), _last_used(path)))
+                lock = path.with_suffix(".lock")
+                paths = (path, lock) if lock.exists() else (path,)
+                found.append(Entry(f"{VENVS}/{path.name}", paths, _last_used(path)))
     return found
 
 

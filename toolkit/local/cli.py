@@ -193,7 +193,9 @@ def train_command(request_file: Optional[str], entry_point: Optional[str], sourc
     except ToolkitError as exc:
         _fail("local train", exc)
     _sigterm_stops_the_job()
-    options = RunOptions(workdir=root, engine=engine, kill_after=kill_after, sync_interval=sync_interval)
+    local_source = None if (source_dir or "").startswith("s3://") else (source_dir or entry_point)
+    options = RunOptions(workdir=root, engine=engine, kill_after=kill_after, sync_interval=sync_interval,
+                         source=Path(local_source).absolute() if local_source else None)
     result = run_training_job(request, options, os.environ, storage)
     for line in result.summary:
         click.echo(line, err=True)
@@ -218,6 +220,39 @@ def _model_base(root: Path, name: Optional[str], prefix: str) -> Path:
     return base
 
 
+def serving_code_options(fn: Callable) -> Callable:
+    """The inference code and the wait for /ping, shared by serve and transform."""
+    for option in reversed([
+        click.option("--source-dir", help="Folder of inference code, packed into the model's code/ as the SDK's "
+                     "Model(source_dir=) does."),
+        click.option("--entry-point", help="The inference script (SAGEMAKER_PROGRAM): a name inside --source-dir, "
+                     "or a path."),
+        click.option("--ready-timeout", type=click.FloatRange(min=0, min_open=True), default=120.0,
+                     show_default=True, help="Seconds to wait for GET /ping to answer 200 before giving up."),
+    ]):
+        fn = option(fn)
+    return fn
+
+
+def _serving_code(root: Path, base: Path, env: dict[str, str], source_dir: Optional[str],
+                  entry_point: Optional[str], image: Optional[str]) -> tuple[dict[str, str], Any]:
+    """The server's variables once its code is in place, and (in-process) its own environment."""
+    from toolkit.errors import ConfigError
+    from toolkit.local import jobenv
+    from toolkit.local.endpoint import pack_code, resolve_submit_dir, serving_requirements
+
+    if source_dir and not entry_point:
+        raise ConfigError("--source-dir needs --entry-point (the inference script in it, e.g. inference.py)")
+    if entry_point:
+        env = {**env, **pack_code(base / "model", source_dir, entry_point)}
+        if image:
+            env["SAGEMAKER_SUBMIT_DIRECTORY"] = "/opt/ml/model/code"
+    env = resolve_submit_dir(env, Path.cwd())
+    if image:
+        return env, None
+    return env, jobenv.prepare(root, base, serving_requirements(base, env), os.environ)
+
+
 @local_group.command("serve")
 @click.argument("model")
 @click.option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True, help="Port to serve on.")
@@ -228,8 +263,10 @@ def _model_base(root: Path, name: Optional[str], prefix: str) -> Path:
 @click.option("--engine", type=click.Choice(["docker", "podman"]), help="Container engine.")
 @click.option("--job-name", help="Name of the model folder under the work folder (default: generated).")
 @click.option("--workdir", type=click.Path(file_okay=False), help="Where the model is extracted.")
+@serving_code_options
 def serve_command(model: str, port: int, bind_host: str, environment: tuple[str, ...], image: Optional[str],
-                  engine: Optional[str], job_name: Optional[str], workdir: Optional[str]) -> None:
+                  engine: Optional[str], job_name: Optional[str], workdir: Optional[str], source_dir: Optional[str],
+                  entry_point: Optional[str], ready_timeout: float) -> None:
     """Serve MODEL (a model.tar.gz in S3 or here, or a model folder) as an endpoint does.
 
     The model is extracted into <workdir>/<name>/model (the server's /opt/ml/model) and `serve`
@@ -247,13 +284,14 @@ def serve_command(model: str, port: int, bind_host: str, environment: tuple[str,
             engine = ready_engine(os.environ, engine)
         base = _model_base(root, job_name, "toolkit-local-endpoint")
         prepare_model(Storage(os.environ), model, base, os.environ)
+        env, own = _serving_code(root, base, env, source_dir, entry_point, image)
         server = start_server(base, port, os.environ, env, bind_host=bind_host, image=image, engine=engine,
-                              name=base.name)
+                              name=base.name, jobenv=own)
     except ToolkitError as exc:
         _fail("local serve", exc)
     _sigterm_stops_the_job()
     try:
-        seconds = server.wait_ready()
+        seconds = server.wait_ready(ready_timeout)
         click.echo(f"toolkit local serve: {model} answers at http://{bind_host}:{port} ({seconds:.2f} s to the "
                    f"first /ping 200); Ctrl-C stops it", err=True)
         server.process.wait()
@@ -318,11 +356,13 @@ def clean_command(names: tuple[str, ...], everything: bool, older_than: Optional
 @click.option("--engine", type=click.Choice(["docker", "podman"]), help="Container engine.")
 @click.option("--job-name", help="Name of the job's folder under the work folder (default: generated).")
 @click.option("--workdir", type=click.Path(file_okay=False), help="Where the model is extracted.")
+@serving_code_options
 def transform_command(model: Optional[str], endpoint_url: Optional[str], input_uri: str, output_path: str,
                       content_type: Optional[str], accept: Optional[str], split_type: str,
                       batch_strategy: Optional[str], max_payload_mb: Optional[int], max_concurrent: Optional[int],
                       assemble_with: str, environment: tuple[str, ...], image: Optional[str],
-                      engine: Optional[str], job_name: Optional[str], workdir: Optional[str]) -> None:
+                      engine: Optional[str], job_name: Optional[str], workdir: Optional[str],
+                      source_dir: Optional[str], entry_point: Optional[str], ready_timeout: float) -> None:
     """Run a Batch Transform job: every input file through /invocations, answers in input order.
 
     Exits 0 when every file was transformed, 1 when a record failed (its file and line are
@@ -353,10 +393,13 @@ def transform_command(model: Optional[str], endpoint_url: Optional[str], input_u
                 engine = ready_engine(os.environ, engine)
             base = _model_base(root, job_name, "toolkit-local-transform")
             prepare_model(storage, model, base, os.environ)
+            env, own = _serving_code(root, base, env, source_dir, entry_point, image)
             server = start_server(base, free_port(), os.environ, {**env, **settings.server_environment()},
-                                  image=image, engine=engine, name=base.name)
+                                  image=image, engine=engine, name=base.name, jobenv=own)
             _sigterm_stops_the_job()
-            server.wait_ready()
+            server.wait_ready(ready_timeout)
+        elif source_dir or entry_point:
+            raise ConfigError("--source-dir/--entry-point go with --model (the code is packed into that model)")
             endpoint_url = server.url
         assert endpoint_url is not None
         settings = resolve(settings, execution_parameters(endpoint_url))

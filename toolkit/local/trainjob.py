@@ -16,9 +16,11 @@ from typing import Any, Mapping, Optional
 
 from toolkit.errors import ConfigError, ToolkitError
 from toolkit.local import hosts as hostrun
+from toolkit.local import jobenv
 from toolkit.local.channels import ChannelSource, PipeFeeder, copy_channel, make_writable
 from toolkit.local.clean import describe_size
 from toolkit.local.jobdir import CONTAINER_BASE, HostDir, lay_out
+from toolkit.local.jobenv import JobEnv
 from toolkit.local.outputs import Artifacts, describe, failure_reason, iso, upload_artifacts
 from toolkit.local.progress import Transferred
 from toolkit.local.request import TrainingRequest
@@ -36,6 +38,7 @@ class RunOptions:
     engine: Optional[str] = None
     kill_after: float = hostrun.KILL_AFTER
     sync_interval: float = DEFAULT_INTERVAL
+    source: Optional[Path] = None  # --source-dir (or the lone --entry-point) on this machine, when given
 
 
 @dataclass
@@ -97,13 +100,14 @@ def _job_env(request: TrainingRequest, region: str) -> dict[str, str]:
     return {**request.environment, "TRAINING_JOB_NAME": request.job_name, "TRAINING_JOB_ARN": arn}
 
 
-def _command(request: TrainingRequest, environ: Mapping[str, str]) -> list[str]:
-    """In-process: ContainerEntrypoint + ContainerArguments when given, else this machine's train."""
+def _command(request: TrainingRequest, environ: Mapping[str, str], env: Optional[JobEnv] = None) -> list[str]:
+    """In-process: ContainerEntrypoint + ContainerArguments when given, else ``train`` (the job
+    environment's, else this machine's)."""
     if request.entrypoint:
         return [*request.entrypoint, *request.arguments]
     if request.arguments:
         return list(request.arguments)
-    return [hostrun.console_script("train", environ)]
+    return [env.script("train") if env else hostrun.console_script("train", environ)]
 
 
 def _local_submit_dir(request: TrainingRequest) -> Optional[Path]:
@@ -132,6 +136,7 @@ class TrainingJob:
         self.transfers: dict[str, Transferred] = {}
         self.syncer: Optional[Syncer] = None
         self.engine: Optional[str] = None
+        self.jobenv: Optional[JobEnv] = None
 
     # -- phases -------------------------------------------------------------------------------
 
@@ -145,6 +150,23 @@ class TrainingJob:
         for hd in self.hosts:
             shown = self.request.checkpoint_local_path if self.container else str(self.checkpoint_dir(hd))
             lay_out(hd, self.request, shown if self.request.checkpoint_uri else None)
+        if not self.container:
+            self.jobenv = jobenv.prepare(self.opts.workdir, self.job_dir, self.requirements(), self.environ)
+
+    def requirements(self) -> Optional[str]:
+        """The job's requirements, read before it starts to pick its environment (None: the job
+        fetches its code from somewhere this machine cannot read first: git, https)."""
+        named = self.request.environment.get("TOOLKIT_REQUIREMENTS")
+        source = self.opts.source or _local_submit_dir(self.request)
+        if source is not None:
+            return jobenv.requirements_text(source, named)
+        value = self.request.hyperparameters.get("sagemaker_submit_directory", "").strip('"')
+        if value.startswith("s3://") and value.endswith((".tar.gz", ".tgz")):
+            with tempfile.TemporaryDirectory(prefix="toolkit-local-") as scratch:
+                archive = self.storage.download_file(parse_location(value, "sagemaker_submit_directory"),
+                                                     Path(scratch) / "sourcedir.tar.gz")
+                return jobenv.requirements_text(archive, named)
+        return None
 
     def fetch_data(self) -> None:
         count = len(self.hosts)
@@ -188,7 +210,9 @@ class TrainingJob:
     def host_processes(self, network: Optional[hostrun.Network]) -> list[hostrun.HostProcess]:
         env = _job_env(self.request, self.region)
         if network is None:
-            command = _command(self.request, self.environ)
+            command = _command(self.request, self.environ, self.jobenv)
+            if self.jobenv is not None:
+                env = {**env, **self.jobenv.variables(self.environ)}
             return [hostrun.in_process(hd.host, hd.base, command, self.environ, env) for hd in self.hosts]
         aws = {k: v for k, v in self.environ.items() if k.startswith("AWS_")}
         processes = []
@@ -321,6 +345,8 @@ class TrainingJob:
             for label, count in self.syncer.uploaded.items():
                 where = self.request.checkpoint_uri if label == "checkpoints" else "intermediate output"
                 lines.append(f"  {label}: {count} upload(s) to {where}")
+        if self.jobenv is not None:
+            lines.append(f"  environment: {self.jobenv.describe()}")
         lines.append(f"  job folder: {self.job_dir} ({describe_size(self.job_dir)}; `toolkit local clean --workdir "
                      f"{self.opts.workdir} {self.request.job_name}` removes it)")
         lines.append(f"  describe: {job.describe_path}")
