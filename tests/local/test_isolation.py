@@ -62,7 +62,7 @@ def test_train_installs_into_its_own_environment_and_reuses_it(tmp_path: Path) -
 
     # the environments are the emulator's: `toolkit local clean --all` takes them too
     assert toolkit("local", "clean", "--all", "--workdir", str(work)).returncode == 0
-    assert not list((work / ".venvs").iterdir())
+    assert not (work / ".venvs").exists()
 
 
 def test_serve_installs_into_its_own_environment(tmp_path: Path) -> None:

@@ -126,6 +126,13 @@ def remove(entry: Entry) -> int:
     return size
 
 
+def tidy(workdir: Path) -> None:
+    """Drop the environments' folder once the last environment is gone."""
+    venvs = workdir / VENVS
+    if venvs.is_dir() and not any(venvs.iterdir()):
+        venvs.rmdir()
+
+
 def describe_size(path: Path) -> str:
     """``631.2 MB`` for the job summary."""
     return human_bytes(folder_bytes(path))

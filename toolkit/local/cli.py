@@ -317,7 +317,7 @@ def clean_command(names: tuple[str, ...], everything: bool, older_than: Optional
     NAMES are job names (as `toolkit local train` printed them); --all takes every one,
     --older-than those unchanged for that long (with NAMES: the named ones that old).
     """
-    from toolkit.local.clean import entries, parse_age, remove, select
+    from toolkit.local.clean import entries, parse_age, remove, select, tidy
     from toolkit.local.progress import human_bytes
 
     root = Path(workdir).absolute() if workdir else _default_workdir()
@@ -331,6 +331,8 @@ def clean_command(names: tuple[str, ...], everything: bool, older_than: Optional
         size = entry.bytes if dry_run else remove(entry)
         total += size
         click.echo(f"{'would remove' if dry_run else 'removed'} {entry.name} ({human_bytes(size)})", err=True)
+    if not dry_run:
+        tidy(root)
     click.echo(f"toolkit local clean: {len(chosen)} {'would be ' if dry_run else ''}removed from {root}, "
                f"{human_bytes(total)} {'would be ' if dry_run else ''}freed", err=True)
 
