@@ -400,9 +400,9 @@ def transform_command(model: Optional[str], endpoint_url: Optional[str], input_u
                                   image=image, engine=engine, name=base.name, jobenv=own)
             _sigterm_stops_the_job()
             server.wait_ready(ready_timeout)
+            endpoint_url = server.url
         elif source_dir or entry_point:
             raise ConfigError("--source-dir/--entry-point go with --model (the code is packed into that model)")
-            endpoint_url = server.url
         assert endpoint_url is not None
         settings = resolve(settings, execution_parameters(endpoint_url))
         result = run_transform(storage, endpoint_url, source, items, output, settings)

@@ -28,6 +28,10 @@ from toolkit.local.storage import Storage, parse_location
 from toolkit.local.sync import DEFAULT_INTERVAL, SyncedFolder, Syncer
 
 log = logging.getLogger("toolkit")
+# Where CheckpointConfig.LocalPath really is for this host: in-process, /opt/ml/checkpoints is
+# <host folder>/checkpoints, so a script that reads this variable (default: the usual path) works
+# in both modes. (The SDK's own local mode refuses checkpoint settings instead.)
+CHECKPOINT_VARIABLE = "TOOLKIT_CHECKPOINT_DIR"
 
 
 @dataclass
@@ -151,6 +155,9 @@ class TrainingJob:
             shown = self.request.checkpoint_local_path if self.container else str(self.checkpoint_dir(hd))
             lay_out(hd, self.request, shown if self.request.checkpoint_uri else None)
         if not self.container:
+            for hd in self.hosts:  # the folder TOOLKIT_CHECKPOINT_DIR names is there, as /opt/ml/checkpoints is
+                if hd.base in self.checkpoint_dir(hd).parents:
+                    self.checkpoint_dir(hd).mkdir(parents=True, exist_ok=True)
             self.jobenv = jobenv.prepare(self.opts.workdir, self.job_dir, self.requirements(), self.environ)
 
     def requirements(self) -> Optional[str]:
@@ -213,7 +220,9 @@ class TrainingJob:
             command = _command(self.request, self.environ, self.jobenv)
             if self.jobenv is not None:
                 env = {**env, **self.jobenv.variables(self.environ)}
-            return [hostrun.in_process(hd.host, hd.base, command, self.environ, env) for hd in self.hosts]
+            return [hostrun.in_process(hd.host, hd.base, command, self.environ,
+                                       {**env, CHECKPOINT_VARIABLE: str(self.checkpoint_dir(hd))})
+                    for hd in self.hosts]
         aws = {k: v for k, v in self.environ.items() if k.startswith("AWS_")}
         processes = []
         for hd in self.hosts:
@@ -229,8 +238,8 @@ class TrainingJob:
                 mounts.append((folder, str(folder), True))
             processes.append(hostrun.in_container(
                 network.engine, str(self.request.image), hd.host, f"{self.request.job_name}-{hd.host}", network,
-                self.request.hosts, mounts, {**aws, **env}, self.request.entrypoint, self.request.arguments,
-                self.opts.kill_after, inherited=self.environ))
+                self.request.hosts, mounts, {**aws, **env, CHECKPOINT_VARIABLE: local_path}, self.request.entrypoint,
+                self.request.arguments, self.opts.kill_after, inherited=self.environ))
         return processes
 
     def run_hosts(self) -> hostrun.RunResult:
