@@ -4,15 +4,13 @@ distinct requirements and reused. Real pip (or uv, where installed) and a real w
 
 from __future__ import annotations
 
-import http.client
 import re
-import signal
 import subprocess
 import sys
 from pathlib import Path
 
-from helpers import BIN, clean_environ, free_port, make_wheel
-from localjobs import toolkit, write_script
+from helpers import make_wheel
+from localjobs import invoke, local_serve, toolkit, write_script
 
 SCRIPT = """import os, sys, demo_layered
 import toolkit  # the toolkit (and every package of the parent venv) is still there
@@ -71,24 +69,6 @@ def test_serve_installs_into_its_own_environment(tmp_path: Path) -> None:
     write_script(model / "code", "import demo_served\n\ndef model_fn(model_dir):\n    return demo_served.VALUE\n\n"
                  "def predict_fn(data, model):\n    return {'value': model}\n", "inference.py")
     (model / "code" / "requirements.txt").write_text(f"{wheel}\n")
-    port = free_port()
-    proc = subprocess.Popen([str(BIN / "toolkit"), "local", "serve", str(model), "--port", str(port),
-                             "--environment", "SAGEMAKER_MODEL_SERVER_WORKERS=1", "--workdir", str(tmp_path / "work")],
-                            env=clean_environ(), stderr=subprocess.PIPE, text=True)
-    try:
-        lines = []
-        for line in proc.stderr:  # type: ignore[union-attr]
-            lines.append(line)
-            if "answers at" in line or proc.poll() is not None:
-                break
-        assert "answers at" in lines[-1], "".join(lines)
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-        conn.request("POST", "/invocations", body=b"[1]", headers={"Content-Type": "application/json"})
-        assert conn.getresponse().read() == b'{"value": "served"}'
+    with local_serve(str(model), "--workdir", str(tmp_path / "work")) as port:
+        assert invoke(port, b"[1]") == (200, b'{"value": "served"}')
         assert not user_venv_has("demo_served")
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=40) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()

@@ -4,14 +4,12 @@ model that never becomes ready ends the command, saying why."""
 
 from __future__ import annotations
 
-import http.client
-import signal
 import subprocess
 import time
 from pathlib import Path
 
 from helpers import BIN, clean_environ, free_port
-from localjobs import write_script
+from localjobs import invoke, local_serve, write_script
 
 INFERENCE = """def model_fn(model_dir):
     return open(model_dir + "/weights.txt").read().strip()
@@ -21,56 +19,27 @@ def predict_fn(data, model):
 """
 
 
-def serve(args: list[str], cwd: Path, port: int) -> subprocess.Popen:
-    return subprocess.Popen([str(BIN / "toolkit"), "local", "serve", *args, "--port", str(port), "--environment",
-                             "SAGEMAKER_MODEL_SERVER_WORKERS=1"], cwd=str(cwd), env=clean_environ(),
-                            stderr=subprocess.PIPE, text=True)
-
-
-def ask(proc: subprocess.Popen, port: int) -> bytes:
-    try:
-        lines = []
-        for line in proc.stderr:  # type: ignore[union-attr]
-            lines.append(line)
-            if "answers at" in line or proc.poll() is not None:
-                break
-        assert "answers at" in lines[-1], "".join(lines)
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-        conn.request("POST", "/invocations", body=b"[1]", headers={"Content-Type": "application/json"})
-        body = conn.getresponse().read()
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=40) == 0
-        return body
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-
-
 def test_source_dir_and_entry_point_are_packed_into_code(tmp_path: Path) -> None:
     model = tmp_path / "model"
     write_script(model, "w1\n", "weights.txt")
     write_script(model / "code", INFERENCE % "old", "inference.py")  # replaced, as the SDK replaces code/
     write_script(tmp_path / "src", INFERENCE % "src", "serve_me.py")
     write_script(tmp_path / "src", "", "helper.py")
-    port = free_port()
-    body = ask(serve([str(model), "--source-dir", "src", "--entry-point", "serve_me.py", "--job-name", "ep",
-                      "--workdir", "work"], tmp_path, port), port)
-    assert body == b'{"model": "w1", "code": "src"}'
+    with local_serve(str(model), "--source-dir", "src", "--entry-point", "serve_me.py", "--job-name", "ep",
+                     "--workdir", "work", cwd=tmp_path) as port:
+        assert invoke(port, b"[1]") == (200, b'{"model": "w1", "code": "src"}')
     assert sorted(p.name for p in (tmp_path / "work/ep/model/code").iterdir()) == ["helper.py", "serve_me.py"]
-    port = free_port()
-    body = ask(serve([str(model), "--entry-point", "src/serve_me.py", "--workdir", "work"], tmp_path, port), port)
-    assert body == b'{"model": "w1", "code": "src"}'
+    with local_serve(str(model), "--entry-point", "src/serve_me.py", "--workdir", "work", cwd=tmp_path) as port:
+        assert invoke(port, b"[1]") == (200, b'{"model": "w1", "code": "src"}')
 
 
 def test_relative_submit_directory_is_where_the_user_is(tmp_path: Path) -> None:
     model = tmp_path / "model"
     write_script(model, "w2\n", "weights.txt")
     write_script(tmp_path / "src", INFERENCE % "relative", "inference.py")
-    port = free_port()
-    body = ask(serve([str(model), "--environment", "SAGEMAKER_SUBMIT_DIRECTORY=./src", "--workdir", "work"],
-                     tmp_path, port), port)
-    assert body == b'{"model": "w2", "code": "relative"}'
+    with local_serve(str(model), "--environment", "SAGEMAKER_SUBMIT_DIRECTORY=./src", "--workdir", "work",
+                     cwd=tmp_path) as port:
+        assert invoke(port, b"[1]") == (200, b'{"model": "w2", "code": "relative"}')
 
 
 def test_a_model_that_never_gets_ready_ends_the_command(tmp_path: Path) -> None:
