@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import http.client
 import io
 import json
-import signal
 import subprocess
 import tarfile
 import uuid
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Optional
+from typing import Any, Mapping, Optional
 
-from helpers import BIN, clean_environ, free_port
+from helpers import BIN, clean_environ, invoke, local_serve  # noqa: F401 - the emulator tests import them from here
 
 
 def toolkit(*args: str, env: Optional[Mapping[str, str]] = None, stdin: Optional[str] = None,
@@ -55,38 +52,3 @@ def write_script(folder: Path, text: str, name: str = "train.py") -> Path:
     path = folder / name
     path.write_text(text)
     return path
-
-
-@contextmanager
-def local_serve(*args: str, cwd: Optional[Path] = None) -> Iterator[int]:
-    """``toolkit local serve ARGS`` on a free port (one worker) until it says it answers; yields
-    the port; on leaving, SIGTERM must stop it with exit code 0."""
-    port = free_port()
-    proc = subprocess.Popen([str(BIN / "toolkit"), "local", "serve", *args, "--port", str(port), "--environment",
-                             "SAGEMAKER_MODEL_SERVER_WORKERS=1"], cwd=str(cwd) if cwd else None,
-                            env=clean_environ(), stderr=subprocess.PIPE, text=True)
-    try:
-        lines = []
-        for line in proc.stderr:  # type: ignore[union-attr]
-            lines.append(line)
-            if "answers at" in line or proc.poll() is not None:
-                break
-        assert f"answers at http://127.0.0.1:{port}" in lines[-1], "".join(lines)
-        yield port
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=40) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-
-
-def invoke(port: int, body: bytes, content_type: str = "application/json") -> tuple[int, bytes]:
-    """POST /invocations: (status, body)."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    try:
-        conn.request("POST", "/invocations", body=body, headers={"Content-Type": content_type})
-        response = conn.getresponse()
-        return response.status, response.read()
-    finally:
-        conn.close()
