@@ -4,8 +4,10 @@ reliably: pytest may have imported another folder's conftest under the same name
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -172,3 +174,38 @@ def scratch_venv(path: Path) -> Path:
     # addsitedir (not a bare path) so the parent's own .pth files, editable installs included, apply
     (Path(purelib) / "parent.pth").write_text(f"import site; site.addsitedir({sysconfig.get_path('purelib')!r})\n")
     return python
+
+
+@contextmanager
+def local_serve(*args: str, cwd: Optional[Path] = None) -> Iterator[int]:
+    """``toolkit local serve ARGS`` on a free port (one worker) until it says it answers; yields
+    the port; on leaving, SIGTERM must stop it with exit code 0."""
+    port = free_port()
+    proc = subprocess.Popen([str(BIN / "toolkit"), "local", "serve", *args, "--port", str(port), "--environment",
+                             "SAGEMAKER_MODEL_SERVER_WORKERS=1"], cwd=str(cwd) if cwd else None,
+                            env=clean_environ(), stderr=subprocess.PIPE, text=True)
+    try:
+        lines = []
+        for line in proc.stderr:  # type: ignore[union-attr]
+            lines.append(line)
+            if "answers at" in line or proc.poll() is not None:
+                break
+        assert f"answers at http://127.0.0.1:{port}" in lines[-1], "".join(lines)
+        yield port
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=45) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def invoke(port: int, body: bytes, content_type: str = "application/json") -> tuple[int, bytes]:
+    """POST /invocations: (status, body)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("POST", "/invocations", body=body, headers={"Content-Type": content_type})
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import Optional
+from typing import Any, Optional
 
 import click
 
@@ -47,7 +47,7 @@ def plugins_command(as_json: bool) -> None:
 @click.option("--variables", is_flag=True, help="Print the SM_* variables the script would get.")
 def env_command(base_dir: Optional[str], variables: bool) -> None:
     """Print the parsed training environment as JSON (secrets masked)."""
-    from toolkit.environment import TrainingEnv, mask
+    from toolkit.environment import TrainingEnv
     from toolkit.errors import ToolkitError
 
     try:
@@ -58,18 +58,47 @@ def env_command(base_dir: Optional[str], variables: bool) -> None:
     if variables:
         from toolkit.builtin.variables import sm_variables
 
-        click.echo(json.dumps(mask(sm_variables(env)), indent=2, sort_keys=True))
+        click.echo(json.dumps(_masked_variables(sm_variables(env)), indent=2, sort_keys=True))
     else:
         click.echo(json.dumps(env.to_dict(), indent=2))
 
 
+def _masked_variables(variables: dict[str, str]) -> dict[str, Any]:
+    """The SM_* variables for display, secrets masked by toolkit.environment's rules: by name
+    (SM_HP_API_TOKEN), and inside the JSON ones (SM_HPS, SM_TRAINING_ENV: by key; SM_USER_ARGS
+    and every argv list: the value after a secret-looking option)."""
+    from toolkit.environment import mask, mask_argv
+
+    def walk(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: walk(v) for k, v in mask(value).items()}
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return mask_argv(value)
+        if isinstance(value, list):
+            return [walk(v) for v in value]
+        return value
+
+    shown: dict[str, Any] = {}
+    for name, value in mask(variables).items():
+        try:
+            decoded = json.loads(value) if isinstance(value, str) and value[:1] in "{[" else None
+        except ValueError:
+            decoded = None
+        shown[name] = value if decoded is None else json.dumps(walk(decoded), separators=(",", ":"), sort_keys=True)
+    return shown
+
+
 @toolkit_command.command("example")
 @click.argument("workdir", required=False)
-def example_command(workdir: Optional[str]) -> None:
-    """Run the bundled example training job under a temporary base dir (no AWS needed)."""
+@click.option("--keep", is_flag=True, help="Keep the temporary folder (removed after the run otherwise).")
+def example_command(workdir: Optional[str], keep: bool) -> None:
+    """Run the bundled example training job under a temporary base dir (no AWS needed).
+
+    The temporary folder is removed afterwards unless --keep; a WORKDIR you give is kept.
+    """
     from toolkit.example import run_example
 
-    sys.exit(run_example(workdir))
+    sys.exit(run_example(workdir, keep))
 
 
 def _add_optional_commands() -> None:

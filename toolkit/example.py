@@ -42,10 +42,22 @@ def lay_out_job(base: Path, code: Path) -> None:
         (folder / "data.csv").write_text("".join(f"{x:.4f},{y:.4f}\n" for x, y in rows))
 
 
-def run_example(workdir: Optional[str] = None) -> int:
+def run_example(workdir: Optional[str] = None, keep: bool = False) -> int:
+    """Run the example; a temporary folder it made is removed afterwards unless ``keep``
+    (a ``workdir`` the user named is theirs: kept)."""
+    made = not workdir
+    base_root = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="toolkit-example-"))
+    try:
+        return _run(base_root)
+    finally:
+        if made and not keep:
+            shutil.rmtree(base_root, ignore_errors=True)
+            print(f"removed {base_root} (`toolkit example --keep` keeps it to look inside)")
+
+
+def _run(base_root: Path) -> int:
     from toolkit.training import train
 
-    base_root = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="toolkit-example-"))
     base = base_root / "opt" / "ml"
     code = base_root / "code"
     if base.exists():

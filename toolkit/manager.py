@@ -138,7 +138,9 @@ def get_plugin_manager(
         pm.register(importlib.import_module(module_name), name=name)
         sources[name] = f"builtin ({module_name})"
 
+    found: set[str] = set()
     for name, value, origin in _entry_points():
+        found.add(name)
         if name in disabled or (allowed and name not in allowed):
             continue
         try:
@@ -156,11 +158,23 @@ def get_plugin_manager(
         pm.register(plugin, name=name)
         sources[pm.get_name(plugin) or name] = "registered in code"
 
+    _warn_unknown(environ, known={*BUILTIN_PLUGINS, *found, *sources})
     pm.check_pending()
     pm._toolkit_sources = sources  # type: ignore[attr-defined]
     if is_true(environ.get("TOOLKIT_TRACE_PLUGINS")):
         _trace(pm)
     return pm
+
+
+def _warn_unknown(environ: Mapping[str, str], known: set[str]) -> None:
+    """A name in TOOLKIT_PLUGINS / TOOLKIT_DISABLE_PLUGINS that is no plugin here is most likely
+    a typo, which would otherwise silently load (or block) nothing."""
+    for variable in ("TOOLKIT_PLUGINS", "TOOLKIT_DISABLE_PLUGINS"):
+        unknown = sorted(_names(environ.get(variable)) - known)
+        if unknown:
+            log.warning("%s names %s, which %s no plugin here; the plugins are: %s", variable,
+                        ", ".join(repr(n) for n in unknown), "is" if len(unknown) == 1 else "are",
+                        ", ".join(sorted(known)))
 
 
 def _trace(pm: pluggy.PluginManager) -> None:

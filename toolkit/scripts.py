@@ -42,8 +42,20 @@ SERVE_HELP = """Usage: serve [--help] [--version]
 """
 
 
-def _answered(argv: Sequence[str], usage: str) -> Optional[int]:
-    """Handle --help/--version; anything else SageMaker might append is ignored, as before."""
+# What an unexpected argument's message names instead: the settings that do exist.
+TRAIN_SETTINGS = ("hyperparameters in <base>/input/config/hyperparameters.json, SAGEMAKER_BASE_DIR, "
+                  "SAGEMAKER_PROGRAM, SAGEMAKER_SUBMIT_DIRECTORY, TOOLKIT_LAUNCHER")
+SERVE_SETTINGS = ("SAGEMAKER_BIND_TO_PORT (default 8080), TOOLKIT_BIND_HOST, SAGEMAKER_MODEL_SERVER_WORKERS, "
+                  "SAGEMAKER_MODEL_SERVER_TIMEOUT, SAGEMAKER_PROGRAM, SAGEMAKER_BASE_DIR")
+
+
+def _answered(name: str, argv: Sequence[str], usage: str, settings: str) -> Optional[int]:
+    """Handle --help/--version; refuse any other argument, as SageMaker passes none.
+
+    The one argument let through is the command's own name: an image whose ENTRYPOINT is
+    ``train`` (or ``serve``) gets it again from ``docker run IMAGE train``, and entrypoint
+    scripts of the AWS containers pass it on the same way.
+    """
     if "--help" in argv or "-h" in argv:
         sys.stdout.write(usage)
         return 0
@@ -52,11 +64,16 @@ def _answered(argv: Sequence[str], usage: str) -> Optional[int]:
 
         sys.stdout.write(f"sagemaker-toolkit, version {__version__}\n")
         return 0
+    rest = list(argv[1:] if argv[:1] == [name] else argv)
+    if rest:
+        sys.stderr.write(f"{name}: unexpected argument {rest[0]!r}: SageMaker passes no arguments to {name}; "
+                         f"set it with {settings} instead (docs/environment.md)\n")
+        return 2
     return None
 
 
 def train_main(argv: Optional[Sequence[str]] = None) -> None:
-    code = _answered(sys.argv[1:] if argv is None else argv, TRAIN_HELP)
+    code = _answered("train", sys.argv[1:] if argv is None else argv, TRAIN_HELP, TRAIN_SETTINGS)
     if code is None:
         import gc
 
@@ -90,7 +107,7 @@ def process_main(argv: Optional[Sequence[str]] = None) -> None:
 
 
 def serve_main(argv: Optional[Sequence[str]] = None) -> None:
-    code = _answered(sys.argv[1:] if argv is None else argv, SERVE_HELP)
+    code = _answered("serve", sys.argv[1:] if argv is None else argv, SERVE_HELP, SERVE_SETTINGS)
     if code is None:
         from toolkit.serving import main as serving_main
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Iterator, Optional
 
 import pytest
-from helpers import BIN, clean_environ, free_port, wait_for
+from helpers import BIN, clean_environ, local_serve, wait_for
 
 from .engines import Built, Engine
 
@@ -460,30 +460,17 @@ def call(port: int, method: str, path: str, body: Optional[bytes] = None,
 
 def test_serve_with_the_image_until_sigterm(engine: Engine, cpu_image: Built, model_tarball: Path,
                                             tmp_path: Path) -> None:
-    port = free_port()
     name = f"lc-serve-{uuid.uuid4().hex[:8]}"
-    proc = subprocess.Popen([str(BIN / "toolkit"), "local", "serve", str(model_tarball), "--image", cpu_image.tag,
-                             "--engine", engine.name, "--port", str(port), "--job-name", name,
-                             "--environment", "SAGEMAKER_MODEL_SERVER_WORKERS=1", "--workdir", str(tmp_path / "work")],
-                            env=clean_environ(), stderr=subprocess.PIPE, text=True)
     try:
-        lines = []
-        for line in proc.stderr:  # type: ignore[union-attr]
-            lines.append(line)
-            if "answers at" in line or proc.poll() is not None:
-                break
-        assert f"answers at http://127.0.0.1:{port}" in lines[-1], "".join(lines)
-        assert call(port, "GET", "/ping")[0] == 200
-        assert call(port, "POST", "/invocations", b"4\n5\n", {"Content-Type": "text/plain"}) == (200, b"40\n50\n")
-        # the model was extracted here and mounted into the container
-        assert (tmp_path / "work" / name / "model" / "factor").read_text() == "10"
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=45) == 0
+        with local_serve(str(model_tarball), "--image", cpu_image.tag, "--engine", engine.name, "--job-name", name,
+                         "--workdir", str(tmp_path / "work")) as port:
+            assert call(port, "GET", "/ping")[0] == 200
+            assert call(port, "POST", "/invocations", b"4\n5\n", {"Content-Type": "text/plain"}) == (200,
+                                                                                                    b"40\n50\n")
+            # the model was extracted here and mounted into the container
+            assert (tmp_path / "work" / name / "model" / "factor").read_text() == "10"
         assert name not in engine("ps", "-a", "--format", "{{.Names}}").stdout.split()
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
         engine.remove(name)
 
 

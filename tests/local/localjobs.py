@@ -10,7 +10,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
-from helpers import BIN, clean_environ
+from helpers import BIN, clean_environ, invoke, local_serve  # noqa: F401 - the emulator tests import them from here
 
 
 def toolkit(*args: str, env: Optional[Mapping[str, str]] = None, stdin: Optional[str] = None,

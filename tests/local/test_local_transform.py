@@ -4,11 +4,8 @@ from a model.tar.gz."""
 
 from __future__ import annotations
 
-import http.client
 import io
 import json
-import signal
-import subprocess
 import tarfile
 import threading
 import time
@@ -17,8 +14,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
-from helpers import BIN, clean_environ, free_port
-from localjobs import s3_bytes, s3_keys, toolkit, unique, write_script
+from localjobs import invoke, local_serve, s3_bytes, s3_keys, toolkit, unique, write_script
 
 
 class Recorder(BaseHTTPRequestHandler):
@@ -174,26 +170,6 @@ def test_transform_with_the_real_serve(tmp_path: Path, model_tarball: Path) -> N
 
 
 def test_serve_a_model_until_sigterm(tmp_path: Path, model_tarball: Path) -> None:
-    port = free_port()
-    proc = subprocess.Popen([str(BIN / "toolkit"), "local", "serve", str(model_tarball), "--port", str(port),
-                             "--environment", "SAGEMAKER_MODEL_SERVER_WORKERS=1", "--job-name", "endpoint-1",
-                             "--workdir", str(tmp_path / "work")],
-                            env=clean_environ(), stderr=subprocess.PIPE, text=True)
-    try:
-        lines = []
-        for line in proc.stderr:  # type: ignore[union-attr]
-            lines.append(line)
-            if "answers at" in line or proc.poll() is not None:
-                break
-        assert f"answers at http://127.0.0.1:{port}" in lines[-1], "".join(lines)
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-        conn.request("POST", "/invocations", body=b"4\n5\n", headers={"Content-Type": "text/plain"})
-        response = conn.getresponse()
-        assert (response.status, response.read()) == (200, b"40\n50\n")
+    with local_serve(str(model_tarball), "--job-name", "endpoint-1", "--workdir", str(tmp_path / "work")) as port:
+        assert invoke(port, b"4\n5\n", "text/plain") == (200, b"40\n50\n")
         assert (tmp_path / "work/endpoint-1/model/factor").read_text() == "10"
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=40) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()

@@ -73,7 +73,8 @@ def pip_install(args: list[str], code_dir: Path, env: Mapping[str, str], what: s
     import subprocess
 
     prefix, child, name = command(env)
-    log.info("installing %s with %s (cache: %s)", what, name, child.get("UV_CACHE_DIR") or child.get("PIP_CACHE_DIR"))
+    cache = child.get("UV_CACHE_DIR" if name == "uv" else "PIP_CACHE_DIR")
+    log.info("installing %s with %s (cache: %s)", what, name, cache)
     proc = subprocess.run(
         [*prefix, *args], cwd=str(code_dir), env=child, stdout=sys.stderr, stderr=subprocess.PIPE, text=True
     )

@@ -65,20 +65,24 @@ def _code(exc: Any) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
 
 
-def explain(exc: BaseException, uri: str, bucket: str) -> FetchError:
-    """One line for the failure file: what went wrong with ``uri`` and what to check."""
+def explain(exc: BaseException, uri: str, bucket: str, check: str = "check the submit directory",
+            needs: str = "s3:GetObject and s3:ListBucket") -> FetchError:
+    """One line for the failure file: what went wrong with ``uri`` and what to check.
+
+    The emulator (toolkit/local/storage.py) words its S3 errors with this too, naming its own
+    setting in ``check`` and the permissions an upload ``needs``."""
     from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
 
     if isinstance(exc, ClientError):
         code = _code(exc)
         if code == "NoSuchBucket":
-            return FetchError(f"{uri}: bucket {bucket!r} does not exist (NoSuchBucket); check the submit directory")
+            return FetchError(f"{uri}: bucket {bucket!r} does not exist (NoSuchBucket); {check}")
         if code in ("NoSuchKey", "404"):
             return FetchError(f"{uri}: no such object, and no objects under it as a prefix (NoSuchKey); "
-                              f"check the submit directory")
+                              f"{check}")
         if code in ("AccessDenied", "403", "AllAccessDisabled"):
             return FetchError(f"{uri}: access denied ({code}); the job's role or AWS credentials need "
-                              f"s3:GetObject and s3:ListBucket on it")
+                              f"{needs} on it")
         if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidClientTokenId", "ExpiredToken",
                     "InvalidToken"):
             return FetchError(f"{uri}: the AWS credentials were rejected ({code}); check AWS_ACCESS_KEY_ID, "

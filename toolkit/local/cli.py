@@ -63,7 +63,6 @@ def source_options(fn: Callable) -> Callable:
         click.option("--code-location", help="Where sourcedir.tar.gz goes (default: the output bucket's root)."),
         click.option("--job-name", help="TrainingJobName (default: base name + timestamp, as the SDK makes it)."),
         click.option("--base-job-name", help="Base of the generated job name (default: the image's name)."),
-        click.option("--image", help="Run IMAGE train in a container engine instead of this machine's train."),
         click.option("--hyperparameter", "hyperparameters", multiple=True, metavar="NAME=VALUE",
                      help="A hyperparameter (repeatable)."),
         click.option("--output-path", help="S3OutputPath: s3://bucket/prefix, file:///path or a folder."),
@@ -100,6 +99,7 @@ def _build_request(request_file: Optional[str], overrides: Any, workdir: Path, e
 
 @click.command(name="package")
 @source_options
+@click.option("--image", help="Only picks the base of the generated job name, as the SDK does (nothing is run).")
 def package_command(entry_point: Optional[str], source_dir: Optional[str], code_location: Optional[str],
                     job_name: Optional[str], base_job_name: Optional[str], image: Optional[str],
                     hyperparameters: tuple[str, ...], output_path: Optional[str], container_log_level: int) -> None:
@@ -135,6 +135,7 @@ def local_group() -> None:
 @click.option("--request", "request_file", metavar="FILE",
               help="A CreateTrainingJob request as JSON ('-' reads stdin); options below override its fields.")
 @source_options
+@click.option("--image", help="Run IMAGE train in a container engine instead of this machine's train.")
 @click.option("--channel", "channels", multiple=True, metavar="NAME=URI",
               help="An input channel: s3://bucket/prefix, file:///path or a local path (repeatable).")
 @click.option("--input-mode", type=click.Choice(["File", "Pipe", "FastFile"]), help="TrainingInputMode.")
@@ -192,7 +193,9 @@ def train_command(request_file: Optional[str], entry_point: Optional[str], sourc
     except ToolkitError as exc:
         _fail("local train", exc)
     _sigterm_stops_the_job()
-    options = RunOptions(workdir=root, engine=engine, kill_after=kill_after, sync_interval=sync_interval)
+    local_source = None if (source_dir or "").startswith("s3://") else (source_dir or entry_point)
+    options = RunOptions(workdir=root, engine=engine, kill_after=kill_after, sync_interval=sync_interval,
+                         source=Path(local_source).absolute() if local_source else None)
     result = run_training_job(request, options, os.environ, storage)
     for line in result.summary:
         click.echo(line, err=True)
@@ -217,6 +220,39 @@ def _model_base(root: Path, name: Optional[str], prefix: str) -> Path:
     return base
 
 
+def serving_code_options(fn: Callable) -> Callable:
+    """The inference code and the wait for /ping, shared by serve and transform."""
+    for option in reversed([
+        click.option("--source-dir", help="Folder of inference code, packed into the model's code/ as the SDK's "
+                     "Model(source_dir=) does."),
+        click.option("--entry-point", help="The inference script (SAGEMAKER_PROGRAM): a name inside --source-dir, "
+                     "or a path."),
+        click.option("--ready-timeout", type=click.FloatRange(min=0, min_open=True), default=120.0,
+                     show_default=True, help="Seconds to wait for GET /ping to answer 200 before giving up."),
+    ]):
+        fn = option(fn)
+    return fn
+
+
+def _serving_code(root: Path, base: Path, env: dict[str, str], source_dir: Optional[str],
+                  entry_point: Optional[str], image: Optional[str]) -> tuple[dict[str, str], Any]:
+    """The server's variables once its code is in place, and (in-process) its own environment."""
+    from toolkit.errors import ConfigError
+    from toolkit.local import jobenv
+    from toolkit.local.endpoint import pack_code, resolve_submit_dir, serving_requirements
+
+    if source_dir and not entry_point:
+        raise ConfigError("--source-dir needs --entry-point (the inference script in it, e.g. inference.py)")
+    if entry_point:
+        env = {**env, **pack_code(base / "model", source_dir, entry_point)}
+        if image:
+            env["SAGEMAKER_SUBMIT_DIRECTORY"] = "/opt/ml/model/code"
+    env = resolve_submit_dir(env, Path.cwd())
+    if image:
+        return env, None
+    return env, jobenv.prepare(root, base, serving_requirements(base, env), os.environ)
+
+
 @local_group.command("serve")
 @click.argument("model")
 @click.option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True, help="Port to serve on.")
@@ -227,29 +263,35 @@ def _model_base(root: Path, name: Optional[str], prefix: str) -> Path:
 @click.option("--engine", type=click.Choice(["docker", "podman"]), help="Container engine.")
 @click.option("--job-name", help="Name of the model folder under the work folder (default: generated).")
 @click.option("--workdir", type=click.Path(file_okay=False), help="Where the model is extracted.")
+@serving_code_options
 def serve_command(model: str, port: int, bind_host: str, environment: tuple[str, ...], image: Optional[str],
-                  engine: Optional[str], job_name: Optional[str], workdir: Optional[str]) -> None:
+                  engine: Optional[str], job_name: Optional[str], workdir: Optional[str], source_dir: Optional[str],
+                  entry_point: Optional[str], ready_timeout: float) -> None:
     """Serve MODEL (a model.tar.gz in S3 or here, or a model folder) as an endpoint does.
 
     The model is extracted into <workdir>/<name>/model (the server's /opt/ml/model) and `serve`
     starts on PORT; Ctrl-C or SIGTERM stops it.
     """
     from toolkit.local.endpoint import prepare_model, start_server
+    from toolkit.local.hosts import ready_engine
     from toolkit.local.storage import Storage
 
     _setup_logging()
     root = Path(workdir).absolute() if workdir else _default_workdir()
     try:
         env = _environment(environment)
+        if image:
+            engine = ready_engine(os.environ, engine)
         base = _model_base(root, job_name, "toolkit-local-endpoint")
         prepare_model(Storage(os.environ), model, base, os.environ)
+        env, own = _serving_code(root, base, env, source_dir, entry_point, image)
         server = start_server(base, port, os.environ, env, bind_host=bind_host, image=image, engine=engine,
-                              name=base.name)
+                              name=base.name, jobenv=own)
     except ToolkitError as exc:
         _fail("local serve", exc)
     _sigterm_stops_the_job()
     try:
-        seconds = server.wait_ready()
+        seconds = server.wait_ready(ready_timeout)
         click.echo(f"toolkit local serve: {model} answers at http://{bind_host}:{port} ({seconds:.2f} s to the "
                    f"first /ping 200); Ctrl-C stops it", err=True)
         server.process.wait()
@@ -259,6 +301,40 @@ def serve_command(model: str, port: int, bind_host: str, environment: tuple[str,
     except KeyboardInterrupt:
         pass
     sys.exit(server.stop())
+
+
+@local_group.command("clean")
+@click.argument("names", nargs=-1)
+@click.option("--all", "everything", is_flag=True, help="Every job folder and job environment in the work folder.")
+@click.option("--older-than", metavar="AGE", help="Only what is unchanged for AGE: 30m, 12h, 7d, 2w.")
+@click.option("--dry-run", is_flag=True, help="Say what would be removed, remove nothing.")
+@click.option("--workdir", type=click.Path(file_okay=False), help="The work folder (default: $TOOLKIT_LOCAL_DIR "
+              "or <tmp>/toolkit-local).")
+def clean_command(names: tuple[str, ...], everything: bool, older_than: Optional[str], dry_run: bool,
+                  workdir: Optional[str]) -> None:
+    """Remove job folders (data, model, output, describe file) and job environments.
+
+    NAMES are job names (as `toolkit local train` printed them); --all takes every one,
+    --older-than those unchanged for that long (with NAMES: the named ones that old).
+    """
+    from toolkit.local.clean import entries, parse_age, remove, select, tidy
+    from toolkit.local.progress import human_bytes
+
+    root = Path(workdir).absolute() if workdir else _default_workdir()
+    try:
+        age = parse_age(older_than) if older_than else None
+        chosen = select(entries(root), names, everything, age)
+    except ToolkitError as exc:
+        _fail("local clean", exc)
+    total = 0
+    for entry in chosen:
+        size = entry.bytes if dry_run else remove(entry)
+        total += size
+        click.echo(f"{'would remove' if dry_run else 'removed'} {entry.name} ({human_bytes(size)})", err=True)
+    if not dry_run:
+        tidy(root)
+    click.echo(f"toolkit local clean: {len(chosen)} {'would be ' if dry_run else ''}removed from {root}, "
+               f"{human_bytes(total)} {'would be ' if dry_run else ''}freed", err=True)
 
 
 @local_group.command("transform")
@@ -282,11 +358,13 @@ def serve_command(model: str, port: int, bind_host: str, environment: tuple[str,
 @click.option("--engine", type=click.Choice(["docker", "podman"]), help="Container engine.")
 @click.option("--job-name", help="Name of the job's folder under the work folder (default: generated).")
 @click.option("--workdir", type=click.Path(file_okay=False), help="Where the model is extracted.")
+@serving_code_options
 def transform_command(model: Optional[str], endpoint_url: Optional[str], input_uri: str, output_path: str,
                       content_type: Optional[str], accept: Optional[str], split_type: str,
                       batch_strategy: Optional[str], max_payload_mb: Optional[int], max_concurrent: Optional[int],
                       assemble_with: str, environment: tuple[str, ...], image: Optional[str],
-                      engine: Optional[str], job_name: Optional[str], workdir: Optional[str]) -> None:
+                      engine: Optional[str], job_name: Optional[str], workdir: Optional[str],
+                      source_dir: Optional[str], entry_point: Optional[str], ready_timeout: float) -> None:
     """Run a Batch Transform job: every input file through /invocations, answers in input order.
 
     Exits 0 when every file was transformed, 1 when a record failed (its file and line are
@@ -294,6 +372,7 @@ def transform_command(model: Optional[str], endpoint_url: Optional[str], input_u
     """
     from toolkit.errors import ConfigError
     from toolkit.local.endpoint import free_port, prepare_model, start_server
+    from toolkit.local.hosts import ready_engine
     from toolkit.local.storage import Storage, parse_location
     from toolkit.local.transform import TransformSettings, execution_parameters, resolve, run_transform
 
@@ -312,13 +391,18 @@ def transform_command(model: Optional[str], endpoint_url: Optional[str], input_u
         output = parse_location(output_path, "--output-path")
         items = storage.list(source, "--input")
         if model:
+            if image:
+                engine = ready_engine(os.environ, engine)
             base = _model_base(root, job_name, "toolkit-local-transform")
             prepare_model(storage, model, base, os.environ)
+            env, own = _serving_code(root, base, env, source_dir, entry_point, image)
             server = start_server(base, free_port(), os.environ, {**env, **settings.server_environment()},
-                                  image=image, engine=engine, name=base.name)
+                                  image=image, engine=engine, name=base.name, jobenv=own)
             _sigterm_stops_the_job()
-            server.wait_ready()
+            server.wait_ready(ready_timeout)
             endpoint_url = server.url
+        elif source_dir or entry_point:
+            raise ConfigError("--source-dir/--entry-point go with --model (the code is packed into that model)")
         assert endpoint_url is not None
         settings = resolve(settings, execution_parameters(endpoint_url))
         result = run_transform(storage, endpoint_url, source, items, output, settings)

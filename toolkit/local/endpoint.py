@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Mapping, Optional
 
 from toolkit import archive
-from toolkit.errors import ToolkitError
+from toolkit.errors import ConfigError, ToolkitError
 from toolkit.local.hosts import console_script, descendants, ensure_image, find_engine, host_environment
+from toolkit.local.jobenv import JobEnv, requirements_text
 from toolkit.local.storage import Storage, parse_location
 
 log = logging.getLogger("toolkit")
@@ -49,6 +50,53 @@ def prepare_model(storage: Storage, model_uri: str, base: Path, environ: Mapping
     archive.extract(tarball, dest, label=model_uri, max_bytes=max_bytes, max_members=max_members)
     tarball.unlink()
     return dest
+
+
+def pack_code(model_dir: Path, source_dir: Optional[str], entry_point: str) -> dict[str, str]:
+    """Put the inference code into ``<model>/code`` as the SageMaker Python SDK v2 repacks a
+    ``Model(entry_point=, source_dir=)`` for one model (sagemaker.utils.repack_model): the source
+    folder's files replace ``code/``, or the lone entry point is copied into it. The variables the
+    SDK then gives the endpoint: SAGEMAKER_PROGRAM is the entry point's name (the submit directory,
+    /opt/ml/model/code, is the server's default)."""
+    from toolkit.local.source import check_source
+
+    folder, program = check_source(source_dir, entry_point)
+    code = model_dir / "code"
+    if folder is not None:
+        if code.exists():
+            shutil.rmtree(code)
+        shutil.copytree(folder, code)
+    else:
+        code.mkdir(exist_ok=True)
+        shutil.copy2(entry_point, code / program)
+    return {"SAGEMAKER_PROGRAM": Path(program).name if folder is None else program}
+
+
+def resolve_submit_dir(env: Mapping[str, str], cwd: Path) -> dict[str, str]:
+    """A relative SAGEMAKER_SUBMIT_DIRECTORY means the folder where the user typed it, not the
+    server's work folder: made absolute here (URIs and absolute paths are kept)."""
+    out = dict(env)
+    value = out.get("SAGEMAKER_SUBMIT_DIRECTORY", "")
+    if value and "://" not in value and not os.path.isabs(os.path.expanduser(value)):
+        path = (cwd / value).resolve()
+        if not path.exists():
+            raise ConfigError(f"SAGEMAKER_SUBMIT_DIRECTORY={value}: {path} does not exist (a relative path is "
+                               f"taken from the folder you run toolkit in)")
+        out["SAGEMAKER_SUBMIT_DIRECTORY"] = str(path)
+    return out
+
+
+def serving_requirements(base: Path, env: Mapping[str, str]) -> Optional[str]:
+    """The inference code's requirements, to pick the server's environment; None when the code is
+    fetched by the server (a URI) or models come and go (multi-model)."""
+    if env.get("SAGEMAKER_MULTI_MODEL", "").strip().lower() in ("1", "true", "yes", "on"):
+        return None
+    value = env.get("SAGEMAKER_SUBMIT_DIRECTORY", "")
+    if value.startswith("file://"):
+        value = value[len("file://"):]
+    if "://" in value:
+        return None
+    return requirements_text(Path(value) if value else base / "model" / "code", None)
 
 
 @dataclass
@@ -108,25 +156,32 @@ class ModelServer:
                     return time.perf_counter() - started
                 last = f"HTTP {status} {body[:200].decode('utf-8', 'replace')}"
             except OSError as exc:
-                last = str(exc)
+                last = f"no answer ({exc})"
             time.sleep(0.1)
-        raise ServerError(f"the model server did not answer /ping with 200 within {timeout:.0f} s (last: {last})")
+        raise ServerError(f"the model is not ready after {timeout:.0f} s: GET /ping gave {last}; fix what it says "
+                          f"(the server's log is above), or allow a slow model more time with --ready-timeout "
+                          f"SECONDS", exit_code=1)
 
 
 def start_server(base: Path, port: int, environ: Mapping[str, str], extra_env: Mapping[str, str], *,
                  bind_host: str = "127.0.0.1", image: Optional[str] = None, engine: Optional[str] = None,
-                 name: str = "toolkit-local-serve") -> ModelServer:
-    """Start ``serve`` for the model in ``<base>/model`` on ``port``."""
+                 name: str = "toolkit-local-serve", jobenv: Optional[JobEnv] = None) -> ModelServer:
+    """Start ``serve`` for the model in ``<base>/model`` on ``port`` (in-process: with the Python
+    of ``jobenv``, the server's own environment, when given)."""
     if image is None:
-        env = host_environment(environ, {**extra_env, "SAGEMAKER_BASE_DIR": str(base),
+        own = jobenv.variables(environ) if jobenv else {}
+        env = host_environment(environ, {**extra_env, **own, "SAGEMAKER_BASE_DIR": str(base),
                                          "SAGEMAKER_BIND_TO_PORT": str(port), "TOOLKIT_BIND_HOST": bind_host})
-        argv = [console_script("serve", environ)]
+        argv = [jobenv.script("serve") if jobenv else console_script("serve", environ)]
         process = subprocess.Popen(argv, env=env, cwd=str(base), start_new_session=True)
         return ModelServer(f"http://127.0.0.1:{port}", port, process)
     exe = find_engine(environ, engine)
     ensure_image(exe, image)
     argv = [exe, "run", "--rm", "--name", name, "-p", f"{bind_host}:{port}:8080",
             "-v", f"{base / 'model'}:/opt/ml/model:ro"]
+    submit = extra_env.get("SAGEMAKER_SUBMIT_DIRECTORY", "")
+    if submit.startswith("/"):  # code on this machine (made absolute by resolve_submit_dir): seen at its own path
+        argv += ["-v", f"{submit}:{submit}:ro"]
     for key, value in extra_env.items():
         argv += ["-e", f"{key}={value}"]
     argv += [image, "serve"]

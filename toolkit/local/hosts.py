@@ -237,6 +237,24 @@ def find_engine(environ: Mapping[str, str], wanted: Optional[str]) -> str:
                       f"--image to run this machine's train")
 
 
+def ready_engine(environ: Mapping[str, str], wanted: Optional[str]) -> str:
+    """The engine, checked to answer (``ENGINE version`` asks the daemon too) before any data is
+    copied, so a stopped docker daemon is named as such, not blamed on the image."""
+    exe = find_engine(environ, wanted)
+    try:
+        proc = subprocess.run([exe, "version"], capture_output=True, text=True, errors="replace", timeout=30)
+        problem = "" if proc.returncode == 0 else (proc.stderr.strip().splitlines() or ["no output"])[-1]
+    except subprocess.TimeoutExpired:
+        problem = "no answer within 30 s"
+    if problem:
+        name = Path(exe).name
+        other = "podman" if name == "docker" else "docker"
+        raise ConfigError(f"the container engine {name} does not answer ({problem}); start it (e.g. "
+                          f"`sudo systemctl start {name}`), or use --engine {other}, or leave out --image to run "
+                          f"this machine's train")
+    return exe
+
+
 class Network:
     """The job's private network, with a fixed address per host and every host in every host's
     /etc/hosts, so algo-1..algo-N resolve from the first instant, whichever container starts first."""

@@ -312,10 +312,18 @@ def parse_request(data: Mapping[str, Any]) -> TrainingRequest:
 
 
 def key_value(text: str, what: str) -> tuple[str, str]:
-    """``name=value`` from an option; the value may itself contain '='."""
+    """``name=value`` from an option; the value may itself contain '='.
+
+    The example in the message is built from what was typed, so ``--channel train`` suggests
+    ``--channel train=s3://...``, not an unrelated name.
+    """
     key, sep, value = text.partition("=")
     if not sep or not key:
-        raise ConfigError(f"{what} {text!r}: expected NAME=VALUE (e.g. {what} epochs=3)")
+        name = key or "NAME"
+        if what == "--channel":
+            raise ConfigError(f"{what} {text!r}: expected NAME=URI, e.g. {what} {name}=s3://bucket/prefix "
+                              f"or {what} {name}=./folder")
+        raise ConfigError(f"{what} {text!r}: expected NAME=VALUE, e.g. {what} {name}=VALUE")
     return key, value
 
 

@@ -141,15 +141,18 @@ class Storage:
                 )
             return self._client
 
-    def _s3_error(self, exc: Exception, loc: Location, doing: str) -> TransferError:
-        code = getattr(exc, "response", {}).get("Error", {}).get("Code", "") if hasattr(exc, "response") else ""
-        if code == "NoSuchBucket":
-            return TransferError(f"{doing} {loc}: bucket {loc.bucket!r} does not exist")
-        if code in ("AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
-            return TransferError(f"{doing} {loc}: access denied ({code}); check the AWS credentials")
-        name = type(exc).__name__
+    def _s3_error(self, exc: Exception, loc: Location, doing: str, needs: str = "s3:GetObject and s3:ListBucket",
+                  ) -> TransferError:
+        """One line in the fetchers' own words (toolkit.builtin.s3.explain), after what was being done."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        if isinstance(exc, (BotoCoreError, ClientError)):
+            from toolkit.builtin.s3 import explain
+
+            said = explain(exc, str(loc), loc.bucket, check="check the location", needs=needs)
+            return TransferError(f"{doing} {said}")
         where = f" at {self.endpoint_url}" if self.endpoint_url else ""
-        return TransferError(f"{doing} {loc}: {name}{where}: {exc}")
+        return TransferError(f"{doing} {loc}: {type(exc).__name__}{where}: {exc}")
 
     # -- listing ------------------------------------------------------------------------------
 
@@ -262,7 +265,7 @@ class Storage:
                 self.client().upload_file(str(src), loc.bucket, loc.key,
                                           Config=TransferConfig(multipart_threshold=MULTIPART_THRESHOLD))
         except Exception as exc:
-            raise self._s3_error(exc, loc, f"cannot upload {src} to") from exc
+            raise self._s3_error(exc, loc, f"cannot upload {src} to", needs="s3:PutObject") from exc
 
     def upload_files(self, files: Sequence[tuple[Path, Location]], label: str) -> Transferred:
         progress = Progress(label, len(files), sum(src.stat().st_size for src, _ in files))

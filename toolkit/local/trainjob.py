@@ -17,8 +17,11 @@ from typing import Any, Mapping, Optional
 from toolkit import sdkv3
 from toolkit.errors import ConfigError, ToolkitError
 from toolkit.local import hosts as hostrun
+from toolkit.local import jobenv
 from toolkit.local.channels import ChannelSource, PipeFeeder, copy_channel, make_writable
+from toolkit.local.clean import describe_size
 from toolkit.local.jobdir import CONTAINER_BASE, HostDir, lay_out
+from toolkit.local.jobenv import JobEnv
 from toolkit.local.outputs import Artifacts, describe, failure_reason, iso, upload_artifacts
 from toolkit.local.progress import Transferred
 from toolkit.local.request import TrainingRequest
@@ -26,6 +29,10 @@ from toolkit.local.storage import Storage, parse_location
 from toolkit.local.sync import DEFAULT_INTERVAL, SyncedFolder, Syncer
 
 log = logging.getLogger("toolkit")
+# Where CheckpointConfig.LocalPath really is for this host: in-process, /opt/ml/checkpoints is
+# <host folder>/checkpoints, so a script that reads this variable (default: the usual path) works
+# in both modes. (The SDK's own local mode refuses checkpoint settings instead.)
+CHECKPOINT_VARIABLE = "TOOLKIT_CHECKPOINT_DIR"
 
 
 @dataclass
@@ -36,6 +43,7 @@ class RunOptions:
     engine: Optional[str] = None
     kill_after: float = hostrun.KILL_AFTER
     sync_interval: float = DEFAULT_INTERVAL
+    source: Optional[Path] = None  # --source-dir (or the lone --entry-point) on this machine, when given
 
 
 @dataclass
@@ -70,12 +78,22 @@ class _Timeline:
 
 
 def check_unique(workdir: Path, request: TrainingRequest) -> None:
-    """Job names are unique, as on the platform: a job that already ran here keeps its folders."""
+    """Job names are unique, as on the platform: a job that already ran here keeps its folders.
+    The message says how to run it again: under a new name, or after removing the old job."""
     used = [p for p in [workdir / f"{request.job_name}.json", *(workdir / request.job_name / h for h in request.hosts)]
             if p.exists()]
     if used:
-        raise ConfigError(f"a job named {request.job_name!r} already ran here ({used[0]}); job names are unique: "
-                          f"choose another one or remove {workdir / request.job_name}")
+        status = _status_of(workdir / f"{request.job_name}.json")
+        raise ConfigError(f"a job named {request.job_name!r} already ran here{status}; job names are unique: "
+                          f"to run it again give a new --job-name (or none, for a generated one), or remove the "
+                          f"old one with `toolkit local clean --workdir {workdir} {request.job_name}`")
+
+
+def _status_of(describe_path: Path) -> str:
+    try:
+        return f" ({json.loads(describe_path.read_text())['TrainingJobStatus']})"
+    except (OSError, ValueError, KeyError, TypeError):
+        return ""
 
 
 def region_of(environ: Mapping[str, str]) -> str:
@@ -87,21 +105,22 @@ def _job_env(request: TrainingRequest, region: str) -> dict[str, str]:
     return {**request.environment, "TRAINING_JOB_NAME": request.job_name, "TRAINING_JOB_ARN": arn}
 
 
-def _command(request: TrainingRequest, environ: Mapping[str, str]) -> list[str]:
-    """In-process: ContainerEntrypoint + ContainerArguments when given, else this machine's train.
+def _command(request: TrainingRequest, environ: Mapping[str, str], env: Optional[JobEnv] = None) -> list[str]:
+    """In-process: ContainerEntrypoint + ContainerArguments when given, else ``train`` (the job
+    environment's, else this machine's).
 
     The SDK v3's driver entrypoint (every ModelTrainer job with SourceCode) runs scripts that exist
-    only at the container's /opt/ml: this machine's train runs such a job instead, from the same
+    only at the container's /opt/ml: ``train`` runs such a job instead, from the same
     sourcecode.json and distributed.json (docs/fetching.md)."""
+    train = env.script("train") if env else hostrun.console_script("train", environ)
     if request.entrypoint and sdkv3.runs_sdk_driver(request.entrypoint, request.arguments):
-        log.info("the request runs the SageMaker SDK v3 driver (%s): in-process, this machine's train runs the job",
-                 sdkv3.DRIVER)
-        return [hostrun.console_script("train", environ)]
+        log.info("the request runs the SageMaker SDK v3 driver (%s): in-process, train runs the job", sdkv3.DRIVER)
+        return [train]
     if request.entrypoint:
         return [*request.entrypoint, *request.arguments]
     if request.arguments:
         return list(request.arguments)
-    return [hostrun.console_script("train", environ)]
+    return [train]
 
 
 def _local_submit_dir(request: TrainingRequest) -> Optional[Path]:
@@ -129,6 +148,8 @@ class TrainingJob:
         self.feeders: list[PipeFeeder] = []
         self.transfers: dict[str, Transferred] = {}
         self.syncer: Optional[Syncer] = None
+        self.engine: Optional[str] = None
+        self.jobenv: Optional[JobEnv] = None
 
     # -- phases -------------------------------------------------------------------------------
 
@@ -137,9 +158,31 @@ class TrainingJob:
 
     def prepare(self) -> None:
         check_unique(self.opts.workdir, self.request)
+        if self.container:  # before any data is copied: a stopped daemon is not the image's fault
+            self.engine = hostrun.ready_engine(self.environ, self.opts.engine)
         for hd in self.hosts:
             shown = self.request.checkpoint_local_path if self.container else str(self.checkpoint_dir(hd))
             lay_out(hd, self.request, shown if self.request.checkpoint_uri else None)
+        if not self.container:
+            for hd in self.hosts:  # the folder TOOLKIT_CHECKPOINT_DIR names is there, as /opt/ml/checkpoints is
+                if hd.base in self.checkpoint_dir(hd).parents:
+                    self.checkpoint_dir(hd).mkdir(parents=True, exist_ok=True)
+            self.jobenv = jobenv.prepare(self.opts.workdir, self.job_dir, self.requirements(), self.environ)
+
+    def requirements(self) -> Optional[str]:
+        """The job's requirements, read before it starts to pick its environment (None: the job
+        fetches its code from somewhere this machine cannot read first: git, https)."""
+        named = self.request.environment.get("TOOLKIT_REQUIREMENTS")
+        source = self.opts.source or _local_submit_dir(self.request)
+        if source is not None:
+            return jobenv.requirements_text(source, named)
+        value = self.request.hyperparameters.get("sagemaker_submit_directory", "").strip('"')
+        if value.startswith("s3://") and value.endswith((".tar.gz", ".tgz")):
+            with tempfile.TemporaryDirectory(prefix="toolkit-local-") as scratch:
+                archive = self.storage.download_file(parse_location(value, "sagemaker_submit_directory"),
+                                                     Path(scratch) / "sourcedir.tar.gz")
+                return jobenv.requirements_text(archive, named)
+        return None
 
     def fetch_data(self) -> None:
         count = len(self.hosts)
@@ -183,8 +226,12 @@ class TrainingJob:
     def host_processes(self, network: Optional[hostrun.Network]) -> list[hostrun.HostProcess]:
         env = _job_env(self.request, self.region)
         if network is None:
-            command = _command(self.request, self.environ)
-            return [hostrun.in_process(hd.host, hd.base, command, self.environ, env) for hd in self.hosts]
+            command = _command(self.request, self.environ, self.jobenv)
+            if self.jobenv is not None:
+                env = {**env, **self.jobenv.variables(self.environ)}
+            return [hostrun.in_process(hd.host, hd.base, command, self.environ,
+                                       {**env, CHECKPOINT_VARIABLE: str(self.checkpoint_dir(hd))})
+                    for hd in self.hosts]
         aws = {k: v for k, v in self.environ.items() if k.startswith("AWS_")}
         processes = []
         for hd in self.hosts:
@@ -200,8 +247,8 @@ class TrainingJob:
                 mounts.append((folder, str(folder), True))
             processes.append(hostrun.in_container(
                 network.engine, str(self.request.image), hd.host, f"{self.request.job_name}-{hd.host}", network,
-                self.request.hosts, mounts, {**aws, **env}, self.request.entrypoint, self.request.arguments,
-                self.opts.kill_after, inherited=self.environ))
+                self.request.hosts, mounts, {**aws, **env, CHECKPOINT_VARIABLE: local_path}, self.request.entrypoint,
+                self.request.arguments, self.opts.kill_after, inherited=self.environ))
         return processes
 
     def run_hosts(self) -> hostrun.RunResult:
@@ -210,7 +257,7 @@ class TrainingJob:
             for feeder in self.feeders:
                 feeder.start()
             return hostrun.run_hosts(processes, self.request.max_runtime, self.opts.kill_after)
-        engine = hostrun.find_engine(self.environ, self.opts.engine)
+        engine = self.engine or hostrun.ready_engine(self.environ, self.opts.engine)
         hostrun.ensure_image(engine, str(self.request.image))
         self.check_image(engine)
         with hostrun.Network(engine, f"toolkit-{self.request.job_name}") as network:
@@ -320,7 +367,10 @@ class TrainingJob:
             for label, count in self.syncer.uploaded.items():
                 where = self.request.checkpoint_uri if label == "checkpoints" else "intermediate output"
                 lines.append(f"  {label}: {count} upload(s) to {where}")
-        lines.append(f"  job folder: {self.job_dir}")
+        if self.jobenv is not None:
+            lines.append(f"  environment: {self.jobenv.describe()}")
+        lines.append(f"  job folder: {self.job_dir} ({describe_size(self.job_dir)}; `toolkit local clean --workdir "
+                     f"{self.opts.workdir} {self.request.job_name}` removes it)")
         lines.append(f"  describe: {job.describe_path}")
         return lines
 

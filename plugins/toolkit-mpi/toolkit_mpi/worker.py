@@ -16,6 +16,7 @@ import argparse
 import logging
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -64,7 +65,20 @@ def report(hosts: Sequence[str], key: Path, port: int, state_dir: Path, code: in
         t.join()
 
 
+def missing_open_mpi(mpirun: str, environ: Mapping[str, str]) -> Optional[str]:
+    """Why MPI cannot run on this host, as the failure file's first line, or None (every host
+    checks: mpirun starts Open MPI's daemon on each one, and they all run the same image)."""
+    if shutil.which(mpirun, path=environ.get("PATH")):
+        return None
+    return (f"mpi: Open MPI is not installed: no {mpirun!r} on PATH; install it in the image (Debian/Ubuntu: "
+            f"apt-get install openmpi-bin openssh-server openssh-client), or turn sagemaker_mpi_enabled off")
+
+
 def run_master(opts: argparse.Namespace, mpirun: list[str], environ: Mapping[str, str]) -> int:
+    why = missing_open_mpi(mpirun[0], environ)
+    if why:
+        print(why, file=sys.stderr)
+        return 1
     ssh_dir, state_dir = Path(opts.ssh_dir), Path(opts.state_dir)
     hosts = [h for h in opts.hosts.split(",") if h]
     others = hosts[1:]
@@ -104,6 +118,10 @@ def run_master(opts: argparse.Namespace, mpirun: list[str], environ: Mapping[str
 
 
 def run_worker(opts: argparse.Namespace) -> int:
+    why = missing_open_mpi("mpirun", os.environ)
+    if why:
+        print(why, file=sys.stderr)
+        return 1
     ssh_dir, state_dir = Path(opts.ssh_dir), Path(opts.state_dir)
     ssh.ensure_keys(ssh_dir)
     state_dir.mkdir(parents=True, exist_ok=True)

@@ -16,7 +16,7 @@ DOC = Path(__file__).resolve().parents[3] / "docs" / "distributed.md"
 
 def example_code() -> str:
     text = DOC.read_text()
-    found = re.search(r"<!-- example: toolkit_accelerate\.py.*?-->\s*```python\n(.*?)```", text, re.S)
+    found = re.search(r"<!-- file: toolkit-accelerate/toolkit_accelerate\.py.*?-->\s*```python\n(.*?)```", text, re.S)
     assert found, f"{DOC} lost its example plugin"
     return found.group(1)
 

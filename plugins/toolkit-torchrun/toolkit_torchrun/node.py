@@ -13,6 +13,7 @@ from ``toolkit_torchrun.rank``'s record). Without a coordinator (it never answer
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import logging
 import os
@@ -203,7 +204,21 @@ def local_result(node: int, host: str, code: int, state: Path, signalled: list[i
     return Result(node, host, "stopped" if stopped else "failed", code, time=time.time())
 
 
+def missing_torch() -> Optional[str]:
+    """Why torchrun cannot start here, as the failure file's first line, or None. Checked
+    before anything else (without importing torch, which takes seconds): otherwise the cause,
+    ``No module named 'torch'``, is buried in the stderr tail under "algo-1 failed"."""
+    if importlib.util.find_spec("torch") is not None:
+        return None
+    return (f"torchrun: PyTorch is not installed (No module named 'torch' in {sys.executable}): pip install torch, "
+            f"or add torch to the job's requirements.txt, or use an image that has PyTorch")
+
+
 def run(opts: argparse.Namespace, torchrun: list[str]) -> int:
+    why = missing_torch()
+    if why:
+        print(why, file=sys.stderr)
+        return 1
     host, port = opts.coordinator.rsplit(":", 1)
     deadline = time.monotonic() + opts.wait_seconds
     try:
