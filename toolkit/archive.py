@@ -18,6 +18,7 @@ import stat
 from pathlib import Path
 from typing import IO, Any, Mapping, Optional, Union
 
+from toolkit import settings
 from toolkit.errors import ArchiveError
 from toolkit.lazy import lazy
 
@@ -39,14 +40,7 @@ def limits(environ: Mapping[str, str]) -> tuple[int, int]:
     """(max bytes, max members) from TOOLKIT_MAX_EXTRACT_BYTES / TOOLKIT_MAX_EXTRACT_MEMBERS."""
 
     def number(name: str, default: int) -> int:
-        raw = str(environ.get(name, "") or "")
-        try:
-            value = int(raw) if raw.strip() else default
-        except ValueError:
-            raise ArchiveError(f"{name}={raw!r} is not a whole number; unset it or give e.g. {default}") from None
-        if value <= 0:
-            raise ArchiveError(f"{name}={raw!r} must be a positive whole number, e.g. {default}")
-        return value
+        return int(settings.number(environ, name, default, whole=True, minimum=1, error=ArchiveError))
 
     return number("TOOLKIT_MAX_EXTRACT_BYTES", DEFAULT_MAX_BYTES), number(
         "TOOLKIT_MAX_EXTRACT_MEMBERS", DEFAULT_MAX_MEMBERS

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import IO, Callable, Mapping, Optional, TypeVar
 
-from toolkit import archive
+from toolkit import archive, settings
 from toolkit.errors import ArchiveError, FetchError
 from toolkit.lazy import lazy
 from toolkit.log import log
@@ -126,12 +126,8 @@ class ReadAhead:
 
 
 def attempts(env: Mapping[str, str]) -> int:
-    raw = str(env.get("TOOLKIT_FETCH_ATTEMPTS", "") or "").strip()
-    if not raw:
-        return DEFAULT_ATTEMPTS
-    if not raw.isdigit() or int(raw) < 1:
-        raise FetchError(f"TOOLKIT_FETCH_ATTEMPTS={raw!r} must be a whole number of at least 1, e.g. 4")
-    return int(raw)
+    return int(settings.number(env, "TOOLKIT_FETCH_ATTEMPTS", DEFAULT_ATTEMPTS, whole=True, minimum=1,
+                               error=FetchError))
 
 
 def with_retries(

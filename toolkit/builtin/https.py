@@ -13,20 +13,10 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 from toolkit import download
 from toolkit.errors import FetchError
 from toolkit.hookspecs import hookimpl
+from toolkit.redact import mask_uri
 
 TIMEOUT = 60.0  # seconds without a byte before a read gives up (then it is retried)
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
-
-
-def redact(url: str) -> str:
-    """``url`` without its password, for messages."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, f"{parts.username}:***@{host}", parts.path, parts.query, parts.fragment))
 
 
 def transient(exc: BaseException) -> bool:
@@ -69,7 +59,7 @@ def toolkit_fetch_code(uri: str, dest: Path, env: Mapping[str, str]) -> Optional
     import urllib.request
 
     parts = urlsplit(uri)
-    shown = redact(uri)
+    shown = mask_uri(uri)
     host = parts.hostname or ""
     if parts.port:
         host = f"{host}:{parts.port}"
