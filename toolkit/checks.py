@@ -7,7 +7,7 @@ key under a prefix and ``sagemaker_program`` are held to the same idea of "a pat
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Iterable, Optional
 
 MAX_DEPTH = 100  # no SageMaker config, hyperparameter or request comes near it; json would recurse to a crash
 # SageMaker's own pattern for a channel name (CreateTrainingJob's InputDataConfig.ChannelName)
@@ -25,10 +25,10 @@ def relative_path(name: str) -> str:
     archive or entry point needs it, and one rule is easier to trust than two)."""
     clean = name.replace("\\", "/")
     if clean.startswith("/") or (len(clean) > 1 and clean[1] == ":"):
-        raise Unsafe("is an absolute path")
+        raise Unsafe("has an absolute path")
     parts = [p for p in clean.split("/") if p not in ("", ".")]
     if ".." in parts:
-        raise Unsafe("has a '..' component (it would point outside the folder)")
+        raise Unsafe("points outside the destination ('..')")
     if "\x00" in clean:
         raise Unsafe("contains a NUL character")
     return "/".join(parts)
@@ -77,3 +77,16 @@ def _example(name: str) -> str:
 def _short(text: str, limit: int = 60) -> str:
     shown = repr(text)
     return shown if len(shown) <= limit else shown[: limit - 4] + "...'"
+
+
+def file_and_folder(names: Iterable[str]) -> Optional[tuple[str, str]]:
+    """(a, a/b) when relative path ``a`` is given both as a file and as a folder of another name
+    (an S3 prefix can hold both keys ``p/a`` and ``p/a/b``; a file system cannot), else None."""
+    files = set(names)
+    for name in sorted(files):
+        parts = name.split("/")
+        for i in range(1, len(parts)):
+            parent = "/".join(parts[:i])
+            if parent in files:
+                return parent, name
+    return None

@@ -165,7 +165,8 @@ def unpack_or_place(body: IO[bytes], dest: Path, name: str, label: str, env: Map
     head = _read_exactly(body, HEAD)
     rest = archive._Prefixed(head, body)
     if archive.sniff(head) is not None:
-        return archive.extract(rest, dest, label=label, max_bytes=max_bytes, max_members=max_members, stream=True)  # type: ignore[arg-type]
+        return archive.extract(rest, dest, label=label, max_bytes=max_bytes, max_members=max_members,  # type: ignore[arg-type]
+                               stream=True, max_ratio=archive.max_ratio(env))
     return place_file(rest, dest, name, label, max_bytes)  # type: ignore[arg-type]
 
 
@@ -174,6 +175,7 @@ def place_file(body: IO[bytes], dest: Path, name: str, label: str, max_bytes: in
     if dest.exists():
         raise ArchiveError(f"{label}: destination {dest} already exists")
     dest.parent.mkdir(parents=True, exist_ok=True)
+    free = archive.free_bytes(dest.parent)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.partial-", dir=dest.parent))
     try:
         written = 0
@@ -185,6 +187,7 @@ def place_file(body: IO[bytes], dest: Path, name: str, label: str, max_bytes: in
                 written += len(data)
                 if written > max_bytes:
                     raise ArchiveError(f"{label}: larger than {max_bytes} bytes; raise TOOLKIT_MAX_EXTRACT_BYTES")
+                archive.check_room(written, dest.parent, label, free)
                 out.write(data)
         os.rename(tmp, dest)
     except BaseException:

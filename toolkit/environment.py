@@ -218,7 +218,9 @@ def check_entry_point(entry: Optional[str], what: str = "entry point") -> Option
     try:
         checks.relative_path(str(entry))
     except checks.Unsafe as exc:
-        raise ConfigError(f"{what} {entry!r} {exc}; name a file or module inside the code folder, "
+        reason = "is an absolute path" if str(exc).startswith("has an absolute") else str(exc).replace(
+            "the destination", "the code folder")
+        raise ConfigError(f"{what} {entry!r} {reason}; name a file or module inside the code folder, "
                           f"e.g. train.py or src/train.py") from None
     return entry
 

@@ -66,15 +66,24 @@ def write_failure(path: Path, message: str) -> None:
         log.error("cannot write the failure file %s: %s", path, exc)
 
 
+TRACEBACK = "Traceback (most recent call last):"
+
+
 def error_line(stderr_tail: str) -> str:
-    """The most telling line of a failed run's stderr: the last line of a Python traceback
-    (``ValueError: bad input``), else the last non-empty line."""
+    """The most telling line of a failed run's stderr.
+
+    After Python's last ``Traceback (most recent call last):`` header come the frames (indented)
+    and then the exception line (``ValueError: bad input``), which is the one. Lines after it
+    (the rest of a multi-line message, an atexit handler's or a logger's last words such as
+    ``wandb: Waiting for W&B process...``) are not. Without a traceback (a shell script, a
+    program in another language), the last non-empty line.
+    """
     lines = [ln.rstrip() for ln in stderr_tail.splitlines() if ln.strip()]
     if not lines:
         return ""
-    last_tb = max((i for i, ln in enumerate(lines) if ln.startswith("Traceback (most recent call")), default=-1)
+    last_tb = max((i for i, ln in enumerate(lines) if ln.lstrip().startswith(TRACEBACK)), default=-1)
     if last_tb >= 0:
-        for ln in reversed(lines[last_tb + 1 :]):
+        for ln in lines[last_tb + 1:]:
             if not ln[:1].isspace():
                 return ln.strip()
     return lines[-1].strip()
