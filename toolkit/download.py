@@ -22,7 +22,7 @@ tempfile = lazy("tempfile")
 threading = lazy("threading")
 
 T = TypeVar("T")
-DEFAULT_ATTEMPTS = 4
+DEFAULT_ATTEMPTS = int(settings.TRAINING_NUMBERS["TOOLKIT_FETCH_ATTEMPTS"][0])
 HEAD = 512  # enough to sniff every archive format (tar's magic sits at byte 257)
 
 

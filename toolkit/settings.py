@@ -74,6 +74,23 @@ def number(
 
 DEFAULT_GRACE = 110.0  # inside SageMaker's 120 s between SIGTERM and SIGKILL
 
+# The numeric settings a training run reads at some step (some only for a remote fetch): checked
+# all at once when the run starts, so a bad value fails the job at once whatever the code's location.
+# name: (default, whole, minimum)
+TRAINING_NUMBERS: dict[str, tuple[Number, bool, Number]] = {
+    "TOOLKIT_STOP_GRACE_SECONDS": (DEFAULT_GRACE, False, 0),
+    "TOOLKIT_FETCH_ATTEMPTS": (4, True, 1),
+    "TOOLKIT_MAX_EXTRACT_BYTES": (20 * 1024**3, True, 1),
+    "TOOLKIT_MAX_EXTRACT_MEMBERS": (1_000_000, True, 1),
+    "TOOLKIT_MAX_EXTRACT_RATIO": (100, True, 0),
+}
+
+
+def check_training(environ: Mapping[str, Any]) -> None:
+    """Parse every numeric training setting once, so a bad one is a ConfigError before any work."""
+    for name, (default, whole, minimum) in TRAINING_NUMBERS.items():
+        number(environ, name, default, whole=whole, minimum=minimum)
+
 
 def stop_grace(environ: Mapping[str, Any]) -> float:
     """TOOLKIT_STOP_GRACE_SECONDS: how long a stopped child (the job, pip) may take to exit

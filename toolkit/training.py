@@ -287,6 +287,7 @@ def _train(run: _Run) -> int:
         if stale.exists() or stale.is_symlink():
             stale.unlink()
     try:
+        settings.check_training(environ)
         env = run.env = TrainingEnv.from_environ(environ, run.base_dir)
         run.durations["config"] = time.perf_counter() - started
         tlog.setup(env.log_level, defer=True)  # the job's own level applies from here on
