@@ -112,11 +112,20 @@ class ReadAhead:
 
     def close(self) -> None:
         self._stop.set()
+        self._thread.join(timeout=0.2)
+        if self._thread.is_alive():
+            # The pump is blocked in a read that holds the body's lock (a stop or an error arrived
+            # mid-transfer): closing the body here would wait for that read, which may never end.
+            # Close it from a daemon thread instead; the socket goes when the process does.
+            threading.Thread(target=self._close_body, name="toolkit-close", daemon=True).start()
+        else:
+            self._close_body()
+
+    def _close_body(self) -> None:
         try:
             self._body.close()
         except Exception:  # closing a half-read HTTP body may complain; nothing to do about it
             pass
-        self._thread.join(timeout=5)
 
     def __enter__(self) -> ReadAhead:
         return self
