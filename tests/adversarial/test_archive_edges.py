@@ -143,10 +143,9 @@ def test_a_small_repetitive_archive_is_below_the_ratio_floor(tmp_path: Path) -> 
 
 def test_zip_bomb_is_refused_from_its_directory(tmp_path: Path) -> None:
     path = tmp_path / "bomb.zip"
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
-        with zf.open("zeros.bin", "w") as out:
-            for _ in range(80):
-                out.write(bytes(1024**2))
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf, zf.open("zeros.bin", "w") as out:
+        for _ in range(80):
+            out.write(bytes(1024**2))
     with pytest.raises(ArchiveError, match="expands more than 100 times"):
         archive.extract(path, tmp_path / "dest")
     assert not (tmp_path / "dest").exists()

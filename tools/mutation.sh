@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Mutation testing (mutmut 3) of the modules that protect users: archive extraction and the shared
+# path rule, secret masking, the failure report, argv building. Not run in CI (minutes, not
+# seconds): run it before a release and update docs/mutation.md with what it prints.
+#
+#   tools/mutation.sh            # mutate, test, print the score and the survivors
+#   KEEP=1 tools/mutation.sh     # keep the scratch folder (mutmut show <name> there explains one)
+#
+# mutmut 3 mutates the folder named like the current directory and runs the tests in the same
+# pytest process, so this works in a scratch copy named toolkit/ that holds the package, the fast
+# tests that cover those modules, and a setup.cfg whose [mutmut] section excludes every other
+# module. Needs `pip install mutmut==3.2.0` in the venv (PYTHON).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+PY=${PYTHON:-$ROOT/.venv/bin/python}
+TARGETS=(toolkit/archive.py toolkit/checks.py toolkit/redact.py toolkit/report.py)
+TESTS=(tests/test_archive.py tests/adversarial/test_archive_edges.py tests/adversarial/test_secrets.py
+       tests/adversarial/test_failure_report.py tests/test_environment.py)
+
+"$PY" -c "import mutmut" 2>/dev/null || { echo "mutmut is not installed: $PY -m pip install mutmut==3.2.0" >&2; exit 2; }
+SCRATCH=$(mktemp -d)
+[ -n "${KEEP:-}" ] || trap 'rm -rf "$SCRATCH"' EXIT
+WORK=$SCRATCH/toolkit
+mkdir -p "$WORK/tests/adversarial"
+cp -r toolkit "$WORK/toolkit"
+cp tests/conftest.py tests/helpers.py tests/archives.py "$WORK/tests/"
+cp -r tests/data "$WORK/tests/" 2>/dev/null || true
+for t in "${TESTS[@]}"; do cp "$t" "$WORK/$t"; done
+printf '[tool.pytest.ini_options]\ntestpaths = ["tests"]\naddopts = "-p no:cacheprovider"\n' > "$WORK/pyproject.toml"
+{
+  echo "[mutmut]"
+  echo "do_not_mutate ="
+  (cd "$WORK" && find toolkit -name '*.py' | sort) | while read -r f; do
+    keep=
+    for t in "${TARGETS[@]}"; do [ "$f" = "$t" ] && keep=1; done
+    [ -n "$keep" ] || echo "    $f"
+  done
+  echo "also_copy ="
+  echo "    pyproject.toml"
+} > "$WORK/setup.cfg"
+
+cd "$WORK"
+started=$(date +%s)
+# the subprocess tests run `train` from this checkout (not the mutant), so they cannot kill a
+# mutant: mutmut only runs, for each mutant, the tests that reached the mutated function in-process
+"$PY" -m mutmut run --max-children "${JOBS:-2}" >/dev/null 2>&1 || true
+"$PY" -m mutmut results > "$SCRATCH/results.txt" 2>&1 || true
+killed=$(grep -c ': killed' "$SCRATCH/results.txt" || true)
+survived=$(grep -c ': survived' "$SCRATCH/results.txt" || true)
+other=$(grep -vc ': killed\|: survived' "$SCRATCH/results.txt" || true)
+# mutmut results lists what did not die; count all from the mutants' meta files
+total=$("$PY" - <<'PY'
+import json, pathlib
+n = k = s = 0
+for meta in pathlib.Path("mutants").rglob("*.meta"):
+    data = json.loads(meta.read_text())
+    for name, code in data.get("exit_code_by_key", {}).items():
+        n += 1
+        if code == 0:
+            s += 1
+        elif code is not None:
+            k += 1
+print(n, k, s)
+PY
+)
+read -r n k s <<<"$total"
+echo "mutants: $n  killed: $k  survived: $s  (score $(( n ? 100 * k / n : 0 ))%)  in $(( $(date +%s) - started )) s"
+echo "survivors:"
+grep ': survived' "$SCRATCH/results.txt" | sed 's/^/  /' || true
+[ -z "${KEEP:-}" ] || echo "kept: $WORK (cd there; $PY -m mutmut show NAME)"
