@@ -6,10 +6,10 @@
 #   tools/mutation.sh            # mutate, test, print the score and the survivors
 #   KEEP=1 tools/mutation.sh     # keep the scratch folder (mutmut show <name> there explains one)
 #
-# mutmut 3 mutates the folder named like the current directory and runs the tests in the same
-# pytest process, so this works in a scratch copy named toolkit/ that holds the package, the fast
-# tests that cover those modules, and a setup.cfg whose [mutmut] section excludes every other
-# module. Needs `pip install mutmut==3.2.0` in the venv (PYTHON).
+# mutmut 3 runs the tests in its own pytest processes against a copy of the code (mutants/), so
+# this works in a scratch copy that holds the package, the fast tests that cover those modules,
+# and a pyproject.toml with the [tool.mutmut] section: the project's own files are not touched.
+# Needs `pip install mutmut==3.8.1` in the venv (PYTHON); tried on Python 3.12.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -18,27 +18,23 @@ TARGETS=(toolkit/archive.py toolkit/checks.py toolkit/redact.py toolkit/report.p
 TESTS=(tests/test_archive.py tests/adversarial/test_archive_edges.py tests/adversarial/test_secrets.py
        tests/adversarial/test_failure_report.py tests/test_environment.py)
 
-"$PY" -c "import mutmut" 2>/dev/null || { echo "mutmut is not installed: $PY -m pip install mutmut==3.2.0" >&2; exit 2; }
+"$PY" -c "import mutmut" 2>/dev/null || { echo "mutmut is not installed: $PY -m pip install mutmut==3.8.1" >&2; exit 2; }
 SCRATCH=$(mktemp -d)
 [ -n "${KEEP:-}" ] || trap 'rm -rf "$SCRATCH"' EXIT
-WORK=$SCRATCH/toolkit
+WORK=$SCRATCH/work
 mkdir -p "$WORK/tests/adversarial"
 cp -r toolkit "$WORK/toolkit"
 cp tests/conftest.py tests/helpers.py tests/archives.py "$WORK/tests/"
 cp -r tests/data "$WORK/tests/" 2>/dev/null || true
 for t in "${TESTS[@]}"; do cp "$t" "$WORK/$t"; done
-printf '[tool.pytest.ini_options]\ntestpaths = ["tests"]\naddopts = "-p no:cacheprovider"\n' > "$WORK/pyproject.toml"
 {
-  echo "[mutmut]"
-  echo "do_not_mutate ="
-  (cd "$WORK" && find toolkit -name '*.py' | sort) | while read -r f; do
-    keep=
-    for t in "${TARGETS[@]}"; do [ "$f" = "$t" ] && keep=1; done
-    [ -n "$keep" ] || echo "    $f"
-  done
-  echo "also_copy ="
-  echo "    pyproject.toml"
-} > "$WORK/setup.cfg"
+  printf '[tool.pytest.ini_options]\ntestpaths = ["tests"]\naddopts = "-p no:cacheprovider"\n\n'
+  printf '[tool.mutmut]\nsource_paths = ["toolkit"]\nonly_mutate = ['
+  printf '"%s", ' "${TARGETS[@]}"
+  printf ']\npytest_add_cli_args_test_selection = ['
+  printf '"%s", ' "${TESTS[@]}"
+  printf ']\n'
+} > "$WORK/pyproject.toml"
 
 cd "$WORK"
 started=$(date +%s)

@@ -222,3 +222,13 @@ def test_one_parser_for_every_numeric_setting(raw: str, whole: bool, ok: object)
             number({"X": raw}, "X", 7, whole=whole, minimum=0)
     else:
         assert number({"X": raw}, "X", 7, whole=whole, minimum=0) == ok
+
+
+@pytest.mark.parametrize("names, clash", [
+    (["a", "a/b"], ("a", "a/b")), (["x/a", "x/a/b/c"], ("x/a", "x/a/b/c")),
+    (["a", "ab/c", "a.txt"], None), (["a/b", "a/c"], None), ([], None),
+])
+def test_file_and_folder(names: list[str], clash: object) -> None:
+    from toolkit.checks import file_and_folder
+
+    assert file_and_folder(names) == clash
