@@ -61,6 +61,14 @@ def wait_for_line(proc: subprocess.Popen, needle: str, timeout: float = 60) -> s
     raise AssertionError(f"{needle!r} never appeared:\n{''.join(seen)[-2000:]}")
 
 
+def stop_and_time(proc: subprocess.Popen, pid1: bool) -> None:
+    """SIGTERM to `train`: it must exit with 128+15 well within the grace time."""
+    stopped_at = time.monotonic()
+    os.kill(train_pid(proc, pid1), signal.SIGTERM)
+    assert proc.wait(timeout=15) == 128 + signal.SIGTERM
+    assert time.monotonic() - stopped_at < 10
+
+
 def processes_mentioning(text: str) -> list[int]:
     found = []
     for entry in os.listdir("/proc"):
@@ -101,10 +109,7 @@ def test_sigterm_during_pip_install(job: Job, silent_index: str, pid1: bool) -> 
         while not processes_mentioning(str(job.code / "requirements.txt")):  # pip is running
             assert time.monotonic() < deadline
             time.sleep(0.05)
-        stopped_at = time.monotonic()
-        os.kill(train_pid(proc, pid1), signal.SIGTERM)
-        assert proc.wait(timeout=15) == 128 + signal.SIGTERM
-        assert time.monotonic() - stopped_at < 10
+        stop_and_time(proc, pid1)
     finally:
         proc.kill()
         proc.wait()
@@ -157,10 +162,7 @@ def test_sigterm_during_a_code_download(job: Job, trickle: str, pid1: bool) -> N
     try:
         assert Trickle.requested.wait(30)
         time.sleep(0.3)
-        stopped_at = time.monotonic()
-        os.kill(train_pid(proc, pid1), signal.SIGTERM)
-        assert proc.wait(timeout=15) == 128 + signal.SIGTERM
-        assert time.monotonic() - stopped_at < 10
+        stop_and_time(proc, pid1)
     finally:
         proc.kill()
         proc.wait()
