@@ -71,7 +71,7 @@ def check_variable_name(kind: str, name: str) -> None:
 
 
 def _example(name: str) -> str:
-    return re.sub(r"[=\x00]", "_", name) or "name"
+    return re.sub(r"[=\x00]", "_", name)
 
 
 def _short(text: str, limit: int = 60) -> str:

@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 PY=${PYTHON:-$ROOT/.venv/bin/python}
 TARGETS=(toolkit/archive.py toolkit/checks.py toolkit/redact.py toolkit/report.py)
-TESTS=(tests/test_archive.py tests/adversarial/test_archive_edges.py tests/adversarial/test_secrets.py
+TESTS=(tests/test_archive.py tests/adversarial/test_archive_edges.py tests/adversarial/test_secrets.py tests/adversarial/test_rules.py
        tests/adversarial/test_failure_report.py tests/test_environment.py)
 
 "$PY" -c "import mutmut" 2>/dev/null || { echo "mutmut is not installed: $PY -m pip install mutmut==3.8.1" >&2; exit 2; }
@@ -25,6 +25,7 @@ WORK=$SCRATCH/work
 mkdir -p "$WORK/tests/adversarial"
 cp -r toolkit "$WORK/toolkit"
 cp tests/conftest.py tests/helpers.py tests/archives.py "$WORK/tests/"
+cp tests/adversarial/conftest.py "$WORK/tests/adversarial/"
 cp -r tests/data "$WORK/tests/" 2>/dev/null || true
 for t in "${TESTS[@]}"; do cp "$t" "$WORK/$t"; done
 {
@@ -42,26 +43,26 @@ started=$(date +%s)
 # mutant: mutmut only runs, for each mutant, the tests that reached the mutated function in-process
 "$PY" -m mutmut run --max-children "${JOBS:-2}" >/dev/null 2>&1 || true
 "$PY" -m mutmut results > "$SCRATCH/results.txt" 2>&1 || true
-killed=$(grep -c ': killed' "$SCRATCH/results.txt" || true)
-survived=$(grep -c ': survived' "$SCRATCH/results.txt" || true)
-other=$(grep -vc ': killed\|: survived' "$SCRATCH/results.txt" || true)
-# mutmut results lists what did not die; count all from the mutants' meta files
-total=$("$PY" - <<'PY'
-import json, pathlib
-n = k = s = 0
-for meta in pathlib.Path("mutants").rglob("*.meta"):
-    data = json.loads(meta.read_text())
-    for name, code in data.get("exit_code_by_key", {}).items():
-        n += 1
-        if code == 0:
-            s += 1
-        elif code is not None:
-            k += 1
-print(n, k, s)
+# counts by mutmut's own status table, from the meta files it writes beside each mutated module
+"$PY" - <<'PY'
+import collections, json, pathlib
+from mutmut.stats import status_by_exit_code
+counts = collections.Counter()
+survivors = []
+for meta in sorted(pathlib.Path("mutants").rglob("*.meta")):
+    for name, code in json.loads(meta.read_text()).get("exit_code_by_key", {}).items():
+        status = status_by_exit_code[code]
+        counts[status] += 1
+        if status == "survived":
+            survivors.append(name)
+total = sum(counts.values())
+judged = counts["killed"] + counts["survived"] + counts["timeout"]
+score = 100 * (counts["killed"] + counts["timeout"]) / judged if judged else 0
+print(f"mutants: {total}  " + "  ".join(f"{k}: {v}" for k, v in sorted(counts.items())))
+print(f"score (killed+timeout / tested): {score:.1f}%")
+print("survivors:")
+for name in survivors:
+    print("  " + name)
 PY
-)
-read -r n k s <<<"$total"
-echo "mutants: $n  killed: $k  survived: $s  (score $(( n ? 100 * k / n : 0 ))%)  in $(( $(date +%s) - started )) s"
-echo "survivors:"
-grep ': survived' "$SCRATCH/results.txt" | sed 's/^/  /' || true
+echo "run time: $(( $(date +%s) - started )) s"
 [ -z "${KEEP:-}" ] || echo "kept: $WORK (cd there; $PY -m mutmut show NAME)"

@@ -87,3 +87,26 @@ def test_none_hyperparameter_is_an_empty_argument_as_in_sagemaker_training(job: 
     assert seen["argv"] == ["--epochs", "2", "--resume", ""]
     assert seen["hp"] == ""
     assert json.loads(seen["hps"]) == {"epochs": 2, "resume": None}
+
+
+@pytest.mark.parametrize("stderr, expected", [
+    ("one\ntwo\nthree\n", "three"),
+    ("Traceback (most recent call last):\nSomeError: x\nafter\n", "SomeError: x"),
+    ("  + Exception Group Traceback (most recent call last):\n    Traceback (most recent call last):\n"
+     "      File \"x\", line 1\nValueError: inner\nlater\n", "ValueError: inner"),
+])
+def test_error_line_edges(stderr: str, expected: str) -> None:
+    assert error_line(stderr) == expected
+
+
+def test_failure_report_fills_the_limit_with_the_last_lines_in_order() -> None:
+    tail = "Traceback (most recent call last):\n  File \"t.py\"\nValueError: x\n" + "".join(
+        f"{i % 10}\n" for i in range(2000))
+    sizes = []
+    for script in ("t.py", "tr.py"):  # one of the two leaves an even budget for 2-byte lines
+        report = failure_report(tail, 1, ["python", script])
+        sizes.append(len(report.encode()))
+        assert "\nLast lines of stderr:\n" in report
+        assert report.endswith("\n7\n8\n9")  # the newest lines, in order
+    # every line counts its newline, the last has none: at most one byte of the budget is unused
+    assert max(sizes) == FAILURE_LIMIT - 1 and min(sizes) == FAILURE_LIMIT - 2

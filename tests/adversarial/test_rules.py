@@ -107,3 +107,60 @@ def test_mask_keeps_empty_secrets_visible_as_empty() -> None:
 def test_redact_only_touches_uris() -> None:
     assert redact("user:pw@host is not a URI") == "user:pw@host is not a URI"
     assert redact("a https://u:p@h/x b s3://k@b/c") == f"a https://u:{MASK}@h/x b s3://k@b/c"
+
+
+def test_check_data_keeps_looking_after_a_plain_value() -> None:
+    with pytest.raises(checks.Unsafe, match="NUL"):
+        checks.check_data([["x\x00"], 1])
+
+
+def test_messages_name_the_offender_and_a_fix() -> None:
+    with pytest.raises(checks.Unsafe, match=r"'a\\x00b'"):
+        checks.check_data({"k": "a\x00b"})
+    with pytest.raises(checks.Unsafe, match=r"'a\\x00b'"):
+        checks.check_data({"a\x00b": 1})
+    with pytest.raises(checks.Unsafe, match=r"channel name 'a=b'"):
+        checks.check_channel_name("a=b")
+    with pytest.raises(checks.Unsafe, match=r"hyperparameter 'a=b=c' .* e\.g\. 'a_b_c'"):
+        checks.check_variable_name("hyperparameter", "a=b=c")
+    with pytest.raises(checks.Unsafe) as err:
+        checks.check_channel_name("y" * 100)
+    shown = str(err.value).split(" is not")[0]
+    assert shown == "channel name " + repr("y" * 100)[:56] + "...'"  # cut to 60 characters
+    with pytest.raises(checks.Unsafe) as err:
+        checks.check_channel_name("z" * 58 + "/")
+    assert repr("z" * 58 + "/") in str(err.value)  # 60 characters: shown whole
+
+
+@pytest.mark.parametrize("value, shown", [
+    ('  {"token": "s"}', '{"token":"******"}'),
+    ('[{"token": "s"}]', '[{"token":"******"}]'),
+    ('{"z": 1, "api_key": "s"}', '{"api_key":"******","z":1}'),
+    ('["https://u:p@h/"]', '["https://u:******@h/"]'),
+])
+def test_mask_value_rewrites_json_it_masks(value: str, shown: str) -> None:
+    assert mask_value(value) == shown
+
+
+@pytest.mark.parametrize("argv, shown", [
+    (["value0", "--token"], ["value0", "--token"]),
+    (["--password=a=b"], ["--password=******"]),
+    (["--cfg", "api_key=x"], ["--cfg", "api_key=******"]),
+    (["--cfg", "api_key=a=b,lr=1"], ["--cfg", "api_key=******,lr=1"]),
+])
+def test_mask_argv_edges(argv: list[str], shown: list[str]) -> None:
+    from toolkit.redact import mask_argv
+
+    assert mask_argv(argv) == shown
+
+
+@pytest.mark.parametrize("uri, shown", [
+    ("https://u:p1:p2@h/x", "https://u:******@h/x"),
+    ("http://TOKEN@h/x", "http://******@h/x"),
+    ("git+http://TOKEN@h/x", "git+http://******@h/x"),
+    ("ftp://anonymous@h/x", "ftp://anonymous@h/x"),
+])
+def test_mask_uri_edges(uri: str, shown: str) -> None:
+    from toolkit.redact import mask_uri
+
+    assert mask_uri(uri) == shown
