@@ -134,7 +134,7 @@ def test_basic_auth_from_the_url_is_sent_and_masked(job: Job, make_job, http: tu
     assert proc.returncode == 0, proc.stderr
     other = make_job("other")
     failure = failed(other, run(other, f"http://me:wrong@{host}/private/sourcedir.tar.gz"), "HTTP 401")
-    assert "wrong" not in failure and "me:***@" in failure
+    assert "wrong" not in failure and "me:******@" in failure
 
 
 # ------------------------------------------------------------------------------ TLS

@@ -16,8 +16,9 @@ import os
 import posixpath
 import stat
 from pathlib import Path
-from typing import IO, Any, Mapping, Optional, Union
+from typing import IO, Any, Mapping, NamedTuple, Optional, Union
 
+from toolkit import checks, settings
 from toolkit.errors import ArchiveError
 from toolkit.lazy import lazy
 
@@ -26,8 +27,14 @@ tarfile = lazy("tarfile")
 zipfile = lazy("zipfile")
 tempfile = lazy("tempfile")
 
-DEFAULT_MAX_BYTES = 20 * 1024**3  # 20 GiB: far above any real source dir, far below a full disk
-DEFAULT_MAX_MEMBERS = 1_000_000
+# defaults from the one table of numeric settings (20 GiB: far above any real source dir)
+DEFAULT_MAX_BYTES = int(settings.TRAINING_NUMBERS["TOOLKIT_MAX_EXTRACT_BYTES"][0])
+DEFAULT_MAX_MEMBERS = int(settings.TRAINING_NUMBERS["TOOLKIT_MAX_EXTRACT_MEMBERS"][0])
+# A decompression bomb expands hundreds of times (gzip of zeros: ~1000x); source trees, even with
+# data files, rarely pass 20x. The ratio is only judged past RATIO_FLOOR bytes, so a small archive
+# of repetitive text never trips it.
+DEFAULT_MAX_RATIO = int(settings.TRAINING_NUMBERS["TOOLKIT_MAX_EXTRACT_RATIO"][0])
+RATIO_FLOOR = 64 * 1024**2
 CHUNK = 1024 * 1024
 TAR_BUFFER = 64 * 1024  # tarfile copies its whole buffer on every header read: keep it small
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".tar.bz2", ".tbz2", ".tar.xz", ".txz", ".zip")
@@ -39,29 +46,84 @@ def limits(environ: Mapping[str, str]) -> tuple[int, int]:
     """(max bytes, max members) from TOOLKIT_MAX_EXTRACT_BYTES / TOOLKIT_MAX_EXTRACT_MEMBERS."""
 
     def number(name: str, default: int) -> int:
-        raw = str(environ.get(name, "") or "")
-        try:
-            value = int(raw) if raw.strip() else default
-        except ValueError:
-            raise ArchiveError(f"{name}={raw!r} is not a whole number; unset it or give e.g. {default}") from None
-        if value <= 0:
-            raise ArchiveError(f"{name}={raw!r} must be a positive whole number, e.g. {default}")
-        return value
+        return int(settings.number(environ, name, default, whole=True, minimum=1, error=ArchiveError))
 
     return number("TOOLKIT_MAX_EXTRACT_BYTES", DEFAULT_MAX_BYTES), number(
         "TOOLKIT_MAX_EXTRACT_MEMBERS", DEFAULT_MAX_MEMBERS
     )
 
 
+def max_ratio(environ: Mapping[str, str]) -> int:
+    """TOOLKIT_MAX_EXTRACT_RATIO: how many times its compressed size an archive may expand to
+    (judged past 64 MiB); 0 turns the check off."""
+    return int(settings.number(environ, "TOOLKIT_MAX_EXTRACT_RATIO", DEFAULT_MAX_RATIO, whole=True, minimum=0,
+                               error=ArchiveError))
+
+
 def safe_name(name: str, label: str) -> str:
-    """``name`` as a clean relative path, or an ArchiveError when it is absolute or has ``..``."""
-    clean = name.replace("\\", "/")
-    if clean.startswith("/") or (len(clean) > 1 and clean[1] == ":"):
-        raise ArchiveError(f"{label}: member {name!r} has an absolute path; refusing to extract")
-    parts = [p for p in clean.split("/") if p not in ("", ".")]
-    if ".." in parts:
-        raise ArchiveError(f"{label}: member {name!r} points outside the destination ('..')")
-    return "/".join(parts)
+    """``name`` as a clean relative path, or an ArchiveError when it is absolute or has ``..``
+    anywhere (the rule is checks.relative_path, shared with entry points and S3 keys)."""
+    try:
+        return checks.relative_path(name)
+    except checks.Unsafe as exc:
+        raise ArchiveError(f"{label}: member {name!r} {exc}; refusing to extract") from None
+
+
+def free_bytes(folder: Path) -> Optional[int]:
+    """Bytes an unprivileged writer may still use on ``folder``'s file system (its nearest
+    existing parent's), or None when the system cannot tell."""
+    probe = Path(folder)
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    try:
+        st = os.statvfs(probe)
+    except (OSError, AttributeError):
+        return None
+    return st.f_bavail * st.f_frsize
+
+
+def check_room(total: int, folder: Path, label: str, free: Optional[int] = None) -> None:
+    """Refuse, before writing, ``total`` bytes that would not fit in ``folder``'s free space."""
+    free = free_bytes(folder) if free is None else free
+    if free is not None and total > free:
+        raise ArchiveError(f"{label}: needs {total} bytes but only {free} bytes are free in {folder}; "
+                           f"free some space or give the job a larger volume")
+
+
+class _Budget:
+    """Counts what extraction writes against the compressed bytes read so far: refuses a
+    decompression bomb while it inflates, long before it fills the disk."""
+
+    def __init__(self, label: str, ratio: int, source: Optional[_Counting]) -> None:
+        self.label = label
+        self.ratio = ratio
+        self.source = source
+        self.expanded = 0
+
+    def wrote(self, size: int) -> None:
+        self.expanded += size
+        if not self.ratio or self.source is None or self.expanded <= RATIO_FLOOR:
+            return
+        packed = max(self.source.count, 1)
+        if self.expanded > self.ratio * packed:
+            raise ArchiveError(
+                f"{self.label}: expands more than {self.ratio} times its compressed size ({self.expanded} bytes "
+                f"from the first {packed}): a decompression bomb? Raise TOOLKIT_MAX_EXTRACT_RATIO (0: no "
+                f"limit) if this archive is genuine"
+            )
+
+
+class _Counting:
+    """A read-only stream that counts the bytes read through it (the compressed side)."""
+
+    def __init__(self, fileobj: IO[bytes]) -> None:
+        self._fileobj = fileobj
+        self.count = 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._fileobj.read(size)
+        self.count += len(data)
+        return data
 
 
 _safe_name = safe_name  # the first version's name
@@ -100,6 +162,7 @@ def extract(
     max_bytes: int = DEFAULT_MAX_BYTES,
     max_members: int = DEFAULT_MAX_MEMBERS,
     stream: bool = False,
+    max_ratio: int = DEFAULT_MAX_RATIO,
 ) -> Path:
     """Extract ``source`` (a path or a binary file object) into ``dest``, which must not exist.
 
@@ -107,39 +170,75 @@ def extract(
     arriving that way is spooled to a temporary file first (zip keeps its index at the end).
     Exceptions raised by the file object's ``read`` that are not ``OSError`` pass through
     unchanged, so a caller can tell a dropped connection from a corrupt archive. Returns ``dest``.
+
+    Besides ``max_bytes`` and ``max_members``, the expansion must fit in the free space of
+    ``dest``'s file system (judged from the member headers, before each member is written) and,
+    for a compressed tar, stay within ``max_ratio`` times the compressed bytes read (0: no limit).
     """
     label = label or str(source)
     dest = Path(dest)
     if dest.exists():
         raise ArchiveError(f"{label}: destination {dest} already exists")
     dest.parent.mkdir(parents=True, exist_ok=True)
+    free = free_bytes(dest.parent)
+    lim = _Limits(max_bytes, max_members, max_ratio, free if free is not None else -1, dest.parent)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.partial-", dir=dest.parent))
     try:
         if isinstance(source, (str, Path)):
             if zipfile.is_zipfile(source):
-                _extract_zip(source, tmp, label, max_bytes, max_members)
+                _extract_zip(source, tmp, label, lim)
             else:
                 with open(source, "rb") as fileobj:
-                    _extract_tar(fileobj, tmp, label, max_bytes, max_members)
+                    _extract_tar(fileobj, tmp, label, lim)
         elif stream:
             head, rest = _peek(source, 4)
             if sniff(head) == "zip":
                 with tempfile.TemporaryFile(dir=dest.parent) as spool:
                     spool.write(head)
-                    shutil.copyfileobj(rest, spool, CHUNK)
+                    _copy_bounded(rest, spool, label, lim)
                     spool.seek(0)
-                    _extract_zip(spool, tmp, label, max_bytes, max_members)
+                    _extract_zip(spool, tmp, label, lim)
             else:
-                _extract_tar(_Prefixed(head, rest), tmp, label, max_bytes, max_members)
+                _extract_tar(_Prefixed(head, rest), tmp, label, lim)
         elif _seekable_zip(source):
-            _extract_zip(source, tmp, label, max_bytes, max_members)
+            _extract_zip(source, tmp, label, lim)
         else:
-            _extract_tar(source, tmp, label, max_bytes, max_members)
+            _extract_tar(source, tmp, label, lim)
         os.rename(tmp, dest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return dest
+
+
+class _Limits(NamedTuple):
+    max_bytes: int
+    max_members: int
+    max_ratio: int
+    free: int  # -1: unknown
+    folder: Path
+
+    def check_total(self, total: int, label: str) -> None:
+        """``total`` bytes (from headers) against the size limit and the free space."""
+        if total > self.max_bytes:
+            raise ArchiveError(
+                f"{label}: expands to more than {self.max_bytes} bytes; raise "
+                f"TOOLKIT_MAX_EXTRACT_BYTES if this archive is genuine"
+            )
+        if self.free >= 0:
+            check_room(total, self.folder, label, self.free)
+
+
+def _copy_bounded(source: IO[bytes], out: IO[bytes], label: str, lim: _Limits) -> None:
+    """Spool a streamed zip, refusing one larger than the limits before it fills the disk."""
+    copied = 0
+    while True:
+        chunk = source.read(CHUNK)
+        if not chunk:
+            return
+        copied += len(chunk)
+        lim.check_total(copied, label)
+        out.write(chunk)
 
 
 def _seekable_zip(fileobj: IO[bytes]) -> bool:
@@ -202,6 +301,7 @@ class _Writer:
         self.pending: collections.deque[tuple[str, int, Any]] = collections.deque()
         self.pending_names: collections.Counter[str] = collections.Counter()
         self.pending_bytes = 0
+        self.budget: Optional[_Budget] = None
 
     def __enter__(self) -> _Writer:
         return self
@@ -255,10 +355,14 @@ class _Writer:
                 chunk = data.read(CHUNK)
                 if not chunk:
                     break
+                if self.budget is not None:
+                    self.budget.wrote(len(chunk))
                 written += out.write(chunk)
         return written
 
     def _submit(self, name: str, target: Path, content: bytes, mode: int) -> None:
+        if self.budget is not None:
+            self.budget.wrote(len(content))
         if self.pool is None:
             from concurrent.futures import ThreadPoolExecutor
 
@@ -353,19 +457,23 @@ def _decompressed(fileobj: IO[bytes]) -> IO[bytes]:
     return raw  # type: ignore[return-value]
 
 
-def _extract_tar(source: IO[bytes], tmp: Path, label: str, max_bytes: int, max_members: int) -> None:
+def _extract_tar(source: IO[bytes], tmp: Path, label: str, lim: _Limits) -> None:
     """One pass over the archive, in tarfile's stream mode, so any readable object will do."""
     try:
         with _Writer(tmp, label) as writer:
-            _tar_members(source, writer, label, max_bytes, max_members)
+            _tar_members(source, writer, label, lim)
     except (tarfile.TarError, EOFError, OSError, zipfile.BadZipFile) as exc:
         raise ArchiveError(f"{label}: archive is corrupt or truncated ({exc})") from exc
 
 
-def _tar_members(source: IO[bytes], writer: _Writer, label: str, max_bytes: int, max_members: int) -> None:
+def _tar_members(source: IO[bytes], writer: _Writer, label: str, lim: _Limits) -> None:
     total = 0
     count = 0
-    data = _decompressed(source)
+    max_members = lim.max_members
+    counted = _Counting(source)
+    data = _decompressed(counted)
+    if not isinstance(data, _Prefixed):  # compressed: judge the expansion ratio as it inflates
+        writer.budget = _Budget(label, lim.max_ratio, counted)
     try:
         tar = tarfile.open(fileobj=data, mode="r|", bufsize=TAR_BUFFER)
     except tarfile.TarError as exc:
@@ -384,11 +492,7 @@ def _tar_members(source: IO[bytes], writer: _Writer, label: str, max_bytes: int,
             if member.isdev() or member.isfifo():
                 raise ArchiveError(f"{label}: member {member.name!r} is a device or FIFO; refusing to extract")
             total += max(member.size, 0)
-            if total > max_bytes:
-                raise ArchiveError(
-                    f"{label}: expands to more than {max_bytes} bytes; raise "
-                    f"TOOLKIT_MAX_EXTRACT_BYTES if this archive is genuine"
-                )
+            lim.check_total(total, label)
             if member.issym():
                 target = member.linkname
                 if target.startswith("/") or not _inside(posixpath.dirname(name), target):
@@ -423,19 +527,23 @@ def _tar_members(source: IO[bytes], writer: _Writer, label: str, max_bytes: int,
     writer.verify_links()
 
 
-def _extract_zip(source: Source, tmp: Path, label: str, max_bytes: int, max_members: int) -> None:
+def _extract_zip(source: Source, tmp: Path, label: str, lim: _Limits) -> None:
     try:
         with zipfile.ZipFile(source) as zf, _Writer(tmp, label) as writer:
             infos = zf.infolist()
-            if len(infos) > max_members:
+            if len(infos) > lim.max_members:
                 raise ArchiveError(
-                    f"{label}: more than {max_members} members; raise "
+                    f"{label}: more than {lim.max_members} members; raise "
                     f"TOOLKIT_MAX_EXTRACT_MEMBERS if this archive is genuine"
                 )
-            if sum(i.file_size for i in infos) > max_bytes:
+            expanded = sum(i.file_size for i in infos)
+            lim.check_total(expanded, label)
+            packed = max(sum(i.compress_size for i in infos), 1)
+            if lim.max_ratio and expanded > RATIO_FLOOR and expanded > lim.max_ratio * packed:
                 raise ArchiveError(
-                    f"{label}: expands to more than {max_bytes} bytes; raise "
-                    f"TOOLKIT_MAX_EXTRACT_BYTES if this archive is genuine"
+                    f"{label}: expands more than {lim.max_ratio} times its compressed size ({expanded} bytes "
+                    f"from {packed}): a decompression bomb? Raise TOOLKIT_MAX_EXTRACT_RATIO (0: no limit) "
+                    f"if this archive is genuine"
                 )
             for info in infos:
                 name = safe_name(info.filename, label)

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import IO, Callable, Mapping, Optional, TypeVar
 
-from toolkit import archive
+from toolkit import archive, settings
 from toolkit.errors import ArchiveError, FetchError
 from toolkit.lazy import lazy
 from toolkit.log import log
@@ -22,7 +22,7 @@ tempfile = lazy("tempfile")
 threading = lazy("threading")
 
 T = TypeVar("T")
-DEFAULT_ATTEMPTS = 4
+DEFAULT_ATTEMPTS = int(settings.TRAINING_NUMBERS["TOOLKIT_FETCH_ATTEMPTS"][0])
 HEAD = 512  # enough to sniff every archive format (tar's magic sits at byte 257)
 
 
@@ -112,11 +112,20 @@ class ReadAhead:
 
     def close(self) -> None:
         self._stop.set()
+        self._thread.join(timeout=0.2)
+        if self._thread.is_alive():
+            # The pump is blocked in a read that holds the body's lock (a stop or an error arrived
+            # mid-transfer): closing the body here would wait for that read, which may never end.
+            # Close it from a daemon thread instead; the socket goes when the process does.
+            threading.Thread(target=self._close_body, name="toolkit-close", daemon=True).start()
+        else:
+            self._close_body()
+
+    def _close_body(self) -> None:
         try:
             self._body.close()
         except Exception:  # closing a half-read HTTP body may complain; nothing to do about it
             pass
-        self._thread.join(timeout=5)
 
     def __enter__(self) -> ReadAhead:
         return self
@@ -126,12 +135,8 @@ class ReadAhead:
 
 
 def attempts(env: Mapping[str, str]) -> int:
-    raw = str(env.get("TOOLKIT_FETCH_ATTEMPTS", "") or "").strip()
-    if not raw:
-        return DEFAULT_ATTEMPTS
-    if not raw.isdigit() or int(raw) < 1:
-        raise FetchError(f"TOOLKIT_FETCH_ATTEMPTS={raw!r} must be a whole number of at least 1, e.g. 4")
-    return int(raw)
+    return int(settings.number(env, "TOOLKIT_FETCH_ATTEMPTS", DEFAULT_ATTEMPTS, whole=True, minimum=1,
+                               error=FetchError))
 
 
 def with_retries(
@@ -169,7 +174,8 @@ def unpack_or_place(body: IO[bytes], dest: Path, name: str, label: str, env: Map
     head = _read_exactly(body, HEAD)
     rest = archive._Prefixed(head, body)
     if archive.sniff(head) is not None:
-        return archive.extract(rest, dest, label=label, max_bytes=max_bytes, max_members=max_members, stream=True)  # type: ignore[arg-type]
+        return archive.extract(rest, dest, label=label, max_bytes=max_bytes, max_members=max_members,  # type: ignore[arg-type]
+                               stream=True, max_ratio=archive.max_ratio(env))
     return place_file(rest, dest, name, label, max_bytes)  # type: ignore[arg-type]
 
 
@@ -178,6 +184,7 @@ def place_file(body: IO[bytes], dest: Path, name: str, label: str, max_bytes: in
     if dest.exists():
         raise ArchiveError(f"{label}: destination {dest} already exists")
     dest.parent.mkdir(parents=True, exist_ok=True)
+    free = archive.free_bytes(dest.parent)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.partial-", dir=dest.parent))
     try:
         written = 0
@@ -189,6 +196,7 @@ def place_file(body: IO[bytes], dest: Path, name: str, label: str, max_bytes: in
                 written += len(data)
                 if written > max_bytes:
                     raise ArchiveError(f"{label}: larger than {max_bytes} bytes; raise TOOLKIT_MAX_EXTRACT_BYTES")
+                archive.check_room(written, dest.parent, label, free)
                 out.write(data)
         os.rename(tmp, dest)
     except BaseException:

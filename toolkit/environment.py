@@ -15,44 +15,19 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Mapping, Optional
 
+from toolkit import checks, settings
 from toolkit.errors import ConfigError
 from toolkit.log import INFO, LEVELS
+from toolkit.redact import MASK, SECRET_WORDS, looks_secret, mask, mask_argv, mask_uri  # noqa: F401 - re-exported
 
 DEFAULT_BASE_DIR = "/opt/ml"
 # Keys that are the platform's settings rather than the user's hyperparameters (as in
 # sagemaker-training's params.SAGEMAKER_HYPERPARAMETERS, plus every other sagemaker_* key).
 SETTING_KEYS = frozenset({"_tuning_objective_metric", "default_user_module_name"})
 SETTING_PREFIX = "sagemaker_"
-SECRET_WORDS = ("SECRET", "PASSWORD", "TOKEN", "KEY", "PRIVATE", "CREDENTIAL")
-MASK = "******"
 V3_MASTER_PORT = 7777  # what the SageMaker SDK v3 drivers export as SM_MASTER_PORT
-
-
-def looks_secret(name: str) -> bool:
-    """Whether a variable, hyperparameter or option name suggests its value is a secret."""
-    upper = name.upper()
-    return any(word in upper for word in SECRET_WORDS)
-
-
-def mask(mapping: Mapping[str, Any]) -> dict[str, Any]:
-    """A copy of ``mapping`` with the values of secret-looking keys replaced, for logging."""
-    return {k: (MASK if looks_secret(str(k)) else v) for k, v in mapping.items()}
-
-
-def mask_argv(argv: Sequence[str]) -> list[str]:
-    """argv for display: the value after a secret-looking option (``--api-token x``) is masked,
-    and so is the value part of ``--password=x``."""
-    shown: list[str] = []
-    for i, arg in enumerate(argv):
-        if i and argv[i - 1].startswith("-") and "=" not in argv[i - 1] and looks_secret(argv[i - 1]):
-            shown.append(MASK)
-        elif arg.startswith("-") and "=" in arg and " " not in arg and looks_secret(arg.partition("=")[0]):
-            shown.append(f"{arg.partition('=')[0]}={MASK}")
-        else:
-            shown.append(arg)
-    return shown
 
 
 def decode_value(value: Any) -> Any:
@@ -147,14 +122,27 @@ def shell_safe(name: str) -> str:
 
 
 def _read_json(path: Path, what: str, required_type: type = dict) -> Any:
+    """A config file's JSON, or None when the file is missing; anything else wrong with it is a
+    ``ConfigError`` naming the file (encoding, syntax, nesting, NUL characters, type)."""
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except FileNotFoundError:
         return None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read {what}: {exc.strerror}") from exc
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")) or raw[:2].count(b"\x00") == 1:  # with or without a BOM
+        raise ConfigError(f"{path}: {what} is UTF-16 text; SageMaker writes UTF-8 JSON here "
+                          f"(convert it, e.g. iconv -f UTF-16 -t UTF-8)")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: {what} is not UTF-8 text (byte {raw[exc.start]:#04x} at offset "
+                          f"{exc.start}); SageMaker writes UTF-8 JSON here") from None
     try:
         data = json.loads(text)
+    except RecursionError:
+        raise ConfigError(f"{path}: {what} is nested more than {checks.MAX_DEPTH} levels deep; "
+                          f"SageMaker writes a flat JSON object here") from None
     except ValueError as exc:
         raise ConfigError(
             f"{path}: {what} is not valid JSON ({exc}); SageMaker writes a JSON object here"
@@ -163,7 +151,30 @@ def _read_json(path: Path, what: str, required_type: type = dict) -> Any:
         raise ConfigError(
             f"{path}: {what} must be a JSON object, got {type(data).__name__}"
         )
+    try:
+        checks.check_data(data)
+    except checks.Unsafe as exc:
+        raise ConfigError(f"{path}: {what} {exc}") from None
     return data
+
+
+def _hyperparameters(path: Path) -> dict[str, Any]:
+    """hyperparameters.json decoded (each value JSON-decoded when it decodes), with keys that can
+    become SM_HP_<KEY> variables and values that fit on a command line."""
+    raw = _read_json(path, "hyperparameters") or {}
+    decoded: dict[str, Any] = {}
+    for key, value in raw.items():
+        try:
+            checks.check_variable_name("hyperparameter", key)
+            decoded[key] = decode_value(value)
+            checks.check_data(decoded[key])
+        except RecursionError:
+            raise ConfigError(f"{path}: hyperparameter {key!r} is nested more than {checks.MAX_DEPTH} "
+                              f"levels deep") from None
+        except checks.Unsafe as exc:
+            raise ConfigError(f"{path}: hyperparameter {key!r} {exc}" if "hyperparameter" not in str(exc)
+                              else f"{path}: {exc}") from None
+    return decoded
 
 
 def _parse_resource_config(path: Path, warnings: list[str]) -> dict[str, Any]:
@@ -184,7 +195,34 @@ def _parse_resource_config(path: Path, warnings: list[str]) -> dict[str, Any]:
     groups = data.get("instance_groups", [])
     if not isinstance(groups, list) or not all(isinstance(g, dict) for g in groups):
         raise ConfigError(f'{path}: "instance_groups" must be a list of objects')
+    for group in groups:
+        name = group.get("instance_group_name")
+        if not isinstance(name, str) or not name:
+            raise ConfigError(f'{path}: "instance_group_name" must be a string such as "train-group", '
+                              f"got {json.dumps(name)}")
+        members = group.get("hosts", [])
+        if not isinstance(members, list) or not all(isinstance(h, str) for h in members):
+            raise ConfigError(f'{path}: "hosts" of instance group {name!r} must be a list of host names')
+    group_name = data.get("current_group_name")
+    if group_name is not None and not isinstance(group_name, str):
+        raise ConfigError(f'{path}: "current_group_name" must be a string such as "homogeneousCluster", '
+                          f"got {json.dumps(group_name)}")
     return data
+
+
+def check_entry_point(entry: Optional[str], what: str = "entry point") -> Optional[str]:
+    """``entry`` when it names a file or module inside the code folder (``train.py``,
+    ``src/train.py``, ``pkg.trainer``); a ``ConfigError`` for an absolute path or one with ``..``."""
+    if entry in (None, ""):
+        return entry
+    try:
+        checks.relative_path(str(entry))
+    except checks.Unsafe as exc:
+        reason = "is an absolute path" if str(exc).startswith("has an absolute") else str(exc).replace(
+            "the destination", "the code folder")
+        raise ConfigError(f"{what} {entry!r} {reason}; name a file or module inside the code folder, "
+                          f"e.g. train.py or src/train.py") from None
+    return entry
 
 
 def _git_uri(settings: Mapping[str, Any]) -> Optional[str]:
@@ -242,14 +280,17 @@ class TrainingEnv(_Cluster):
         base = Path(base_dir or environ.get("SAGEMAKER_BASE_DIR") or DEFAULT_BASE_DIR)
         config = base / "input" / "config"
         warnings: list[str] = []
-        raw_hps = _read_json(config / "hyperparameters.json", "hyperparameters") or {}
-        all_hps = {str(k): decode_value(v) for k, v in raw_hps.items()}
+        all_hps = _hyperparameters(config / "hyperparameters.json")
         settings = {
             k: v for k, v in all_hps.items() if k.startswith(SETTING_PREFIX) or k in SETTING_KEYS
         }
         hps = {k: v for k, v in all_hps.items() if k not in settings}
         channels = _read_json(config / "inputdataconfig.json", "input data config") or {}
         for name, spec in channels.items():
+            try:
+                checks.check_channel_name(name)
+            except checks.Unsafe as exc:
+                raise ConfigError(f"{config / 'inputdataconfig.json'}: {exc}") from None
             if not isinstance(spec, dict):
                 raise ConfigError(
                     f"{config / 'inputdataconfig.json'}: channel {name!r} must be an object "
@@ -284,7 +325,8 @@ class TrainingEnv(_Cluster):
             settings=MappingProxyType(settings),
             input_data_config=MappingProxyType(channels),
             resource_config=MappingProxyType(resources),
-            entry_point=str(program) if program not in (None, "") else None,
+            entry_point=check_entry_point(str(program), "sagemaker_program / SAGEMAKER_PROGRAM")
+            if program not in (None, "") else None,
             submit_dir=str(submit) if submit not in (None, "") else None,
             log_level=level,
             region=region,
@@ -484,7 +526,7 @@ class TrainingEnv(_Cluster):
         return {
             "base_dir": str(self.base_dir),
             "entry_point": self.entry_point,
-            "submit_dir": self.submit_dir,
+            "submit_dir": mask_uri(self.submit_dir) if self.submit_dir else None,
             "job_name": self.job_name,
             "region": self.region,
             "log_level": self.log_level,
@@ -513,26 +555,11 @@ def positive_int(value: Any, what: str) -> Optional[int]:
     whole number of at least 1, or a ``ConfigError`` naming ``what``. For launcher plugins."""
     if value in (None, ""):
         return None
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        number = 0
-    if number < 1:
-        raise ConfigError(f"{what} must be a whole number of at least 1, got {value!r}")
-    return number
+    return int(settings.parse_number(value, f"{what} ({value!r})", whole=True, minimum=1, example=1))
 
 
 def _int_setting(environ: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
-    raw = (environ.get(name) or "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a whole number; expected e.g. {name}={default}") from None
-    if value < minimum:
-        raise ConfigError(f"{name}={value} is below {minimum}; expected e.g. {name}={default}")
-    return value
+    return int(settings.number(environ, name, default, whole=True, minimum=minimum))
 
 
 def _port_range(environ: Mapping[str, str]) -> Optional[tuple[int, int]]:
@@ -587,15 +614,8 @@ class ServingEnv:
         strategy = (environ.get("SAGEMAKER_BATCH_STRATEGY") or "MULTI_RECORD").strip().upper()
         if strategy not in {"MULTI_RECORD", "SINGLE_RECORD"}:
             raise ConfigError(f"SAGEMAKER_BATCH_STRATEGY={strategy!r}: expected MULTI_RECORD or SINGLE_RECORD")
-        def seconds(name: str, default: float) -> float:
-            raw = (environ.get(name) or "").strip()
-            try:
-                return float(raw) if raw else default
-            except ValueError:
-                raise ConfigError(f"{name}={raw!r} is not a number of seconds, e.g. {default:g}") from None
-
-        timeout = seconds("SAGEMAKER_MODEL_SERVER_TIMEOUT", 60.0)
-        stop_seconds = seconds("TOOLKIT_SERVE_STOP_SECONDS", 28.0)
+        timeout = float(settings.number(environ, "SAGEMAKER_MODEL_SERVER_TIMEOUT", 60.0, minimum=0))
+        stop_seconds = float(settings.number(environ, "TOOLKIT_SERVE_STOP_SECONDS", 28.0, minimum=0))
         return cls(
             base_dir=Path(base_dir or environ.get("SAGEMAKER_BASE_DIR") or DEFAULT_BASE_DIR),
             environ=MappingProxyType(dict(environ)),
@@ -607,7 +627,8 @@ class ServingEnv:
             timeout=timeout,
             max_payload_mb=_int_setting(environ, "SAGEMAKER_MAX_PAYLOAD_IN_MB", 6),
             default_accept=(environ.get("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT") or "application/json").strip(),
-            program=(environ.get("SAGEMAKER_PROGRAM") or "inference.py").strip(),
+            program=str(check_entry_point((environ.get("SAGEMAKER_PROGRAM") or "inference.py").strip(),
+                                          "SAGEMAKER_PROGRAM")),
             submit_dir=(environ.get("SAGEMAKER_SUBMIT_DIRECTORY") or "").strip() or None,
             max_concurrent_transforms=_int_setting(environ, "SAGEMAKER_MAX_CONCURRENT_TRANSFORMS", 1, minimum=1),
             batch_strategy=strategy,

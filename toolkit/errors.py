@@ -8,6 +8,8 @@ in the log.
 
 from __future__ import annotations
 
+from toolkit.redact import redact
+
 
 class ToolkitError(Exception):
     """A problem the user can fix; its message is one line that says what and how."""
@@ -16,7 +18,8 @@ class ToolkitError(Exception):
     status: int = 500
 
     def __init__(self, message: str, *, exit_code: int | None = None, status: int | None = None):
-        super().__init__(" ".join(str(message).split()) if "\n" in str(message) else str(message))
+        text = " ".join(str(message).split()) if "\n" in str(message) else str(message)
+        super().__init__(redact(text))  # a URI's credentials never reach the log or the failure file
         if exit_code is not None:
             self.exit_code = exit_code
         if status is not None:

@@ -18,6 +18,8 @@ import sys
 import time
 from typing import Any, Iterator, Optional
 
+from toolkit.redact import redact
+
 DEBUG, INFO, WARNING, ERROR, CRITICAL = 10, 20, 30, 40, 50
 NAMES = {DEBUG: "DEBUG", INFO: "INFO", WARNING: "WARNING", ERROR: "ERROR", CRITICAL: "CRITICAL"}
 # logging.getLevelName's table, for log_level_from (without importing logging)
@@ -35,13 +37,23 @@ def _std() -> Any:
         logger = std.getLogger("toolkit")
         if not any(getattr(h, "_toolkit", False) for h in logger.handlers):
             handler = std.StreamHandler(sys.stderr)
-            handler.setFormatter(std.Formatter(FORMAT))
+            handler.setFormatter(_redacting_formatter(std)(FORMAT))
             handler._toolkit = True
             logger.addHandler(handler)
             logger.propagate = False
         if logger.level != _level:
             logger.setLevel(_level)
     return std
+
+
+def _redacting_formatter(std: Any) -> Any:
+    """logging.Formatter whose lines pass through the one masking rule (toolkit/redact.py)."""
+
+    class RedactingFormatter(std.Formatter):  # type: ignore[name-defined,misc]
+        def format(self, record: Any) -> str:
+            return redact(super().format(record))
+
+    return RedactingFormatter
 
 
 class Log:
@@ -90,7 +102,7 @@ class Log:
 def _message(msg: str, args: tuple) -> str:
     if len(args) == 1 and isinstance(args[0], dict) and args[0]:
         args = args[0]  # type: ignore[assignment] - logging's mapping form
-    return str(msg) % args if args else str(msg)
+    return redact(str(msg) % args if args else str(msg))
 
 
 def _write(line: str) -> None:

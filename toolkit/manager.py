@@ -183,8 +183,11 @@ def _trace(pm: pluggy.PluginManager) -> None:
         log.info("hook %s(%s) -> [%s]", hook_name, ", ".join(kwargs), names)
 
     def after(outcome: Any, hook_name: str, impls: list, kwargs: Mapping[str, Any]) -> None:
+        from toolkit.redact import mask_value
+
         exc = outcome.exception
-        result = f"raised {type(exc).__name__}: {exc}" if exc else repr(outcome.get_result())[:200]
+        # masked before it is cut to 200 characters, so a cut never splits a secret from its name
+        result = f"raised {type(exc).__name__}: {exc}" if exc else repr(mask_value(outcome.get_result()))[:200]
         log.info("hook %s returned %s", hook_name, result)
 
     pm.add_hookcall_monitoring(before, after)

@@ -17,7 +17,7 @@ import signal
 import sys
 from collections import deque
 from pathlib import Path
-from typing import Mapping, NamedTuple, Optional, Sequence
+from typing import Any, Mapping, NamedTuple, Optional, Sequence
 
 from toolkit.log import log
 
@@ -25,6 +25,63 @@ FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 TAIL_BYTES = 16 * 1024
 # what subprocess resets for its children (restore_signals): Python ignores these itself
 RESTORED = tuple(getattr(signal, name) for name in ("SIGPIPE", "SIGXFZ", "SIGXFSZ") if hasattr(signal, name))
+
+
+class Stopped(BaseException):
+    """A stop signal (SIGTERM, SIGINT, SIGHUP) arrived while the toolkit itself was busy: reading
+    the config, downloading code, installing dependencies. Raised in the main thread by the
+    handler ``stop_on_signals`` installs, so whatever runs there ends at once (a download's
+    partial folder is removed by its own cleanup); a BaseException, so that plugins' ``except
+    Exception`` does not swallow it."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal_name(signum))
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+
+_STOPS: list[int] = []  # every stop signal this process received, in order
+
+
+def stopped() -> Optional[int]:
+    """The first stop signal this process received (while the toolkit worked or a child ran)."""
+    return _STOPS[0] if _STOPS else None
+
+
+def _raise_stop(signum: int, _frame: object) -> None:
+    _STOPS.append(signum)
+    for sig in FORWARDED:  # the cleanup that follows must not be interrupted by a second signal
+        signal.signal(sig, signal.SIG_IGN)
+    raise Stopped(signum)
+
+
+def stop_on_signals() -> dict[int, Any]:
+    """From now on, SIGTERM, SIGINT and SIGHUP raise ``Stopped`` in the main thread (between
+    supervised runs; ``run`` forwards them to its child while one runs). As PID 1 this is also
+    what makes them count at all: the kernel drops signals that PID 1 has no handler for.
+    Returns the handlers it replaced, for ``restore_signals``."""
+    previous: dict[int, Any] = {}
+    try:
+        for sig in FORWARDED:
+            previous[sig] = signal.signal(sig, _raise_stop)
+    except ValueError:  # not the main thread: whoever embeds us handles signals
+        pass
+    return previous
+
+
+def restore_signals(previous: Mapping[int, Any]) -> None:
+    for sig, handler in previous.items():
+        signal.signal(sig, handler)
+
+
+def signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
 
 
 class Finished(NamedTuple):
@@ -96,7 +153,8 @@ def _executable(name: str, env: Mapping[str, str]) -> str:
     raise FileNotFoundError(2, "No such file or directory", name)
 
 
-def spawn(argv: Sequence[str], *, cwd: Optional[Path], env: Mapping[str, str], stderr: int) -> int:
+def spawn(argv: Sequence[str], *, cwd: Optional[Path], env: Mapping[str, str], stderr: int,
+          stdout_to_stderr: bool = False) -> int:
     """Start ``argv`` in its own session (process group) with ``stderr`` as its fd 2; return its PID.
 
     What subprocess.Popen(start_new_session=True, close_fds=True) does, with os.posix_spawn
@@ -107,6 +165,8 @@ def spawn(argv: Sequence[str], *, cwd: Optional[Path], env: Mapping[str, str], s
     """
     path = _executable(argv[0], env)
     actions = [(os.POSIX_SPAWN_DUP2, stderr, 2)]
+    if stdout_to_stderr:  # an installer's chatter is log, not the job's output
+        actions.append((os.POSIX_SPAWN_DUP2, 2, 1))
     for fd in _inheritable_fds():  # close_fds: only 0, 1 and 2 reach the child
         actions.append((os.POSIX_SPAWN_CLOSE, fd))
     here = os.open(".", os.O_RDONLY | getattr(os, "O_DIRECTORY", 0)) if cwd else None
@@ -161,34 +221,30 @@ def run(
     cwd: Optional[Path] = None,
     env: Optional[Mapping[str, str]] = None,
     grace: float = 110.0,
+    stdout_to_stderr: bool = False,
 ) -> Finished:
     """Run ``argv`` to completion under supervision and report how it ended.
 
     Raises ``FileNotFoundError``/``PermissionError`` when argv[0] cannot be executed.
+    ``stdout_to_stderr`` sends the child's stdout where its stderr goes (kept in the tail too).
     """
-    read_fd, write_fd = os.pipe()
-    try:
-        pid = spawn(argv, cwd=cwd, env=os.environ if env is None else env, stderr=write_fd)
-    except BaseException:
-        os.close(read_fd)
-        raise
-    finally:
-        os.close(write_fd)
-    tail = _Tail()
-    pumped = _thread.allocate_lock()
-    pumped.acquire()
-    _thread.start_new_thread(_pump, (read_fd, tail, pumped))
-
     received: list[int] = []
     killer: list[_Deadline] = []
+    child: list[int] = []
 
     def forward(signum: int, _frame: object) -> None:
         received.append(signum)
-        log.info("received %s: forwarding to the process group", signal.Signals(signum).name)
+        _STOPS.append(signum)
+        if child:
+            log.info("received %s: forwarding to the process group", signal.Signals(signum).name)
+            _stop_child(child[0], signum)
+
+    def _stop_child(pid: int, signum: int) -> None:
         _signal_group(pid, signum)
         if not killer:
             killer.append(_Deadline(pid, grace))
 
+    # handlers first: a stop that arrives while the child starts is held, then forwarded
     previous = {}
     try:
         for sig in FORWARDED:
@@ -196,6 +252,22 @@ def run(
     except ValueError:  # not the main thread: whoever embeds us handles signals
         pass
     try:
+        read_fd, write_fd = os.pipe()
+        try:
+            child.append(spawn(argv, cwd=cwd, env=os.environ if env is None else env, stderr=write_fd,
+                               stdout_to_stderr=stdout_to_stderr))
+        except BaseException:
+            os.close(read_fd)
+            raise
+        finally:
+            os.close(write_fd)
+        pid = child[0]
+        if received:
+            _stop_child(pid, received[0])
+        tail = _Tail()
+        pumped = _thread.allocate_lock()
+        pumped.acquire()
+        _thread.start_new_thread(_pump, (read_fd, tail, pumped))
         status = _wait(pid)
     finally:
         for sig, handler in previous.items():

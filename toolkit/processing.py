@@ -22,15 +22,17 @@ from typing import Mapping, Optional, Sequence
 import pluggy
 
 from toolkit import log as tlog
-from toolkit import steps
+from toolkit import process as supervisor
+from toolkit import settings, steps
 from toolkit.environment import ProcessingEnv, log_level_from, which
 from toolkit.errors import CodeError, ConfigError, ToolkitError
 from toolkit.lazy import lazy
 from toolkit.log import log
 from toolkit.manager import get_plugin_manager
-from toolkit.training import _grace, write_failure
+from toolkit.report import write_failure
 from toolkit.types import Command
 
+shutil = lazy("shutil")
 tempfile = lazy("tempfile")
 
 SOURCE_ARCHIVE = "sourcedir.tar.gz"  # what FrameworkProcessor puts in /opt/ml/processing/input/code
@@ -45,15 +47,18 @@ def locate(entry: str, cwd: Path) -> tuple[Path, str]:
     return cwd, entry
 
 
-def fetch_code(env: ProcessingEnv, pm: pluggy.PluginManager, code_dir: Path, entry: str) -> Path:
+def fetch_code(env: ProcessingEnv, pm: pluggy.PluginManager, code_dir: Path, entry: str,
+               scratch: list[Path]) -> Path:
     """SAGEMAKER_SUBMIT_DIRECTORY when set; else a sourcedir.tar.gz beside a missing entry point
-    (extracted once: runproc.sh may have done it already); else the folder as it is."""
+    (extracted once: runproc.sh may have done it already); else the folder as it is. A download
+    goes into a new folder in $TMPDIR, added to ``scratch`` for the caller to remove."""
     archive = code_dir / SOURCE_ARCHIVE
     uri = env.submit_dir or (str(archive) if archive.is_file() and not (code_dir / entry).exists() else None)
     if uri is None:
         return code_dir
-    dest = Path(tempfile.mkdtemp(prefix="toolkit-code-")) / "code"
-    return steps.fetch(uri, dest, env.settings_view(), pm)
+    folder = Path(tempfile.mkdtemp(prefix="toolkit-code-"))
+    scratch.append(folder)
+    return steps.fetch(uri, folder / "code", env.settings_view(), pm)
 
 
 def launch(env: ProcessingEnv, pm: pluggy.PluginManager, code_dir: Path, entry: str,
@@ -96,10 +101,35 @@ def check_message(path: Path) -> None:
 
 def process(argv: Sequence[str], environ: Mapping[str, str], base_dir: Optional[str] = None,
             pm: Optional[pluggy.PluginManager] = None) -> int:
-    """Run one processing job's command; return the exit code ``process`` should exit with."""
+    """Run one processing job's command; return the exit code ``process`` should exit with.
+
+    A stop signal ends whatever step runs (as for ``train``): the message file names the signal
+    and the step, and the exit code is 128+N."""
+    previous = supervisor.stop_on_signals()
+    message = Path(base_dir or environ.get("SAGEMAKER_BASE_DIR") or "/opt/ml") / "output" / "message"
+    step = ["read config"]
+    scratch: list[Path] = []
+    try:
+        return _process(argv, environ, base_dir, pm, message, step, scratch)
+    except supervisor.Stopped as stop:
+        return _stopped(message, stop.signum, step[0])
+    finally:
+        for folder in scratch:
+            shutil.rmtree(folder, ignore_errors=True)
+        supervisor.restore_signals(previous)
+
+
+def _stopped(message: Path, signum: int, step: str, report: str = "") -> int:
+    text = f"stopped by {supervisor.signal_name(signum)} during {step}"
+    log.error("%s", text)
+    write_failure(message, text + (f"\n{report}" if report else ""))
+    return 128 + signum
+
+
+def _process(argv: Sequence[str], environ: Mapping[str, str], base_dir: Optional[str],
+             pm: Optional[pluggy.PluginManager], message: Path, step: list[str], scratch: list[Path]) -> int:
     started = time.perf_counter()
     tlog.setup(log_level_from(environ.get("TOOLKIT_LOG_LEVEL")), defer=True)
-    message = Path(base_dir or environ.get("SAGEMAKER_BASE_DIR") or "/opt/ml") / "output" / "message"
     try:
         env = ProcessingEnv.from_environ(environ, base_dir)
         message = env.message_file
@@ -113,21 +143,28 @@ def process(argv: Sequence[str], environ: Mapping[str, str], base_dir: Optional[
                               "script or an executable), e.g. ContainerEntrypoint [\"process\", \"prep.py\"]")
         log.info("processing job %s: %s of %d host(s)", env.job_name or "(no name)", env.current_host,
                  len(env.hosts))
+        grace = settings.stop_grace(env.environ)
         pm = pm or get_plugin_manager(environ, training=True)
         tlog.sync()
         code_dir, entry = locate(argv[0], Path.cwd())
+        step[0] = "fetch code"
         with tlog.step("fetch code") as s:
-            code_dir = fetch_code(env, pm, code_dir, entry)
+            code_dir = fetch_code(env, pm, code_dir, entry, scratch)
             s["what"] = str(code_dir)
+        step[0] = "install dependencies"
         with tlog.step("install dependencies"):
             pm.hook.toolkit_install_dependencies(code_dir=code_dir, env=env.settings_view())
+        step[0] = "launch"
         command = launch(env, pm, code_dir, entry, argv[1:])
         child_env = child_environment(env, command, code_dir)
     except ToolkitError as exc:
         log.error("%s", exc)
         write_failure(message, str(exc))
         return exc.exit_code
-    ran = steps.run_command(command, code_dir, child_env, _grace(env.environ), message)
+    step[0] = "run"
+    ran = steps.run_command(command, code_dir, child_env, grace, message)
+    if ran.signalled is not None:
+        return ran.exit_code if ran.exit_code else _stopped(message, ran.signalled, "run", ran.report)
     if ran.exit_code == 0:
         log.info("run: succeeded (%.2f s); total %.2f s", ran.seconds, time.perf_counter() - started)
     check_message(message)

@@ -77,6 +77,10 @@ def train_main(argv: Optional[Sequence[str]] = None) -> None:
     if code is None:
         import gc
 
+        from toolkit import process
+
+        process.stop_on_signals()  # from the first line: a stop while importing ends the job cleanly too
+
         # The modules imported now (pluggy, pathlib, json, the toolkit) live until exit and make
         # no garbage: the cyclic collector need not walk them while importing, nor after
         # (gc.freeze moves them out of its reach). About 1 ms of every job start.
@@ -86,6 +90,12 @@ def train_main(argv: Optional[Sequence[str]] = None) -> None:
         gc.freeze()
         gc.enable()
         code = train(os.environ)
+        if process.stopped() is not None:
+            # Stopped: leave now. Threads a download left behind (a pool worker mid-object) would
+            # otherwise be joined at exit, past the grace time SageMaker allows.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
         # The job is over; what is left is the interpreter's shutdown, whose last garbage
         # collection walks every object the toolkit and its plugins made (about 3 ms). gc.freeze()
         # leaves them out of that walk: they are freed at exit all the same, and atexit

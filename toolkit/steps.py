@@ -11,14 +11,15 @@ from __future__ import annotations
 import shlex
 import time
 from pathlib import Path
-from typing import Mapping, NamedTuple
+from typing import Mapping, NamedTuple, Optional
 
 import pluggy
 
 from toolkit import process
-from toolkit.environment import mask_argv
 from toolkit.errors import CodeError
 from toolkit.log import log
+from toolkit.redact import mask_argv
+from toolkit.report import failure_report, write_failure
 from toolkit.types import Command
 
 
@@ -36,19 +37,21 @@ def fetch(uri: str, dest: Path, settings: Mapping[str, str], pm: pluggy.PluginMa
 
 
 class Ran(NamedTuple):
-    """How the user's command ended: its exit code and, when it failed, the failure report."""
+    """How the user's command ended: its exit code and, when it failed, the failure report.
+
+    ``signalled`` is the stop signal forwarded to it when the stop came from outside: such a run
+    is never a success, and the caller writes the failure file (it knows the step and the words)."""
 
     exit_code: int
     report: str
     seconds: float
+    signalled: Optional[int] = None
 
 
 def run_command(command: Command, code_dir: Path, child_env: Mapping[str, str], grace: float,
                 failure_file: Path) -> Ran:
     """Run ``command`` under the core's supervisor (signals forwarded, stderr's tail kept) and,
     when it fails or cannot start, write ``failure_file`` (unless the job wrote one itself)."""
-    from toolkit.training import failure_report, write_failure
-
     log.info("run: %s (in %s)", shlex.join(mask_argv(list(command.argv))), command.cwd or code_dir)
     started = time.perf_counter()
     try:
@@ -59,6 +62,9 @@ def run_command(command: Command, code_dir: Path, child_env: Mapping[str, str], 
         write_failure(failure_file, message)
         return Ran(2, message, time.perf_counter() - started)
     seconds = time.perf_counter() - started
+    if finished.signalled is not None:
+        report = failure_report(finished.stderr_tail, finished.exit_code, list(command.argv))
+        return Ran(finished.exit_code or 128 + finished.signalled, report, seconds, finished.signalled)
     if finished.exit_code == 0:
         return Ran(0, "", seconds)
     report = failure_report(finished.stderr_tail, finished.exit_code, list(command.argv))

@@ -7,7 +7,6 @@ what SageMaker reads: the exit code and /opt/ml/output/success or /opt/ml/output
 from __future__ import annotations
 
 import os
-import shlex
 import time
 from pathlib import Path
 from typing import Mapping, Optional
@@ -15,90 +14,17 @@ from typing import Mapping, Optional
 import pluggy
 
 from toolkit import log as tlog
-from toolkit import sdkv3, steps
-from toolkit.environment import DEFAULT_BASE_DIR, TrainingEnv, log_level_from, mask_argv
+from toolkit import process, sdkv3, settings, steps
+from toolkit.environment import DEFAULT_BASE_DIR, TrainingEnv, check_entry_point, log_level_from
 from toolkit.errors import CodeError, ConfigError, ToolkitError
 from toolkit.lazy import lazy
 from toolkit.log import log
 from toolkit.manager import get_plugin_manager
+from toolkit.redact import mask_uri
+from toolkit.report import write_atomic, write_failure
 from toolkit.types import Command, Outcome
 
 tempfile = lazy("tempfile")
-
-FAILURE_LIMIT = 1024  # SageMaker keeps no more of the failure file as FailureReason
-DEFAULT_GRACE = 110.0  # inside SageMaker's 120 s between SIGTERM and SIGKILL
-
-
-# --------------------------------------------------------------------------------------------
-# Outcome files
-# --------------------------------------------------------------------------------------------
-
-
-def truncate_utf8(text: str, limit: int = FAILURE_LIMIT) -> bytes:
-    data = text.encode("utf-8")
-    if len(data) <= limit:
-        return data
-    return data[:limit].decode("utf-8", "ignore").encode("utf-8")
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write ``path`` whole or not at all (a temporary file beside it, then a rename).
-
-    The temporary name is made from the PID rather than with tempfile, which is not worth
-    importing on every job start for this: the folder is the job's own.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.{os.getpid()}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-    os.replace(tmp, path)
-
-
-def write_failure(path: Path, message: str) -> None:
-    """Write the failure file unless the user's code already wrote one (theirs knows best)."""
-    try:
-        if path.is_file() and path.stat().st_size > 0:
-            log.info("keeping the failure file the job wrote: %s", path)
-            return
-        _write_atomic(path, truncate_utf8(message))
-    except OSError as exc:
-        log.error("cannot write the failure file %s: %s", path, exc)
-
-
-def error_line(stderr_tail: str) -> str:
-    """The most telling line of a failed run's stderr: the last line of a Python traceback
-    (``ValueError: bad input``), else the last non-empty line."""
-    lines = [ln.rstrip() for ln in stderr_tail.splitlines() if ln.strip()]
-    if not lines:
-        return ""
-    last_tb = max((i for i, ln in enumerate(lines) if ln.startswith("Traceback (most recent call")), default=-1)
-    if last_tb >= 0:
-        for ln in reversed(lines[last_tb + 1 :]):
-            if not ln[:1].isspace():
-                return ln.strip()
-    return lines[-1].strip()
-
-
-def failure_report(stderr_tail: str, exit_code: int, argv: list[str]) -> str:
-    """The failure file for a run that exited non-zero, most useful first, within 1024 bytes."""
-    first = error_line(stderr_tail) or f"process exited with code {exit_code}"
-    head = [first, f"Exit code: {exit_code}", f"Command: {shlex.join(mask_argv(argv))}"]
-    text = "\n".join(head)
-    rest = [ln for ln in stderr_tail.splitlines() if ln.strip()]
-    if rest:
-        budget = FAILURE_LIMIT - len(text.encode()) - len("\nLast lines of stderr:\n")
-        picked: list[str] = []
-        for ln in reversed(rest):
-            size = len(ln.encode()) + 1
-            if size > budget:
-                break
-            picked.insert(0, ln)
-            budget -= size
-        if picked:
-            text += "\nLast lines of stderr:\n" + "\n".join(picked)
-    return text
-
 
 # --------------------------------------------------------------------------------------------
 # Steps
@@ -116,17 +42,21 @@ def check_channels(env: TrainingEnv) -> None:
             )
 
 
-def fetch_code(env: TrainingEnv, pm: pluggy.PluginManager) -> Path:
+def fetch_code(env: TrainingEnv, pm: pluggy.PluginManager, scratch: Optional[list[Path]] = None) -> Path:
     """Where the code is: fetched from the submit directory when one is given, else
-    /opt/ml/code. A remote download wins over code baked into the image (logged)."""
+    /opt/ml/code. A remote download wins over code baked into the image (logged); it goes into
+    a new folder in $TMPDIR, added to ``scratch`` for the caller to remove when the job ends."""
     if not env.submit_dir:
         return env.code_dir
     dest = env.code_dir
     if dest.exists() and any(dest.iterdir()):
-        dest = Path(tempfile.mkdtemp(prefix="toolkit-code-")) / "code"
+        folder = Path(tempfile.mkdtemp(prefix="toolkit-code-"))
+        if scratch is not None:
+            scratch.append(folder)
+        dest = folder / "code"
         remote = "://" in env.submit_dir and not env.submit_dir.startswith("file://")
         if remote:
-            log.info("code in %s is replaced by %s (the submit directory wins)", env.code_dir, env.submit_dir)
+            log.info("code in %s is replaced by %s (the submit directory wins)", env.code_dir, mask_uri(env.submit_dir))
     elif dest.exists():
         dest.rmdir()
     return steps.fetch(env.submit_dir, dest, env.settings_view(), pm)
@@ -193,77 +123,131 @@ def _base_dir(environ: Mapping[str, str], base_dir: Optional[str]) -> Path:
     return Path(base_dir or environ.get("SAGEMAKER_BASE_DIR") or DEFAULT_BASE_DIR)
 
 
+class _Run:
+    """One ``train`` call's state, so that a stop or an error at any step can be reported with
+    what is known by then, and what the run made in $TMPDIR is removed whatever happens."""
+
+    def __init__(self, environ: Mapping[str, str], base_dir: Optional[str], pm: Optional[pluggy.PluginManager]):
+        self.environ = environ
+        self.base_dir = base_dir
+        self.pm = pm
+        self.env: Optional[TrainingEnv] = None
+        self.command: Optional[Command] = None
+        self.durations: dict[str, float] = {}
+        self.step = "read config"
+        self.scratch: list[Path] = []
+        self.failure_path = _base_dir(environ, base_dir) / "output" / "failure"
+
+
 def train(
     environ: Mapping[str, str],
     base_dir: Optional[str] = None,
     pm: Optional[pluggy.PluginManager] = None,
 ) -> int:
-    """Run one training job; return the exit code ``train`` should exit with."""
-    started = time.perf_counter()
-    tlog.setup(log_level_from(environ.get("TOOLKIT_LOG_LEVEL")), defer=True)
-    failure_path = _base_dir(environ, base_dir) / "output" / "failure"
-    durations: dict[str, float] = {}
-    env: Optional[TrainingEnv] = None
-    command: Optional[Command] = None
+    """Run one training job; return the exit code ``train`` should exit with.
+
+    A stop signal (SIGTERM, SIGINT, SIGHUP) ends whatever step runs, the job's own process
+    included, within TOOLKIT_STOP_GRACE_SECONDS; the failure file then names the signal and the
+    step, and the exit code is 128+N.
+    """
+    previous = process.stop_on_signals()
+    run = _Run(environ, base_dir, pm)
     try:
-        env = TrainingEnv.from_environ(environ, base_dir)
-        durations["config"] = time.perf_counter() - started
+        return _train(run)
+    except process.Stopped as stop:
+        return _stopped(run, stop.signum)
+    except Exception as exc:  # a bug (ours or a plugin's): the traceback goes to the log, one line to the failure file
+        log.exception("unexpected error during %s", run.step)
+        message = f"internal error during {run.step}: {type(exc).__name__}: {exc} (the log has the traceback)"
+        write_failure(run.failure_path, message)
+        _after(run.pm, run.env, Outcome(1, run.command, message, run.durations))
+        return 1
+    finally:
+        for folder in run.scratch:
+            _remove_tree(folder)
+        process.restore_signals(previous)
+
+
+def _remove_tree(folder: Path) -> None:
+    import shutil
+
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def _stopped(run: _Run, signum: int, report: str = "") -> int:
+    """The failure file and exit code of a job stopped by signal ``signum`` during ``run.step``."""
+    name = process.signal_name(signum)
+    message = f"stopped by {name} during {run.step}" + (" (the job did not start)" if run.step != "run" else "")
+    log.error("%s", message)
+    write_failure(run.failure_path, message + (f"\n{report}" if report else ""))
+    _after(run.pm, run.env, Outcome(128 + signum, run.command, message, run.durations))
+    return 128 + signum
+
+
+def _train(run: _Run) -> int:
+    started = time.perf_counter()
+    environ = run.environ
+    tlog.setup(log_level_from(environ.get("TOOLKIT_LOG_LEVEL")), defer=True)
+    base = _base_dir(environ, run.base_dir)
+    for stale in (base / "output" / "success", run.failure_path):  # left by an earlier run on this /opt/ml
+        if stale.exists() or stale.is_symlink():
+            stale.unlink()
+    try:
+        settings.check_training(environ)
+        env = run.env = TrainingEnv.from_environ(environ, run.base_dir)
+        run.durations["config"] = time.perf_counter() - started
         tlog.setup(env.log_level, defer=True)  # the job's own level applies from here on
         log.info("read config: %s of %d host(s), base %s (%.2f s)",
-                 env.current_host, len(env.hosts), env.base_dir, durations["config"])
+                 env.current_host, len(env.hosts), env.base_dir, run.durations["config"])
         for warning in env.warnings:
             log.warning("%s", warning)
-        pm = pm or get_plugin_manager(environ, training=True)
+        run.step = "load plugins"
+        pm = run.pm = run.pm or get_plugin_manager(environ, training=True)
         tlog.sync()  # a plugin that logs may have loaded logging: give its lines our format
         check_channels(env)
+        run.step = "fetch code"
         v3 = sdkv3.source_code(env)
         with tlog.step("fetch code") as s:
             if v3 is not None:
                 code_dir = v3.code_dir
-                env = env.with_changes(entry_point=v3.entry_script or env.entry_point)
+                env = env.with_changes(entry_point=check_entry_point(v3.entry_script) or env.entry_point)
                 s["what"] = f"{code_dir} (SDK v3 code channel)"
             else:
-                code_dir = fetch_code(env, pm)
+                code_dir = fetch_code(env, pm, run.scratch)
                 check_code(env, code_dir)
                 s["what"] = str(code_dir)
-        durations["fetch"] = s["seconds"]
-        env = env.with_changes(source_dir=code_dir)
+        run.durations["fetch"] = s["seconds"]
+        env = run.env = env.with_changes(source_dir=code_dir)
         install_env = dict(env.settings_view())
         if v3 is not None and v3.requirements:
             install_env["TOOLKIT_REQUIREMENTS"] = v3.requirements
+        run.step = "install dependencies"
         with tlog.step("install dependencies") as s:
             pm.hook.toolkit_install_dependencies(code_dir=code_dir, env=install_env)
-        durations["install"] = s["seconds"]
-        command = launch(env, pm, code_dir, v3)
-        for stale in (env.success_file, env.failure_file):
-            if stale.exists():
-                stale.unlink()
+        run.durations["install"] = s["seconds"]
+        run.step = "launch"
+        command = run.command = launch(env, pm, code_dir, v3)
         for folder in (env.model_dir, env.output_data_dir):
             folder.mkdir(parents=True, exist_ok=True)
         child_env = child_environment(env, pm, command)
+        grace = settings.stop_grace(env.environ)
     except ToolkitError as exc:
         log.error("%s", exc)
-        write_failure(failure_path, str(exc))
-        outcome = Outcome(exc.exit_code, command, str(exc), durations)
-        _after(pm, env, outcome)
+        write_failure(run.failure_path, str(exc))
+        _after(run.pm, run.env, Outcome(exc.exit_code, run.command, str(exc), run.durations))
         return exc.exit_code
 
-    ran = steps.run_command(command, code_dir, child_env, _grace(env.environ), env.failure_file)
-    durations["run"] = ran.seconds
+    run.step = "run"
+    ran = steps.run_command(command, code_dir, child_env, grace, env.failure_file)
+    run.durations["run"] = ran.seconds
+    if ran.signalled is not None:  # stopped from outside: never a success, whatever the job did
+        stopped = _stopped(run, ran.signalled, ran.report)
+        return ran.exit_code or stopped
     if ran.exit_code == 0:
-        _write_atomic(env.success_file, b"")
+        write_atomic(env.success_file, b"")
         log.info("run: succeeded (%.2f s); total %.2f s", ran.seconds, time.perf_counter() - started)
-    _after(pm, env, Outcome(ran.exit_code, command, ran.report, durations))
+    _after(pm, env, Outcome(ran.exit_code, command, ran.report, run.durations))
     return ran.exit_code
-
-
-def _grace(environ: Mapping[str, str]) -> float:
-    raw = environ.get("TOOLKIT_STOP_GRACE_SECONDS", "")
-    try:
-        return float(raw) if raw.strip() else DEFAULT_GRACE
-    except ValueError:
-        log.warning("TOOLKIT_STOP_GRACE_SECONDS=%r is not a number; using %.0f", raw, DEFAULT_GRACE)
-        return DEFAULT_GRACE
 
 
 def _after(pm: Optional[pluggy.PluginManager], env: Optional[TrainingEnv], outcome: Outcome) -> None:

@@ -14,6 +14,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 from toolkit import download
 from toolkit.errors import FetchError
 from toolkit.hookspecs import hookimpl
+from toolkit.redact import mask_uri
 
 if TYPE_CHECKING:
     import ssl
@@ -24,17 +25,6 @@ RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 # Python honour it too), then requests' (common in images that use it). Either replaces the system's
 # CAs, as it does for those tools.
 CA_BUNDLE_VARIABLES = ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE")
-
-
-def redact(url: str) -> str:
-    """``url`` without its password, for messages."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, f"{parts.username}:***@{host}", parts.path, parts.query, parts.fragment))
 
 
 def tls_context(env: Mapping[str, str], shown: str) -> ssl.SSLContext:
@@ -103,7 +93,7 @@ def toolkit_fetch_code(uri: str, dest: Path, env: Mapping[str, str]) -> Optional
     import urllib.request
 
     parts = urlsplit(uri)
-    shown = redact(uri)
+    shown = mask_uri(uri)
     host = parts.hostname or ""
     if parts.port:
         host = f"{host}:{parts.port}"

@@ -38,7 +38,8 @@ def toolkit_fetch_code(uri: str, dest: Path, env: Mapping[str, str]) -> Optional
         raise FetchError(f"code location {uri} does not exist (expected a directory, archive or file)")
     if archive.is_archive_name(path.name) or _looks_like_archive(path):
         max_bytes, max_members = archive.limits(env)
-        return archive.extract(path, dest, label=uri, max_bytes=max_bytes, max_members=max_members)
+        return archive.extract(path, dest, label=uri, max_bytes=max_bytes, max_members=max_members,
+                               max_ratio=archive.max_ratio(env))
     import shutil
 
     dest.mkdir(parents=True)

@@ -20,6 +20,7 @@ from toolkit.environment import which
 from toolkit.errors import CodeError, ConfigError
 from toolkit.hookspecs import hookimpl
 from toolkit.log import log
+from toolkit.settings import stop_grace
 
 TMP_CACHE = "/tmp/sagemaker-toolkit-cache"
 INSTALLERS = ("pip", "uv")
@@ -70,20 +71,20 @@ def command(env: Mapping[str, str]) -> tuple[list[str], dict[str, str], str]:
 
 
 def pip_install(args: list[str], code_dir: Path, env: Mapping[str, str], what: str) -> None:
-    import subprocess
+    """Run the installer under the core's supervisor: its output streams to stderr, and a stop
+    signal reaches its whole process group (pip's build subprocesses too) and ends the start-up."""
+    from toolkit import process
 
     prefix, child, name = command(env)
     cache = child.get("UV_CACHE_DIR" if name == "uv" else "PIP_CACHE_DIR")
     log.info("installing %s with %s (cache: %s)", what, name, cache)
-    proc = subprocess.run(
-        [*prefix, *args], cwd=str(code_dir), env=child, stdout=sys.stderr, stderr=subprocess.PIPE, text=True
-    )
-    if proc.stderr:
-        sys.stderr.write(proc.stderr)
-    if proc.returncode != 0:
-        lines = [ln.strip() for ln in proc.stderr.splitlines() if ln.strip()]
+    finished = process.run([*prefix, *args], cwd=code_dir, env=child, grace=stop_grace(env), stdout_to_stderr=True)
+    if finished.signalled is not None:
+        raise process.Stopped(finished.signalled)
+    if finished.exit_code != 0:
+        lines = [ln.strip() for ln in finished.stderr_tail.splitlines() if ln.strip()]
         reason = next((ln for ln in reversed(lines) if ln.startswith(("ERROR", "error"))), lines[-1] if lines else "")
-        raise CodeError(f"{name} could not install {what} (exit {proc.returncode}): {reason}")
+        raise CodeError(f"{name} could not install {what} (exit {finished.exit_code}): {reason}")
 
 
 @hookimpl(trylast=True)

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
-from toolkit import archive, download
+from toolkit import archive, checks, download
 from toolkit.errors import ArchiveError, FetchError
 from toolkit.hookspecs import hookimpl
 from toolkit.log import log
@@ -182,6 +182,11 @@ def _fetch_prefix(
         if missing is not None:
             raise missing
         raise FetchError(f"{uri}: no objects under this prefix; check the submit directory")
+    clash = checks.file_and_folder(rel for _, rel in objects)
+    if clash is not None:
+        raise FetchError(f"{uri}: {prefix}{clash[0]} is both an object and a folder (of {prefix}{clash[1]}); "
+                         f"a folder on disk cannot be both: delete or rename one of them")
+    archive.check_room(total, dest.parent, uri)
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.partial-", dir=dest.parent))
 
@@ -193,11 +198,13 @@ def _fetch_prefix(
             lambda: _save(s3, bucket, key, target), transient=transient, tries=tries, what=f"s3://{bucket}/{key}"
         )
 
+    pool = futures.ThreadPoolExecutor(PREFIX_WORKERS)
     try:
-        with futures.ThreadPoolExecutor(PREFIX_WORKERS) as pool:
-            list(pool.map(one, objects))
+        list(pool.map(one, objects))
+        pool.shutdown()
         os.rename(tmp, dest)
     except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)  # a stop or an error: start no more downloads
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     log.info("%s: %d objects, %d bytes", uri, len(objects), total)

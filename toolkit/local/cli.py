@@ -45,14 +45,11 @@ def _sync_interval() -> float:
     """TOOLKIT_LOCAL_SYNC_SECONDS: how often checkpoints and intermediate output are uploaded."""
     from toolkit.errors import ConfigError
     from toolkit.local.sync import DEFAULT_INTERVAL
+    from toolkit.settings import number
 
-    raw = os.environ.get("TOOLKIT_LOCAL_SYNC_SECONDS", "")
-    try:
-        value = float(raw) if raw.strip() else DEFAULT_INTERVAL
-    except ValueError:
-        value = -1.0
+    value = float(number(os.environ, "TOOLKIT_LOCAL_SYNC_SECONDS", DEFAULT_INTERVAL, minimum=0))
     if value <= 0:
-        raise ConfigError(f"TOOLKIT_LOCAL_SYNC_SECONDS={raw!r} must be a positive number of seconds")
+        raise ConfigError(f"TOOLKIT_LOCAL_SYNC_SECONDS={value!r} must be a positive number of seconds")
     return value
 
 

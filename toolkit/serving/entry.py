@@ -15,10 +15,15 @@ from toolkit.errors import CodeError, FetchError, ToolkitError
 log = logging.getLogger("toolkit")
 
 
+_SCRATCH: list[Path] = []  # folders this server made in $TMPDIR, removed when it exits (workers leave by os._exit)
+
+
 def fetch_code(env: ServingEnv, pm: Any) -> Optional[Path]:
     """The folder with the inference code: the fetched SAGEMAKER_SUBMIT_DIRECTORY, else /opt/ml/model/code."""
     if env.submit_dir:
-        dest = Path(tempfile.mkdtemp(prefix="toolkit-serve-")) / "code"
+        folder = Path(tempfile.mkdtemp(prefix="toolkit-serve-"))
+        _SCRATCH.append(folder)
+        dest = folder / "code"
         found = pm.hook.toolkit_fetch_code(uri=env.submit_dir, dest=dest, env=env.settings_view())
         if found is None:
             schemes = sorted({s for result in pm.hook.toolkit_fetch_schemes() for s in result or ()})
@@ -70,3 +75,8 @@ def main(environ: Mapping[str, str]) -> int:
     except ToolkitError as exc:
         log.error("%s", exc)
         return exc.exit_code
+    finally:
+        import shutil
+
+        while _SCRATCH:
+            shutil.rmtree(_SCRATCH.pop(), ignore_errors=True)
