@@ -49,13 +49,8 @@ SERVE_SETTINGS = ("SAGEMAKER_BIND_TO_PORT (default 8080), TOOLKIT_BIND_HOST, SAG
                   "SAGEMAKER_MODEL_SERVER_TIMEOUT, SAGEMAKER_PROGRAM, SAGEMAKER_BASE_DIR")
 
 
-def _answered(name: str, argv: Sequence[str], usage: str, settings: str) -> Optional[int]:
-    """Handle --help/--version; refuse any other argument, as SageMaker passes none.
-
-    The one argument let through is the command's own name: an image whose ENTRYPOINT is
-    ``train`` (or ``serve``) gets it again from ``docker run IMAGE train``, and entrypoint
-    scripts of the AWS containers pass it on the same way.
-    """
+def _help_or_version(argv: Sequence[str], usage: str) -> Optional[int]:
+    """Answer --help/--version when ``argv`` asks for them."""
     if "--help" in argv or "-h" in argv:
         sys.stdout.write(usage)
         return 0
@@ -64,6 +59,19 @@ def _answered(name: str, argv: Sequence[str], usage: str, settings: str) -> Opti
 
         sys.stdout.write(f"sagemaker-toolkit, version {__version__}\n")
         return 0
+    return None
+
+
+def _answered(name: str, argv: Sequence[str], usage: str, settings: str) -> Optional[int]:
+    """Handle --help/--version; refuse any other argument, as SageMaker passes none.
+
+    The one argument let through is the command's own name: an image whose ENTRYPOINT is
+    ``train`` (or ``serve``) gets it again from ``docker run IMAGE train``, and entrypoint
+    scripts of the AWS containers pass it on the same way.
+    """
+    code = _help_or_version(argv, usage)
+    if code is not None:
+        return code
     rest = list(argv[1:] if argv[:1] == [name] else argv)
     if rest:
         sys.stderr.write(f"{name}: unexpected argument {rest[0]!r}: SageMaker passes no arguments to {name}; "
@@ -108,7 +116,7 @@ def train_main(argv: Optional[Sequence[str]] = None) -> None:
 def process_main(argv: Optional[Sequence[str]] = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     # only the first word can be ours: `process prep.py --help` passes --help to prep.py
-    code = _answered(args[:1], PROCESS_HELP)
+    code = _help_or_version(args[:1], PROCESS_HELP)
     if code is None:
         from toolkit.processing import process
 
