@@ -15,7 +15,7 @@ from toolkit.compat.sagemaker_training.environment import (  # noqa: F401 (the m
     read_input_data_config,
     read_resource_config,
 )
-from toolkit.compat.training import module_getattr
+from toolkit.compat.importing import module_getattr
 
 FUNCTIONS = ("TrainingEnv", "channel_path", "num_cpus", "num_gpus", "read_hyperparameters",
              "read_input_data_config", "read_resource_config")
