@@ -37,3 +37,22 @@ def test_train_does_not_load_click() -> None:
 def test_building_the_plugin_manager_pulls_in_no_heavy_module() -> None:
     loaded = imported_after("from toolkit.manager import get_plugin_manager\nget_plugin_manager({})")
     assert not loaded & set(HEAVY), loaded & set(HEAVY)
+
+
+def test_train_and_process_put_the_stand_ins_on_the_path_without_importing_them() -> None:
+    # sagemaker_training & co. cost nothing unless the user's code imports them: train and process only
+    # add a path string to their child's PYTHONPATH
+    code = ("import sys\nsys.argv = ['train', '--help']\nfrom toolkit import scripts\n"
+            "try:\n    scripts.train_main()\nexcept SystemExit:\n    pass\n"
+            "from pathlib import Path\nfrom toolkit.manager import get_plugin_manager\n"
+            "from toolkit.environment import ProcessingEnv, TrainingEnv\n"
+            "from toolkit.processing import child_environment\n"
+            "from toolkit.types import Command\nenviron = {'SAGEMAKER_BASE_DIR': '/nonexistent'}\n"
+            "pm = get_plugin_manager({}, training=True)\n"
+            "train_env = {}\nfor part in pm.hook.toolkit_environment(env=TrainingEnv.from_environ(environ)):\n"
+            "    train_env.update(part)\n"
+            "process_env = child_environment(ProcessingEnv.from_environ(environ), Command(['x']), Path('/code'))\n"
+            "assert train_env['PYTHONPATH'].endswith('importpath'), train_env['PYTHONPATH']\n"
+            "assert process_env['PYTHONPATH'].endswith('importpath'), process_env['PYTHONPATH']")
+    loaded = imported_after(code)
+    assert not {m for m in loaded if m.startswith(("sagemaker", "toolkit.compat.sagemaker", "_toolkit_stand_in"))}

@@ -79,10 +79,14 @@ def launch(env: ProcessingEnv, pm: pluggy.PluginManager, code_dir: Path, entry: 
 
 
 def child_environment(env: ProcessingEnv, command: Command, code_dir: Path) -> dict[str, str]:
+    """The command's environment: the SM_PROCESSING_* variables, and on PYTHONPATH the code folder first
+    and the stand-ins for the AWS packages last (as ``train`` gives its script; a real package wins)."""
     from toolkit.builtin.variables import processing_variables
+    from toolkit.compat import importing as compat
 
     merged = {**env.environ, **processing_variables(env), **command.env}
-    merged["PYTHONPATH"] = os.pathsep.join(p for p in (str(code_dir), merged.get("PYTHONPATH")) if p)
+    path = os.pathsep.join(p for p in (str(code_dir), merged.get("PYTHONPATH")) if p)
+    merged["PYTHONPATH"] = compat.pythonpath(path)
     return merged
 
 

@@ -1,9 +1,11 @@
-"""inference.py files in the styles written for the AWS inference toolkit, served by the real ``serve``:
-handlers that treat a JSON/CSV body as str, and handlers that import sagemaker_inference (which is not
-installed here: toolkit's stand-in answers)."""
+"""inference.py files in the styles written for the AWS containers, served by the real ``serve``:
+handlers that treat a JSON/CSV body as str, handlers that import sagemaker_inference, and scikit-learn
+container handlers that import sagemaker_containers.beta.framework and sagemaker_training (none of the
+three is installed here: toolkit's stand-ins answer)."""
 
 from __future__ import annotations
 
+import io
 import json
 import sys
 from pathlib import Path
@@ -179,8 +181,11 @@ def test_module_the_stand_in_lacks_fails_with_what_to_do(start_server) -> None:
     server: Server = start_server(MODEL_SERVER, wait=False, SAGEMAKER_MODEL_SERVER_WORKERS="1")
     server.wait_ready(status=503)
     message = server.invoke("[1]").json()["message"]
-    assert ("toolkit's stand-in for sagemaker_inference does not provide sagemaker_inference.model_server; "
-            "pip install sagemaker-inference to use the real one") in message
+    # the same wording as in a training job (test_training_scripts.py), with this package's advice
+    assert ("sagemaker_inference.model_server is not covered by sagemaker-toolkit's stand-in for sagemaker_inference "
+            "(it has: content_types, decoder, ") in message
+    assert ("pip install sagemaker-inference to use the real one (an installed package always wins); "
+            "see docs/compatibility.md#the-sagemaker_inference-module") in message
 
 
 REAL_WINS = """
@@ -205,3 +210,64 @@ def test_an_installed_sagemaker_inference_wins_over_the_stand_in(start_server) -
     server: Server = start_server(REAL_WINS, files=files, SAGEMAKER_MODEL_SERVER_WORKERS="1")
     resp = server.invoke("[1]", "application/json")
     assert resp.status == 200 and resp.body == b"installed installed decoder"
+
+
+# A scikit-learn container script in its usual shape: the serving functions import
+# sagemaker_containers.beta.framework (and this one logs through sagemaker_training), output_fn
+# answers with worker.Response.
+SKLEARN_CONTAINER_STYLE = """
+    import os
+
+    import numpy as np
+    from sagemaker_containers.beta.framework import content_types, encoders, env, errors, modules, transformer, worker
+    from sagemaker_training import logging_config
+    from sklearn.linear_model import LinearRegression
+
+    logger = logging_config.get_logger()
+
+
+    def model_fn(model_dir):
+        assert os.path.samefile(model_dir, env.model_dir), (model_dir, env.model_dir)
+        rows = np.loadtxt(os.path.join(model_dir, "train.csv"), delimiter=",")
+        logger.info("fitting on %d rows", len(rows))
+        return LinearRegression().fit(rows[:, 1:], rows[:, 0])
+
+
+    def input_fn(input_data, content_type):
+        return encoders.decode(input_data, content_type)
+
+
+    def predict_fn(input_data, model):
+        return model.predict(np.atleast_2d(input_data))
+
+
+    def output_fn(prediction, accept):
+        if accept in (content_types.JSON, content_types.CSV):
+            return worker.Response(encoders.encode(prediction, accept), mimetype=accept)
+        raise errors.UnsupportedFormatError(accept)
+"""
+
+
+def test_sklearn_container_handler_runs_on_the_sagemaker_containers_stand_in(start_server) -> None:
+    pytest.importorskip("sklearn")
+    import numpy as np
+
+    # label first, then the features: label = x1 + 2 * x2
+    server: Server = start_server(SKLEARN_CONTAINER_STYLE, files={"train.csv": "0,0,0\n1,1,0\n2,0,1\n3,1,1\n"},
+                                  SAGEMAKER_MODEL_SERVER_WORKERS="1")
+    resp = server.invoke("1,1\n0,2\n", "text/csv", accept="application/json")
+    assert resp.status == 200, resp
+    assert resp.headers["content-type"].startswith("application/json")
+    assert resp.json() == pytest.approx([3.0, 4.0])
+    resp = server.invoke("[[2, 1]]", "application/json", accept="text/csv")
+    assert resp.status == 200 and resp.headers["content-type"].startswith("text/csv")
+    assert [float(v) for v in resp.body.decode().split()] == pytest.approx([4.0])
+    buffer = io.BytesIO()
+    np.save(buffer, np.array([[1.0, 0.0]]))
+    resp = server.invoke(buffer.getvalue(), "application/x-npy", accept="application/json")
+    assert resp.status == 200 and resp.json() == pytest.approx([1.0])
+    # the stand-in's errors answer as the AWS toolkit's do: an unsupported type is the client's
+    resp = server.invoke("1,1", "text/csv", accept="application/xml")
+    assert resp.status == 406 and "application/xml is not supported" in resp.json()["message"]
+    resp = server.invoke(b"<rows/>", "application/xml", accept="application/json")
+    assert resp.status == 415 and "application/xml is not supported" in resp.json()["message"]

@@ -1,6 +1,7 @@
 """A real SDK v3 (``ModelTrainer``) request replayed in container mode on the CPU reference image: the
 request's entrypoint, /bin/bash running the SDK's own sm_drivers/sm_train.sh, runs in the image as it
-does on SageMaker, with the image's bash, python3 and pip (docs/fetching.md).
+does on SageMaker, with the image's bash, python3 and pip (docs/fetching.md); the script imports
+sagemaker_training, which the image makes importable without train (docs/images.md).
 
 The request and the sourcecode.json / distributed.json it uploaded are the ones recorded with sagemaker
 3.27.0 (tests/local/data). The SDK's driver scripts are its code, so they are not kept here: they are
@@ -31,10 +32,13 @@ DATA = Path(__file__).resolve().parents[1] / "local" / "data"
 REQUEST = json.loads((DATA / "sdk_v3_request.json").read_text())
 SOURCE = json.loads((DATA / "sdk_v3_sm_drivers" / "sourcecode.json").read_text())
 WHEELS = ("sagemaker-train==1.27.0", "sagemaker-core==2.27.0")
+# train does not run here: sagemaker_training imports through the image's toolkit-stand-ins.pth
 SCRIPT = """
 import json, os, sys
+from sagemaker_training import environment
 seen = {"argv": sys.argv[1:], "hps": json.loads(os.environ["SM_HPS"]), "python": sys.prefix, "cwd": os.getcwd(),
-        "rows": open(os.path.join(os.environ["SM_CHANNEL_TRAIN"], "rows.csv")).read()}
+        "rows": open(os.path.join(os.environ["SM_CHANNEL_TRAIN"], "rows.csv")).read(),
+        "hosts": environment.Environment().hosts, "environment": environment.__file__}
 json.dump(seen, open("/opt/ml/model/seen.json", "w"))
 """
 
@@ -100,6 +104,8 @@ def test_sdk_v3_request_runs_the_sdk_drivers_in_the_image(engine: Engine, cpu_im
         assert seen["hps"] == {"epochs": 3, "optimizer": "adam"}
         assert seen["python"] == "/opt/venv"  # the SDK's `command -v python3`: the image's venv first on PATH
         assert seen["cwd"] == "/opt/ml/input/data/code" and seen["rows"] == "1,2\n"
+        # the stand-in, though the job bypassed train (docs/images.md)
+        assert seen["hosts"] == ["algo-1"] and "/toolkit/compat/sagemaker_training/" in seen["environment"]
     finally:
         engine.remove(f"{request['TrainingJobName']}-algo-1")
         engine("network", "rm", "-f", f"toolkit-{request['TrainingJobName']}", check=False)

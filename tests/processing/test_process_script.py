@@ -183,6 +183,31 @@ def test_sigterm_reaches_the_script(pjob: ProcessingJob) -> None:
     assert saved.read_text() == "yes"
 
 
+AWS_IMPORTS = """
+import json, os
+from sagemaker_containers.beta.framework import encoders
+from sagemaker_inference import content_types
+from sagemaker_training import logging_config
+logging_config.get_logger().info("preparing")
+with open(os.path.join(os.environ["SM_PROCESSING_OUTPUT_REPORT"], "rows.csv"), "w") as f:
+    f.write(encoders.encode([[1, 2], [3, 4]], content_types.CSV))
+"""
+
+
+def test_the_aws_packages_stand_ins_import_in_the_command(pjob: ProcessingJob) -> None:
+    # as in a training job: code written for the AWS containers imports their packages
+    pytest.importorskip("numpy")
+    pjob.script("prep.py", AWS_IMPORTS)
+    proc = pjob.run("prep.py")
+    assert proc.returncode == 0, proc.stderr
+    assert (pjob.out / "rows.csv").read_text() == "1,2\n3,4\n"
+    pjob.script("prep.py", "from sagemaker_training import entry_point\n")
+    proc = pjob.run("prep.py")
+    assert proc.returncode == 1
+    assert ("NotCovered: sagemaker_training.entry_point is not covered by sagemaker-toolkit's stand-in for "
+            "sagemaker_training") in pjob.message.read_text().splitlines()[0]
+
+
 def test_process_start_up_stays_light() -> None:
     code = ("import sys\nsys.argv = ['process', '--help']\nfrom toolkit import scripts\n"
             "try:\n    scripts.process_main()\nexcept SystemExit:\n    pass\n"

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any, Mapping
 
-from toolkit.compat import training as compat
+from toolkit.compat import importing as compat
 from toolkit.environment import V3_MASTER_PORT, ProcessingEnv, TrainingEnv, cpu_count, gpu_count, shell_safe, which
 from toolkit.hookspecs import hookimpl
 
@@ -166,5 +166,6 @@ def _both(values: dict[str, Any], prefix: str, name: str, value: Any) -> None:
 
 @hookimpl
 def toolkit_environment(env: TrainingEnv) -> Mapping[str, str]:
-    # sagemaker_training / sagemaker_containers importable by the script (a real installed one wins)
+    # the stand-ins (sagemaker_training, sagemaker_containers, sagemaker_inference) importable by the script;
+    # a real installed package wins
     return {**sm_variables(env), "PYTHONPATH": compat.pythonpath(env.environ.get("PYTHONPATH"))}

@@ -290,9 +290,11 @@ def load(model_dir: Path, code_dir: Optional[Path], program: str, codecs: Codecs
         handler.no_model = (f"no inference code: {where} does not exist; put an {name} defining model_fn there "
                             f"(or set SAGEMAKER_PROGRAM / SAGEMAKER_SUBMIT_DIRECTORY)")
         return handler
-    from toolkit.compat import serving as compat
+    from toolkit.compat import importing as compat
 
-    compat.install()  # the user's `import sagemaker_inference` finds the stand-in when the package is absent
+    # `import sagemaker_inference` (or sagemaker_containers, sagemaker_training) finds the stand-in when
+    # the real package is absent
+    compat.add_to_sys_path()
     try:
         module = import_user_module(path)
     except CodeError as exc:

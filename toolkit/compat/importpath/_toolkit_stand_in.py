@@ -1,9 +1,11 @@
 """How a stand-in module on this path gives way to the real AWS package (standard library only).
 
-PYTHONPATH entries come before site-packages, so a module here is found first even when the real
-package is installed. When imported, it looks for ``name`` everywhere else the import system would
-look (every other ``sys.path`` entry and every other meta path finder, editable installs included);
-if found, the real package is loaded in its place. Only when nothing else provides ``name`` is the
+On PYTHONPATH (a ``train`` / ``process`` child) this folder comes before site-packages, so a module
+here is found first even when the real package is installed; on ``sys.path`` in ``serve`` or through
+the images' ``.pth`` file it comes last, but an editable install's import finder is asked after it.
+So when imported, a module here looks for ``name`` everywhere else the import system would look
+(every other ``sys.path`` entry and every other meta path finder, editable installs included); if
+found, the real package is loaded in its place. Only when nothing else provides ``name`` is the
 toolkit's stand-in (``toolkit/compat/<name>/``) loaded, under the AWS package's own name, so
 ``from <name> import x`` and ``import <name>.x`` behave as with the real package.
 

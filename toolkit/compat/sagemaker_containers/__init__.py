@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from toolkit.compat.training import guard
+from toolkit.compat.importing import guard
 
 __getattr__ = guard(__name__, ("beta",))
 

@@ -4,6 +4,6 @@ Covers what training scripts import: ``environment`` (``Environment()`` and the 
 readers) and ``logging_config.get_logger``. Anything else raises ``NotCovered`` naming what to do.
 """
 
-from toolkit.compat.training import guard
+from toolkit.compat.importing import guard
 
 __getattr__ = guard(__name__, ("environment", "logging_config"))

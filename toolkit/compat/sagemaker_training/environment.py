@@ -15,7 +15,7 @@ from types import MappingProxyType
 from typing import Any, Iterator, Optional
 
 from toolkit.builtin.variables import format_value, training_env_dict
-from toolkit.compat.training import module_getattr, not_covered
+from toolkit.compat.importing import module_getattr, not_covered
 from toolkit.environment import SETTING_KEYS, SETTING_PREFIX, TrainingEnv, cpu_count, gpu_count, neuron_count, which
 
 SAGEMAKER_BASE_PATH = "/opt/ml"

@@ -1,5 +1,5 @@
 """Stand-in for ``sagemaker_containers.beta``: only ``framework``."""
 
-from toolkit.compat.training import guard
+from toolkit.compat.importing import guard
 
 __getattr__ = guard(__name__, ("framework",))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from toolkit.compat.training import guard
+from toolkit.compat.importing import guard
 
 __getattr__ = guard(__name__, ("content_types", "encoders", "env", "errors", "modules", "transformer", "worker"))
 

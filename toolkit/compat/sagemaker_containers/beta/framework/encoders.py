@@ -9,7 +9,7 @@ import io
 import json
 from typing import Any, Callable
 
-from toolkit.compat.training import module_getattr
+from toolkit.compat.importing import module_getattr
 
 from . import content_types
 from .errors import ClientError, UnsupportedFormatError

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
+from toolkit.compat.importing import module_getattr
 from toolkit.compat.sagemaker_training import environment as _training
 from toolkit.compat.sagemaker_training.environment import (  # noqa: F401 (the module's names)
     channel_path,
@@ -15,7 +16,6 @@ from toolkit.compat.sagemaker_training.environment import (  # noqa: F401 (the m
     read_input_data_config,
     read_resource_config,
 )
-from toolkit.compat.training import module_getattr
 
 FUNCTIONS = ("TrainingEnv", "channel_path", "num_cpus", "num_gpus", "read_hyperparameters",
              "read_input_data_config", "read_resource_config")

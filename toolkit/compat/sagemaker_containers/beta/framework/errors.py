@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from toolkit.compat.training import module_getattr
+from toolkit.compat.importing import module_getattr
 
 __getattr__ = module_getattr(__name__, ("ClientError", "ImportModuleError", "UnsupportedFormatError",
                                                   "ChannelDoesNotExistException"))

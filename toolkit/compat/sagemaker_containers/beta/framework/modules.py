@@ -1,6 +1,6 @@
 """Stand-in for ``sagemaker_containers.beta.framework.modules``: scripts import it beside ``encoders`` and
 ``worker`` without using it, so it imports; every name in it is ``NotCovered``."""
 
-from toolkit.compat.training import module_getattr
+from toolkit.compat.importing import module_getattr
 
 __getattr__ = module_getattr(__name__)

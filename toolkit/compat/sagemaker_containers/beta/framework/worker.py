@@ -11,7 +11,7 @@ from __future__ import annotations
 from http import HTTPStatus
 from typing import Any, Iterable, Mapping, Optional, Union
 
-from toolkit.compat.training import module_getattr
+from toolkit.compat.importing import module_getattr
 
 from . import content_types
 

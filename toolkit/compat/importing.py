@@ -1,12 +1,20 @@
-"""How the user's training process gets the stand-ins, and how a stand-in says what it does not cover.
+"""The one way the stand-ins for sagemaker_inference, sagemaker_training and sagemaker_containers
+become importable, and the one way a stand-in says what it does not cover.
 
-``train`` appends ``importpath/`` to the child's PYTHONPATH (after the user's own entries), so
-``import sagemaker_training`` or ``import sagemaker_containers`` works in a script written for the AWS
-containers. A real installed package always wins: see ``importpath/_toolkit_stand_in.py``. Nothing
-here runs in ``train`` itself beyond building that one path string.
+``importpath/`` holds one small redirect module per AWS package name and nothing else. It goes on
+the import path after everything else, so a user's own module of that name wins:
 
-A stand-in covers what public training scripts use (docs/compatibility.md lists it); any other name
-raises ``NotCovered``, an ImportError that names the stand-in and what to do instead.
+- ``serve`` appends it to ``sys.path`` (``add_to_sys_path``) just before it imports inference.py;
+- ``train`` and ``process`` append it to their child's PYTHONPATH (``pythonpath``);
+- the reference images also name it in a ``.pth`` file, for the jobs that bypass ``train`` (SDK v3).
+
+A redirect module, when imported, loads the real package if one is importable from anywhere else
+(``importpath/_toolkit_stand_in.py``), else the stand-in (``toolkit/compat/<name>/``) under the AWS
+package's own name. Nothing is imported until the user's code imports the name; ``train``,
+``process`` and ``serve`` themselves only add a path string.
+
+A stand-in covers what public code uses (docs/compatibility.md lists it); any other name raises
+``NotCovered``, an ImportError that names the stand-in and what to do instead.
 """
 
 from __future__ import annotations
@@ -18,21 +26,33 @@ from importlib.machinery import ModuleSpec
 from typing import Any, Callable, Collection, Optional, Sequence
 
 IMPORT_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "importpath")
-# what to do instead, per package, when a name is not covered
+DOCS = "docs/compatibility.md"
+# per package: what to do instead when a name is not covered, and the section listing what is covered
 ADVICE = {
-    "sagemaker_training": "add sagemaker-training to the job's requirements.txt (an installed sagemaker_training is "
-                          "always used instead of the stand-in) or read the SM_* variables instead",
-    "sagemaker_containers": "sagemaker-containers itself does not import on Python 3.10 or later: use "
-                            "sagemaker_training.environment or the SM_* variables instead",
+    "sagemaker_inference": ("pip install sagemaker-inference to use the real one (an installed package always wins)",
+                            "the-sagemaker_inference-module"),
+    "sagemaker_training": ("add sagemaker-training to the job's requirements.txt to use the real one (an installed "
+                           "package always wins), or read the SM_* variables",
+                           "the-sagemaker_training-and-sagemaker_containers-modules"),
+    "sagemaker_containers": ("sagemaker-containers does not import on Python 3.10 or later: use "
+                             "sagemaker_training.environment or the SM_* variables",
+                             "the-sagemaker_training-and-sagemaker_containers-modules"),
 }
 
 
 def pythonpath(existing: Optional[str]) -> str:
-    """``existing`` with the stand-ins' folder appended (once)."""
+    """``existing`` (a PYTHONPATH value) with the stand-ins' folder appended (once): for a child process."""
     entries = [p for p in (existing or "").split(os.pathsep) if p]
     if IMPORT_DIR not in entries:
         entries.append(IMPORT_DIR)
     return os.pathsep.join(entries)
+
+
+def add_to_sys_path(path: Optional[list[str]] = None) -> None:
+    """Append the stand-ins' folder to ``path`` (``sys.path``) unless it is there already: for this process."""
+    entries = sys.path if path is None else path
+    if IMPORT_DIR not in entries:
+        entries.append(IMPORT_DIR)
 
 
 class NotCovered(ImportError):
@@ -40,11 +60,13 @@ class NotCovered(ImportError):
 
 
 def not_covered(qualified: str, covered: Collection[str] = ()) -> NotCovered:
+    """The one error for a name a stand-in does not have: which stand-in, what it has, what to do."""
     root = qualified.split(".", 1)[0]
     has = f" (it has: {', '.join(sorted(covered))})" if 0 < len(covered) <= 12 else ""
-    advice = ADVICE.get(root, f"install the real {root} in the job (it is always used instead of the stand-in)")
-    return NotCovered(f"{qualified} is not covered by sagemaker-toolkit's stand-in for {root}{has}; {advice} "
-                      f"(docs/compatibility.md lists what is covered)", name=qualified)
+    advice, section = ADVICE.get(root, (f"install the real {root} (it is always used instead of the stand-in)", ""))
+    where = f"{DOCS}#{section}" if section else DOCS
+    return NotCovered(f"{qualified} is not covered by sagemaker-toolkit's stand-in for {root}{has}; {advice}; "
+                      f"see {where}", name=qualified)
 
 
 def module_getattr(module: str, covered: Collection[str] = (), submodules: Sequence[str] = ()) -> Callable[[str], Any]:
@@ -86,6 +108,9 @@ class MissingSubmodules:
         if parent not in self.roots:
             return None
         return ModuleSpec(fullname, _Loader(not_covered(fullname, self.roots[parent])))
+
+    def invalidate_caches(self) -> None:
+        """Nothing cached (importlib.invalidate_caches calls this)."""
 
 
 def guard(package: str, submodules: Sequence[str]) -> Callable[[str], Any]:
