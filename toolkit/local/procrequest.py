@@ -12,6 +12,7 @@ import posixpath
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional, Sequence
 
+from toolkit import plan
 from toolkit.errors import ConfigError
 from toolkit.local.request import (
     DEFAULT_INSTANCE_TYPE,
@@ -210,12 +211,6 @@ class ProcessOverrides:
     command: Sequence[str] = ()
 
 
-def job_output_uri(output_path: str, job_name: str, name: str) -> str:
-    """Where the SDK sends an output that names no destination: ``<bucket>/<job>/output/<name>``
-    (here: under the emulator's output path)."""
-    return parse_location(output_path, "--output-path").join(job_name, "output", name).uri
-
-
 def apply_process_overrides(data: Mapping[str, Any], opts: ProcessOverrides, output_path: str,
                             now: Optional[float] = None) -> dict[str, Any]:
     """The request with the options applied and a job name."""
@@ -244,7 +239,8 @@ def apply_process_overrides(data: Mapping[str, Any], opts: ProcessOverrides, out
         name, _, uri = text.partition("=")
         if not name:
             raise ConfigError(f"--output {text!r}: expected NAME or NAME=URI (e.g. --output train=s3://bucket/train)")
-        s3 = {"S3Uri": uri or job_output_uri(output_path, job, name), "LocalPath": f"{PROCESSING_BASE}/output/{name}",
+        uri = uri or plan.processing_default_output(output_path, job, name).uri
+        s3 = {"S3Uri": uri, "LocalPath": f"{PROCESSING_BASE}/output/{name}",
               "S3UploadMode": opts.output_mode or "EndOfJob"}
         config = out.setdefault("ProcessingOutputConfig", {})
         outputs = config.setdefault("Outputs", []) if isinstance(config, dict) else []

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
+from toolkit import plan
 from toolkit.errors import ConfigError, ToolkitError
 from toolkit.local import hosts as hostrun
 from toolkit.local.channels import ChannelSource, PipeFeeder, copy_channel, make_writable
@@ -164,8 +165,7 @@ class TrainingJob:
             folders += [SyncedFolder(self.checkpoint_dir(hd), loc, "checkpoints") for hd in self.hosts]
         s3_output = self.request.hyperparameters.get("sagemaker_s3_output")
         if s3_output:
-            base = parse_location(s3_output.strip('"'), "sagemaker_s3_output")
-            loc = base.join(self.request.job_name, "output", "intermediate")
+            loc = plan.intermediate_output(s3_output.strip('"'), self.request.job_name)
             folders += [SyncedFolder(hd.intermediate, loc, "intermediate") for hd in self.hosts]
         if folders:
             self.syncer = Syncer(self.storage, folders, self.opts.sync_interval)
