@@ -59,6 +59,13 @@ FIELDS: dict[str, set[str]] = {
     "ProcessingResources": {"ClusterConfig"},
     "ClusterConfig": {"InstanceCount", "InstanceType", "VolumeSizeInGB", "VolumeKmsKeyId"},
     "ProcessingStoppingCondition": {"MaxRuntimeInSeconds"},
+    # CreateTransformJob (toolkit/submit/transform.py)
+    "TransformJob": {"TransformJobName", "ModelName", "MaxConcurrentTransforms", "ModelClientConfig",
+                     "MaxPayloadInMB", "BatchStrategy", "Environment", "TransformInput", "TransformOutput",
+                     "DataCaptureConfig", "TransformResources", "DataProcessing", "Tags", "ExperimentConfig"},
+    "TransformInput": {"DataSource", "ContentType", "CompressionType", "SplitType"},
+    "TransformOutput": {"S3OutputPath", "Accept", "AssembleWith", "KmsKeyId"},
+    "TransformResources": {"InstanceType", "InstanceCount", "VolumeKmsKeyId", "TransformAmiVersion"},
 }
 
 

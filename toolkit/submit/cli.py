@@ -80,6 +80,11 @@ def _submit(command: str, kw: dict[str, Any], build: Callable[[Any, Any], Any]) 
     _echo(f"{kind.api} {job} ({account.region}): where its files are")
     for line in format_plan(submission.places):
         _echo(line)
+    for upload in submission.uploads:
+        _echo(f"  upload     {upload.src} -> {upload.dest}")
+    if submission.source is not None and submission.source.uploaded:
+        _echo(f"  upload     {submission.source.folder or submission.source.entry_point} (as sourcedir.tar.gz) -> "
+              f"{submission.source.submit_uri}")
     if kw["dry_run"]:
         if submission.model_request is not None:
             click.echo(json.dumps(submission.model_request, indent=2, sort_keys=True))
@@ -182,7 +187,85 @@ def _train_command() -> click.Command:
     return command
 
 
+def _process_command() -> click.Command:
+    from toolkit.local.processcli import process_command
+
+    params = _copied_params(process_command, {
+        "image": "AppSpecification.ImageUri: the image URI in ECR (or the request's).",
+        "instance_type": "ClusterConfig.InstanceType, e.g. ml.m5.large.",
+        "inputs": "An input at /opt/ml/processing/input/NAME: s3://bucket/prefix, or a file or folder here "
+                  "(uploaded to s3://<bucket>/<job>/input/NAME).",
+        "outputs": "An output from /opt/ml/processing/output/NAME (default URI: s3://<bucket>/<job>/output/NAME).",
+        "output_path": "Where outputs without a URI go (default: s3://<bucket>).",
+    })
+
+    @_service_options
+    def process(**kw: Any) -> None:
+        """Submit a processing job: local inputs and --code uploaded as the SDK does, then CreateProcessingJob.
+
+        COMMAND (after `--`) is the ContainerEntrypoint; with --code FILE, the script's arguments.
+        """
+        from toolkit.local.processcli import code_overrides
+        from toolkit.local.procrequest import ProcessOverrides
+        from toolkit.local.request import load_request_file
+        from toolkit.submit.processing import processing_submission
+
+        def build(account: Any, target: Any) -> Any:
+            data = (load_request_file(kw["request_file"], sys.stdin.read() if kw["request_file"] == "-" else None,
+                                      api="CreateProcessingJob") if kw["request_file"] else {})
+            overrides = ProcessOverrides(
+                job_name=kw["job_name"], base_job_name=kw["base_job_name"], image=kw["image"], inputs=kw["inputs"],
+                input_mode=kw["input_mode"], distribution=kw["distribution"], outputs=kw["outputs"],
+                output_mode=kw["output_mode"], environment=kw["environment"], instance_count=kw["instance_count"],
+                instance_type=kw["instance_type"], max_run=kw["max_run"],
+                **code_overrides(kw["code"], kw["code_command"], kw["command"]))
+            return processing_submission(data, overrides, target, kw["output_path"])
+
+        _submit("submit process", kw, build)
+
+    command = click.command("process", context_settings={"allow_interspersed_args": False})(process)
+    command.params = params[:-1] + command.params + params[-1:]  # COMMAND stays last
+    return command
+
+
+def _transform_command() -> click.Command:
+    from toolkit.local.cli import transform_command
+
+    params = _copied_params(transform_command, {
+        "model": "A SageMaker model name, or s3://.../model.tar.gz (with --image: a model is created first).",
+        "image": "With --model s3://...: the serving image URI in ECR.",
+        "input_uri": "Input: the S3 prefix of the files to transform.",
+        "output_path": "Where <input file name>.out go (default: s3://<bucket>/<job>).",
+        "job_name": "TransformJobName (default: base name + timestamp, as the SDK makes it).",
+    }, optional=("input_uri", "output_path"))
+
+    @_service_options
+    @click.option("--request", "request_file", metavar="FILE",
+                  help="A CreateTransformJob request as JSON ('-' reads stdin); options override its fields.")
+    @click.option("--base-job-name", help="Base of the generated job name (default: the model image's name).")
+    @click.option("--instance-count", type=click.IntRange(min=1), help="TransformResources.InstanceCount (1).")
+    @click.option("--instance-type", help="TransformResources.InstanceType, e.g. ml.m5.large.")
+    def transform(**kw: Any) -> None:
+        """Submit a batch transform job (CreateModel first for a model.tar.gz), then CreateTransformJob."""
+        from toolkit.local.request import load_request_file
+        from toolkit.submit.transform import TransformOptions, transform_submission
+
+        def build(account: Any, target: Any) -> Any:
+            data = (load_request_file(kw["request_file"], sys.stdin.read() if kw["request_file"] == "-" else None,
+                                      api="CreateTransformJob") if kw["request_file"] else {})
+            opts = TransformOptions(**{k: kw[k] for k in TransformOptions.__dataclass_fields__})
+            return transform_submission(data, opts, target, account)
+
+        _submit("submit transform", kw, build)
+
+    command = click.command("transform")(transform)
+    command.params = params + command.params
+    return command
+
+
 submit_group.add_command(_train_command())
+submit_group.add_command(_process_command())
+submit_group.add_command(_transform_command())
 
 
 @click.command("logs")

@@ -49,6 +49,10 @@ def check_service_values(image: Optional[str], instance_type: str, uris: dict[st
     if not image:
         raise ConfigError("--image is required: the image URI in ECR, e.g. "
                           "123456789012.dkr.ecr.us-east-1.amazonaws.com/my-image:latest")
+    check_instance_and_uris(instance_type, uris)
+
+
+def check_instance_and_uris(instance_type: str, uris: dict[str, str]) -> None:
     if instance_type == DEFAULT_INSTANCE_TYPE or not instance_type.startswith("ml."):
         raise ConfigError(f"instance type {instance_type!r}: give --instance-type with a SageMaker instance type, "
                           f"e.g. ml.m5.large")
