@@ -67,11 +67,14 @@ def backend() -> Any:
 @pytest.fixture
 def refuse(monkeypatch: pytest.MonkeyPatch) -> Callable[[str, str, str], None]:
     """Make moto's SageMaker answer ``operation`` (a backend method) with the service error ``code``."""
-    from moto.core.exceptions import ServiceException
+    from moto.sagemaker.exceptions import SagemakerClientError
     from moto.sagemaker.models import SageMakerModelBackend
 
     def refuse_(operation: str, code: str, message: str) -> None:
+        # moto serializes an error by the service of its class's module
+        error = type(code, (SagemakerClientError,), {"code": code, "__module__": "moto.sagemaker.exceptions"})
+
         def fail(self: Any, *args: Any, **kwargs: Any) -> Any:
-            raise ServiceException(code, message)
+            raise error(message)
         monkeypatch.setattr(SageMakerModelBackend, operation, fail)
     return refuse_

@@ -127,8 +127,18 @@ class TrainingJob:
     def checkpoint_dir(self, hd: HostDir) -> Path:
         return hd.checkpoints(self.request.checkpoint_local_path, self.container)
 
+    def places(self) -> list[plan.Place]:
+        return plan.training_plan(self.request)
+
+    def log_plan(self) -> None:
+        """Where the job's files are, as ``toolkit submit`` prints it before sending the same job."""
+        log.info("%s: where its files are", self.request.job_name)
+        for line in plan.format_plan(self.places()):
+            log.info("%s", line)
+
     def prepare(self) -> None:
         check_unique(self.opts.workdir, self.request)
+        self.log_plan()
         for hd in self.hosts:
             shown = self.request.checkpoint_local_path if self.container else str(self.checkpoint_dir(hd))
             lay_out(hd, self.request, shown if self.request.checkpoint_uri else None)
