@@ -107,8 +107,7 @@ def _wait(command: str, account: Any, kind: Any, job: str, download_dir: Optiona
     from toolkit.submit.follow import download, failure_line, follow
 
     try:
-        answer = follow(account, kind, job, _echo, logs=logs,
-                        poll_seconds=float(os.environ.get("TOOLKIT_SUBMIT_POLL_SECONDS") or 5))
+        answer = follow(account, kind, job, _echo, logs=logs, poll_seconds=_poll_seconds())
     except ToolkitError as exc:
         _fail(command, exc)
     except KeyboardInterrupt:
@@ -124,6 +123,21 @@ def _wait(command: str, account: Any, kind: Any, job: str, download_dir: Optiona
     reason = failure_line(answer)
     _echo(f"{kind.api} {job}: {status}" + (f": {reason}" if reason else ""))
     sys.exit(1)
+
+
+def _poll_seconds() -> float:
+    """TOOLKIT_SUBMIT_POLL_SECONDS: how often --wait reads the job's status and logs (the SDK's 5 s)."""
+    from toolkit.errors import ConfigError
+    from toolkit.submit.follow import POLL_SECONDS
+
+    raw = os.environ.get("TOOLKIT_SUBMIT_POLL_SECONDS", "")
+    try:
+        value = float(raw) if raw.strip() else POLL_SECONDS
+    except ValueError:
+        value = -1.0
+    if value <= 0:
+        raise ConfigError(f"TOOLKIT_SUBMIT_POLL_SECONDS={raw!r} must be a positive number of seconds")
+    return value
 
 
 def _interrupted(command: str, account: Any, kind: Any, job: str) -> None:
