@@ -522,6 +522,18 @@ def positive_int(value: Any, what: str) -> Optional[int]:
     return number
 
 
+def positive_seconds(environ: Mapping[str, str], name: str, default: float) -> float:
+    """A number of seconds from the toolkit's own variable ``name`` (``default`` when unset), above 0."""
+    raw = environ.get(name, "")
+    try:
+        value = float(raw) if raw.strip() else default
+    except ValueError:
+        value = -1.0
+    if value <= 0:
+        raise ConfigError(f"{name}={raw!r} must be a positive number of seconds")
+    return value
+
+
 def _int_setting(environ: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
     raw = (environ.get(name) or "").strip()
     if not raw:

@@ -43,17 +43,10 @@ def _default_workdir() -> Path:
 
 def _sync_interval() -> float:
     """TOOLKIT_LOCAL_SYNC_SECONDS: how often checkpoints and intermediate output are uploaded."""
-    from toolkit.errors import ConfigError
+    from toolkit.environment import positive_seconds
     from toolkit.local.sync import DEFAULT_INTERVAL
 
-    raw = os.environ.get("TOOLKIT_LOCAL_SYNC_SECONDS", "")
-    try:
-        value = float(raw) if raw.strip() else DEFAULT_INTERVAL
-    except ValueError:
-        value = -1.0
-    if value <= 0:
-        raise ConfigError(f"TOOLKIT_LOCAL_SYNC_SECONDS={raw!r} must be a positive number of seconds")
-    return value
+    return positive_seconds(os.environ, "TOOLKIT_LOCAL_SYNC_SECONDS", DEFAULT_INTERVAL)
 
 
 def source_options(fn: Callable) -> Callable:

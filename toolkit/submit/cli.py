@@ -127,17 +127,10 @@ def _wait(command: str, account: Any, kind: Any, job: str, download_dir: Optiona
 
 def _poll_seconds() -> float:
     """TOOLKIT_SUBMIT_POLL_SECONDS: how often --wait reads the job's status and logs (the SDK's 5 s)."""
-    from toolkit.errors import ConfigError
+    from toolkit.environment import positive_seconds
     from toolkit.submit.follow import POLL_SECONDS
 
-    raw = os.environ.get("TOOLKIT_SUBMIT_POLL_SECONDS", "")
-    try:
-        value = float(raw) if raw.strip() else POLL_SECONDS
-    except ValueError:
-        value = -1.0
-    if value <= 0:
-        raise ConfigError(f"TOOLKIT_SUBMIT_POLL_SECONDS={raw!r} must be a positive number of seconds")
-    return value
+    return positive_seconds(os.environ, "TOOLKIT_SUBMIT_POLL_SECONDS", POLL_SECONDS)
 
 
 def _interrupted(command: str, account: Any, kind: Any, job: str) -> None:
@@ -262,12 +255,15 @@ def _transform_command() -> click.Command:
     def transform(**kw: Any) -> None:
         """Submit a batch transform job (CreateModel first for a model.tar.gz), then CreateTransformJob."""
         from toolkit.local.request import load_request_file
+        from toolkit.local.transform import TransformSettings
         from toolkit.submit.transform import TransformOptions, transform_submission
 
         def build(account: Any, target: Any) -> Any:
             data = (load_request_file(kw["request_file"], sys.stdin.read() if kw["request_file"] == "-" else None,
                                       api="CreateTransformJob") if kw["request_file"] else {})
-            opts = TransformOptions(**{k: kw[k] for k in TransformOptions.__dataclass_fields__})
+            settings = TransformSettings(**{k: kw[k] for k in TransformSettings.__dataclass_fields__})
+            opts = TransformOptions(settings, **{k: kw[k] for k in TransformOptions.__dataclass_fields__
+                                                 if k != "settings"})
             return transform_submission(data, opts, target, account)
 
         _submit("submit transform", kw, build)

@@ -22,6 +22,7 @@ from toolkit.local.request import (
     name_from_base,
 )
 from toolkit.local.storage import parse_location
+from toolkit.local.transform import TransformSettings
 from toolkit.submit.account import Account
 from toolkit.submit.kinds import KINDS, Submission
 from toolkit.submit.target import Target, check_instance_and_uris, check_role
@@ -31,17 +32,11 @@ from toolkit.submit.target import Target, check_instance_and_uris, check_role
 class TransformOptions:
     """``toolkit submit transform``'s options; each one that is set replaces the request's field."""
 
+    settings: TransformSettings  # toolkit local transform's: content type, split, batching...
     model: Optional[str] = None
     image: Optional[str] = None
     input_uri: Optional[str] = None
     output_path: Optional[str] = None
-    content_type: Optional[str] = None
-    accept: Optional[str] = None
-    split_type: str = "None"
-    assemble_with: str = "None"
-    batch_strategy: Optional[str] = None
-    max_payload_mb: Optional[int] = None
-    max_concurrent: Optional[int] = None
     environment: Sequence[str] = ()
     job_name: Optional[str] = None
     base_job_name: Optional[str] = None
@@ -87,13 +82,14 @@ def transform_submission(data: Mapping[str, Any], opts: TransformOptions, target
     given = _check_fields(out.setdefault("TransformInput", {}), "TransformInput", "TransformInput")
     if opts.input_uri:
         given["DataSource"] = {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": opts.input_uri}}
-    for key, value in (("ContentType", opts.content_type), ("SplitType", opts.split_type)):
+    settings = opts.settings
+    for key, value in (("ContentType", settings.content_type), ("SplitType", settings.split_type)):
         if value and value != "None":
             given[key] = value
     output = _check_fields(out.setdefault("TransformOutput", {}), "TransformOutput", "TransformOutput")
     if opts.output_path or not output.get("S3OutputPath"):
         output["S3OutputPath"] = opts.output_path or plan.transform_default_output(target.root, job).uri
-    for key, value in (("Accept", opts.accept), ("AssembleWith", opts.assemble_with)):
+    for key, value in (("Accept", settings.accept), ("AssembleWith", settings.assemble_with)):
         if value and value != "None":
             output[key] = value
     resources = _check_fields(out.setdefault("TransformResources", {}), "TransformResources", "TransformResources")
@@ -101,8 +97,8 @@ def transform_submission(data: Mapping[str, Any], opts: TransformOptions, target
         resources["InstanceCount"] = opts.instance_count or 1
     if opts.instance_type:
         resources["InstanceType"] = opts.instance_type
-    for key, value in (("BatchStrategy", opts.batch_strategy), ("MaxPayloadInMB", opts.max_payload_mb),
-                       ("MaxConcurrentTransforms", opts.max_concurrent)):
+    for key, value in (("BatchStrategy", settings.batch_strategy), ("MaxPayloadInMB", settings.max_payload_mb),
+                       ("MaxConcurrentTransforms", settings.max_concurrent)):
         if value is not None:
             out[key] = value
     if opts.environment:
