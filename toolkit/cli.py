@@ -109,6 +109,11 @@ def _add_optional_commands() -> None:
         return
     toolkit_command.add_command(local_group, "local")
     toolkit_command.add_command(package_command, "package")
+    from toolkit.submit.cli import describe_command, logs_command, submit_group
+
+    toolkit_command.add_command(submit_group, "submit")
+    toolkit_command.add_command(logs_command, "logs")
+    toolkit_command.add_command(describe_command, "describe")
 
 
 def toolkit_main() -> None:

@@ -96,3 +96,11 @@ def stop_grace(environ: Mapping[str, Any]) -> float:
     """TOOLKIT_STOP_GRACE_SECONDS: how long a stopped child (the job, pip) may take to exit
     before its process group gets SIGKILL."""
     return float(number(environ, "TOOLKIT_STOP_GRACE_SECONDS", DEFAULT_GRACE, minimum=0))
+
+
+def positive_seconds(environ: Mapping[str, Any], name: str, default: float) -> float:
+    """A number of seconds above 0 from ``name`` (``default`` when unset): intervals, polls."""
+    value = float(number(environ, name, default, minimum=0))
+    if value <= 0:
+        raise ConfigError(f"{name}={value!r} must be a positive number of seconds")
+    return value

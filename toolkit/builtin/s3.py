@@ -31,28 +31,13 @@ def region_of(env: Mapping[str, str]) -> Optional[str]:
     return None
 
 
-def endpoint_of(env: Mapping[str, str]) -> Optional[str]:
-    return env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL") or None
-
-
 def client(env: Mapping[str, str]) -> Any:
     """A boto3 S3 client configured from ``env`` (not from os.environ, which boto3 would read)."""
-    import boto3
-    from botocore.config import Config
+    from toolkit import aws
 
-    session = boto3.session.Session(
-        aws_access_key_id=env.get("AWS_ACCESS_KEY_ID") or None,
-        aws_secret_access_key=env.get("AWS_SECRET_ACCESS_KEY") or None,
-        aws_session_token=env.get("AWS_SESSION_TOKEN") or None,
-        profile_name=env.get("AWS_PROFILE") or None,
-    )
-    config = Config(
-        retries={"mode": "standard", "max_attempts": download.attempts(env)},
-        max_pool_connections=PREFIX_WORKERS * 2,
-        connect_timeout=10,
-        read_timeout=60,
-    )
-    return session.client("s3", region_name=region_of(env), endpoint_url=endpoint_of(env), config=config)
+    return aws.client(env, "s3", region=region_of(env),
+                      retries={"mode": "standard", "max_attempts": download.attempts(env)},
+                      max_pool_connections=PREFIX_WORKERS * 2, connect_timeout=10, read_timeout=60)
 
 
 def transient(exc: BaseException) -> bool:

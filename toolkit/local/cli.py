@@ -43,14 +43,10 @@ def _default_workdir() -> Path:
 
 def _sync_interval() -> float:
     """TOOLKIT_LOCAL_SYNC_SECONDS: how often checkpoints and intermediate output are uploaded."""
-    from toolkit.errors import ConfigError
     from toolkit.local.sync import DEFAULT_INTERVAL
-    from toolkit.settings import number
+    from toolkit.settings import positive_seconds
 
-    value = float(number(os.environ, "TOOLKIT_LOCAL_SYNC_SECONDS", DEFAULT_INTERVAL, minimum=0))
-    if value <= 0:
-        raise ConfigError(f"TOOLKIT_LOCAL_SYNC_SECONDS={value!r} must be a positive number of seconds")
-    return value
+    return positive_seconds(os.environ, "TOOLKIT_LOCAL_SYNC_SECONDS", DEFAULT_INTERVAL)
 
 
 def source_options(fn: Callable) -> Callable:

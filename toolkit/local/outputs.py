@@ -16,17 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+from toolkit import plan
 from toolkit.local.jobdir import HostDir
 from toolkit.local.request import TrainingRequest
-from toolkit.local.storage import Location, Storage, parse_location, walk_files
+from toolkit.local.storage import Storage, walk_files
 
 log = logging.getLogger("toolkit")
 FAILURE_LIMIT = 1024
 ACCOUNT = "000000000000"  # no account: the job ran here
-
-
-def job_output(request: TrainingRequest) -> Location:
-    return parse_location(request.output_path, "OutputDataConfig.S3OutputPath").join(request.job_name, "output")
 
 
 def merged_files(folders: Sequence[tuple[str, Path]]) -> dict[str, Path]:
@@ -71,23 +68,24 @@ class Artifacts:
 def upload_artifacts(storage: Storage, request: TrainingRequest, hosts: Sequence[HostDir], scratch: Path,
                      with_model: bool) -> Artifacts:
     """Pack and upload the model (when ``with_model``) and the output data."""
-    dest = job_output(request)
     found = Artifacts()
     if with_model:
         files = merged_files([(hd.host, hd.model) for hd in hosts])
+        model = plan.model_artifact(request.output_path, request.job_name, request.output_compression)
         if request.output_compression == "NONE":
-            target = dest.join("model")
+            target = model
             storage.upload_files([(path, target.join(*name.split("/"))) for name, path in files.items()],
                                  "model artifacts")
             found.model = target.uri + "/"
         else:
             tarball = make_tarball(files, scratch / "model.tar.gz")
-            storage.upload_file(tarball, dest.join("model.tar.gz"))
-            found.model = dest.join("model.tar.gz").uri
+            storage.upload_file(tarball, model)
+            found.model = model.uri
     files = merged_files([(hd.host, hd.output_data) for hd in hosts])
     tarball = make_tarball(files, scratch / "output.tar.gz")
-    storage.upload_file(tarball, dest.join("output.tar.gz"))
-    found.output = dest.join("output.tar.gz").uri
+    output = plan.output_artifact(request.output_path, request.job_name)
+    storage.upload_file(tarball, output)
+    found.output = output.uri
     return found
 
 

@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shlex
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import click
+
+
+def code_overrides(code: Optional[str], code_command: str, command: tuple[str, ...]) -> dict[str, Any]:
+    """ProcessOverrides' command, code and arguments: with --code, COMMAND holds the script's arguments."""
+    if not code:
+        return {"command": command}
+    return {"command": shlex.split(code_command), "code": code, "arguments": command}
 
 
 @click.command("process", context_settings={"allow_interspersed_args": False})
@@ -40,16 +48,21 @@ import click
               "podman).")
 @click.option("--workdir", type=click.Path(file_okay=False), help="Where job folders go (default: "
               "$TOOLKIT_LOCAL_DIR or <tmp>/toolkit-local).")
+@click.option("--code", metavar="FILE", help="As a ScriptProcessor: this script is the input `code` and the job runs "
+              "`--command` /opt/ml/processing/input/code/FILE; then COMMAND is the ContainerArguments.")
+@click.option("--command", "code_command", default="process", show_default=True,
+              help="With --code: the command that runs the script (ScriptProcessor's command).")
 @click.argument("command", nargs=-1)
 def process_command(request_file: Optional[str], job_name: Optional[str], base_job_name: Optional[str],
                     image: Optional[str], in_process: bool, inputs: tuple[str, ...], input_mode: Optional[str],
                     distribution: Optional[str], outputs: tuple[str, ...], output_mode: Optional[str],
                     output_path: Optional[str], environment: tuple[str, ...], instance_count: Optional[int],
                     instance_type: Optional[str], max_run: Optional[int], kill_after: float, engine: Optional[str],
-                    workdir: Optional[str], command: tuple[str, ...]) -> None:
+                    workdir: Optional[str], code: Optional[str], code_command: str, command: tuple[str, ...]) -> None:
     """Run a processing job here: inputs in, COMMAND on every host, outputs out, as the platform does.
 
-    COMMAND (after the options, e.g. `-- process prep.py --alpha 1`) is the ContainerEntrypoint.
+    COMMAND (after the options, e.g. `-- process prep.py --alpha 1`) is the ContainerEntrypoint; with
+    --code FILE it is the script's arguments (`--code prep.py -- --alpha 1`), as a ScriptProcessor runs it.
     Exits with the job's exit code (the first failed host's), or 2 when the request is wrong.
     """
     from toolkit.errors import ConfigError, ToolkitError
@@ -69,7 +82,8 @@ def process_command(request_file: Optional[str], job_name: Optional[str], base_j
         overrides = ProcessOverrides(
             job_name=job_name, base_job_name=base_job_name, image=image, inputs=inputs, input_mode=input_mode,
             distribution=distribution, outputs=outputs, output_mode=output_mode, environment=environment,
-            instance_count=instance_count, instance_type=instance_type, max_run=max_run, command=command)
+            instance_count=instance_count, instance_type=instance_type, max_run=max_run,
+            **code_overrides(code, code_command, command))
         request = parse_processing_request(apply_process_overrides(data, overrides, output_path or str(root)))
         if in_process:
             if image:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
+from toolkit import plan
 from toolkit.errors import ConfigError, ToolkitError
 from toolkit.local import hosts as hostrun
 from toolkit.local import privateml
@@ -82,8 +83,12 @@ class ProcessingJob(TrainingJob):
 
     # -- phases -------------------------------------------------------------------------------
 
+    def places(self) -> list[plan.Place]:
+        return plan.processing_plan(self.request)  # type: ignore[arg-type]
+
     def prepare(self) -> None:
         check_unique(self.opts.workdir, self.request)
+        self.log_plan()
         config = {**self.request.raw, "ProcessingJobArn": arn(self.region, self.request.job_name)}
         for hd in self.hosts:
             folders = [hd.base / "config", hd.base / "output"]

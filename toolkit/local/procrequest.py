@@ -12,6 +12,7 @@ import posixpath
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional, Sequence
 
+from toolkit import plan
 from toolkit.errors import ConfigError
 from toolkit.local.request import (
     DEFAULT_INSTANCE_TYPE,
@@ -208,12 +209,23 @@ class ProcessOverrides:
     instance_type: Optional[str] = None
     max_run: Optional[int] = None
     command: Sequence[str] = ()
+    code: Optional[str] = None  # a ScriptProcessor's code: one script, run as command + its path
+    arguments: Sequence[str] = ()
 
 
-def job_output_uri(output_path: str, job_name: str, name: str) -> str:
-    """Where the SDK sends an output that names no destination: ``<bucket>/<job>/output/<name>``
-    (here: under the emulator's output path)."""
-    return parse_location(output_path, "--output-path").join(job_name, "output", name).uri
+def _add_code(out: dict[str, Any], app: dict[str, Any], opts: ProcessOverrides) -> None:
+    """As a ScriptProcessor's ``run(code=...)``: the script is the input ``code`` at
+    /opt/ml/processing/input/code, and the command (``process`` unless given) runs it with the arguments."""
+    assert opts.code is not None
+    script = posixpath.basename(opts.code.rstrip("/").split("://", 1)[-1])
+    s3 = {"S3Uri": opts.code, "LocalPath": plan.CODE_FOLDER, "S3DataType": "S3Prefix", "S3InputMode": "File",
+          "S3DataDistributionType": "FullyReplicated", "S3CompressionType": "None"}
+    inputs = out.setdefault("ProcessingInputs", [])
+    inputs[:] = [i for i in inputs if not (isinstance(i, dict) and i.get("InputName") == plan.CODE_INPUT)]
+    inputs.append({"InputName": plan.CODE_INPUT, "AppManaged": False, "S3Input": s3})
+    app["ContainerEntrypoint"] = [*(opts.command or ["process"]), f"{plan.CODE_FOLDER}/{script}"]
+    if opts.arguments:
+        app["ContainerArguments"] = list(opts.arguments)
 
 
 def apply_process_overrides(data: Mapping[str, Any], opts: ProcessOverrides, output_path: str,
@@ -225,7 +237,7 @@ def apply_process_overrides(data: Mapping[str, Any], opts: ProcessOverrides, out
         raise ConfigError("AppSpecification: must be an object")
     if opts.image:
         app["ImageUri"] = opts.image
-    if opts.command:
+    if opts.command and not opts.code:
         app["ContainerEntrypoint"] = list(opts.command)
     if opts.job_name:
         out["ProcessingJobName"] = opts.job_name
@@ -236,7 +248,7 @@ def apply_process_overrides(data: Mapping[str, Any], opts: ProcessOverrides, out
         name, uri = key_value(text, "--input")
         s3 = {"S3Uri": uri, "LocalPath": f"{PROCESSING_BASE}/input/{name}", "S3DataType": "S3Prefix",
               "S3InputMode": opts.input_mode or "File",
-              "S3DataDistributionType": opts.distribution or "FullyReplicated"}
+              "S3DataDistributionType": opts.distribution or "FullyReplicated", "S3CompressionType": "None"}
         inputs = out.setdefault("ProcessingInputs", [])
         inputs[:] = [i for i in inputs if not (isinstance(i, dict) and i.get("InputName") == name)]
         inputs.append({"InputName": name, "AppManaged": False, "S3Input": s3})
@@ -244,12 +256,15 @@ def apply_process_overrides(data: Mapping[str, Any], opts: ProcessOverrides, out
         name, _, uri = text.partition("=")
         if not name:
             raise ConfigError(f"--output {text!r}: expected NAME or NAME=URI (e.g. --output train=s3://bucket/train)")
-        s3 = {"S3Uri": uri or job_output_uri(output_path, job, name), "LocalPath": f"{PROCESSING_BASE}/output/{name}",
+        uri = uri or plan.processing_default_output(output_path, job, name).uri
+        s3 = {"S3Uri": uri, "LocalPath": f"{PROCESSING_BASE}/output/{name}",
               "S3UploadMode": opts.output_mode or "EndOfJob"}
         config = out.setdefault("ProcessingOutputConfig", {})
         outputs = config.setdefault("Outputs", []) if isinstance(config, dict) else []
         outputs[:] = [o for o in outputs if not (isinstance(o, dict) and o.get("OutputName") == name)]
         outputs.append({"OutputName": name, "AppManaged": False, "S3Output": s3})
+    if opts.code:
+        _add_code(out, app, opts)
     if opts.environment:
         env = out.setdefault("Environment", {})
         for text in opts.environment:

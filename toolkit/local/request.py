@@ -59,6 +59,13 @@ FIELDS: dict[str, set[str]] = {
     "ProcessingResources": {"ClusterConfig"},
     "ClusterConfig": {"InstanceCount", "InstanceType", "VolumeSizeInGB", "VolumeKmsKeyId"},
     "ProcessingStoppingCondition": {"MaxRuntimeInSeconds"},
+    # CreateTransformJob (toolkit/submit/transform.py)
+    "TransformJob": {"TransformJobName", "ModelName", "MaxConcurrentTransforms", "ModelClientConfig",
+                     "MaxPayloadInMB", "BatchStrategy", "Environment", "TransformInput", "TransformOutput",
+                     "DataCaptureConfig", "TransformResources", "DataProcessing", "Tags", "ExperimentConfig"},
+    "TransformInput": {"DataSource", "ContentType", "CompressionType", "SplitType"},
+    "TransformOutput": {"S3OutputPath", "Accept", "AssembleWith", "KmsKeyId"},
+    "TransformResources": {"InstanceType", "InstanceCount", "VolumeKmsKeyId", "TransformAmiVersion"},
 }
 
 
@@ -347,6 +354,18 @@ class Overrides:
     max_run: Optional[int] = None
     entrypoint: Sequence[str] = ()
     arguments: Sequence[str] = ()
+    json_hyperparameters: bool = False  # encode --hyperparameter values as the SDK v2 does with a source_dir
+
+
+def sdk_encoded(text: str) -> str:
+    """A ``--hyperparameter`` value as the SDK v2 sends it for an estimator with a ``source_dir``:
+    ``json.dumps`` of the value the user would have written in Python (``3`` -> ``3``,
+    ``[4, 2]`` -> ``[4, 2]``, ``adam`` -> ``"adam"``)."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        value = text
+    return json.dumps(value)
 
 
 def apply_overrides(data: Mapping[str, Any], opts: Overrides, default_output: str,
@@ -370,7 +389,7 @@ def apply_overrides(data: Mapping[str, Any], opts: Overrides, default_output: st
         hps = out.setdefault("HyperParameters", {})
         for text in opts.hyperparameters:
             key, value = key_value(text, "--hyperparameter")
-            hps[key] = value
+            hps[key] = sdk_encoded(value) if opts.json_hyperparameters else value
     if opts.environment:
         env = out.setdefault("Environment", {})
         for text in opts.environment:

@@ -15,30 +15,21 @@ from pathlib import Path
 from typing import Optional
 
 from toolkit.errors import ConfigError
-from toolkit.local.storage import Location, Storage, parse_location, walk_files
+from toolkit.local.storage import Storage, parse_location, walk_files
+from toolkit.plan import source_archive
 
 DEFAULT_LOG_LEVEL = 20  # logging.INFO, the SDK's default container_log_level
 
 
 @dataclass(frozen=True)
 class Packaged:
-    """Where the source went and the hyperparameters that point the job at it."""
+    """Where the source goes and the hyperparameters that point the job at it."""
 
     submit_uri: str
     hyperparameters: dict[str, str]
-    uploaded: bool  # False when the source was already an archive in S3
-
-
-def source_location(job_name: str, output_path: str, code_location: Optional[str]) -> Location:
-    """``code_location/<job>/source/sourcedir.tar.gz``; without a code location the SDK uses the
-    output bucket's root (``s3://<bucket>/<job>/source/...``), and for a local output path this
-    emulator uses the output folder itself."""
-    if code_location:
-        base = parse_location(code_location, "--code-location")
-    else:
-        out = parse_location(output_path, "output path")
-        base = Location(f"s3://{out.bucket}", bucket=out.bucket) if out.is_s3 else out
-    return base.join(job_name, "source", "sourcedir.tar.gz")
+    folder: Optional[Path]  # the source folder (None: the lone entry point)
+    entry_point: str
+    uploaded: bool  # False when the source is already an archive in S3 (nothing to upload)
 
 
 def make_archive(source_dir: Optional[Path], entry_point: str, target: Path) -> Path:
@@ -81,18 +72,34 @@ def check_source(source_dir: Optional[str], entry_point: str) -> tuple[Optional[
     return folder.absolute(), entry_point
 
 
+def plan_source(*, job_name: str, entry_point: str, source_dir: Optional[str], output_path: str,
+                code_location: Optional[str], region: str, log_level: int = DEFAULT_LOG_LEVEL) -> Packaged:
+    """Check the source and decide where it goes and what the job's hyperparameters say; nothing moves."""
+    if source_dir and source_dir.startswith("s3://"):
+        if not source_dir.endswith(".tar.gz"):
+            raise ConfigError(f"--source-dir {source_dir}: an S3 source must be a .tar.gz archive")
+        hps = sdk_hyperparameters(entry_point, source_dir, job_name, region, log_level)
+        return Packaged(source_dir, hps, None, entry_point, False)
+    folder, program = check_source(source_dir, entry_point)
+    dest = source_archive(job_name, output_path, code_location).uri
+    return Packaged(dest, sdk_hyperparameters(program, dest, job_name, region, log_level), folder, entry_point, True)
+
+
+def upload_source(storage: Storage, packaged: Packaged, extra_args: Optional[dict[str, str]] = None) -> None:
+    """Write sourcedir.tar.gz and upload it where ``plan_source`` said (``extra_args``: S3 PutObject's)."""
+    if not packaged.uploaded:
+        return
+    with tempfile.TemporaryDirectory(prefix="toolkit-package-") as tmp:
+        archive = make_archive(packaged.folder, packaged.entry_point, Path(tmp) / "sourcedir.tar.gz")
+        storage.upload_file(archive, parse_location(packaged.submit_uri, "source"), extra_args)
+
+
 def package(storage: Storage, *, job_name: str, entry_point: str, source_dir: Optional[str],
             output_path: str, code_location: Optional[str], region: str,
             log_level: int = DEFAULT_LOG_LEVEL) -> Packaged:
     """Package and upload the source (unless it is already an S3 archive) and return the
     hyperparameters the job needs."""
-    if source_dir and source_dir.startswith("s3://"):
-        if not source_dir.endswith(".tar.gz"):
-            raise ConfigError(f"--source-dir {source_dir}: an S3 source must be a .tar.gz archive")
-        return Packaged(source_dir, sdk_hyperparameters(entry_point, source_dir, job_name, region, log_level), False)
-    folder, program = check_source(source_dir, entry_point)
-    dest = source_location(job_name, output_path, code_location)
-    with tempfile.TemporaryDirectory(prefix="toolkit-package-") as tmp:
-        archive = make_archive(folder, entry_point, Path(tmp) / "sourcedir.tar.gz")
-        storage.upload_file(archive, dest)
-    return Packaged(dest.uri, sdk_hyperparameters(program, dest.uri, job_name, region, log_level), True)
+    packaged = plan_source(job_name=job_name, entry_point=entry_point, source_dir=source_dir, output_path=output_path,
+                           code_location=code_location, region=region, log_level=log_level)
+    upload_source(storage, packaged)
+    return packaged

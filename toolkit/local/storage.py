@@ -116,7 +116,9 @@ class Storage:
 
     @property
     def endpoint_url(self) -> Optional[str]:
-        return self.environ.get("AWS_ENDPOINT_URL_S3") or self.environ.get("AWS_ENDPOINT_URL") or None
+        from toolkit import aws
+
+        return aws.endpoint_url(self.environ, "s3")
 
     @property
     def region(self) -> str:
@@ -125,20 +127,10 @@ class Storage:
     def client(self) -> Any:
         with self._lock:
             if self._client is None:
-                import boto3
-                from botocore.config import Config
+                from toolkit import aws
 
-                session = boto3.session.Session(
-                    aws_access_key_id=self.environ.get("AWS_ACCESS_KEY_ID"),
-                    aws_secret_access_key=self.environ.get("AWS_SECRET_ACCESS_KEY"),
-                    aws_session_token=self.environ.get("AWS_SESSION_TOKEN"),
-                    profile_name=self.environ.get("AWS_PROFILE") or None,
-                    region_name=self.region,
-                )
-                self._client = session.client(
-                    "s3", endpoint_url=self.endpoint_url,
-                    config=Config(max_pool_connections=WORKERS * 2, retries={"max_attempts": 5, "mode": "standard"}),
-                )
+                self._client = aws.client(self.environ, "s3", region=self.region, max_pool_connections=WORKERS * 2,
+                                          retries={"max_attempts": 5, "mode": "standard"})
             return self._client
 
     def _s3_error(self, exc: Exception, loc: Location, doing: str, needs: str = "s3:GetObject and s3:ListBucket",
@@ -249,7 +241,8 @@ class Storage:
 
     # -- writing ------------------------------------------------------------------------------
 
-    def upload_file(self, src: Path, loc: Location) -> None:
+    def upload_file(self, src: Path, loc: Location, extra_args: Optional[Mapping[str, str]] = None) -> None:
+        """One file to S3 (``extra_args``: PutObject's, e.g. ServerSideEncryption) or a local path."""
         if loc.path is not None:
             loc.path.parent.mkdir(parents=True, exist_ok=True)
             if src.resolve() != loc.path.resolve():
@@ -258,11 +251,11 @@ class Storage:
         try:
             if src.stat().st_size < MULTIPART_THRESHOLD:
                 with open(src, "rb") as body:
-                    self.client().put_object(Bucket=loc.bucket, Key=loc.key, Body=body)
+                    self.client().put_object(Bucket=loc.bucket, Key=loc.key, Body=body, **(extra_args or {}))
             else:
                 from boto3.s3.transfer import TransferConfig
 
-                self.client().upload_file(str(src), loc.bucket, loc.key,
+                self.client().upload_file(str(src), loc.bucket, loc.key, ExtraArgs=dict(extra_args or {}),
                                           Config=TransferConfig(multipart_threshold=MULTIPART_THRESHOLD))
         except Exception as exc:
             raise self._s3_error(exc, loc, f"cannot upload {src} to", needs="s3:PutObject") from exc

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
-from toolkit import sdkv3
+from toolkit import plan, sdkv3
 from toolkit.errors import ConfigError, ToolkitError
 from toolkit.local import hosts as hostrun
 from toolkit.local import jobenv
@@ -156,10 +156,20 @@ class TrainingJob:
     def checkpoint_dir(self, hd: HostDir) -> Path:
         return hd.checkpoints(self.request.checkpoint_local_path, self.container)
 
+    def places(self) -> list[plan.Place]:
+        return plan.training_plan(self.request)
+
+    def log_plan(self) -> None:
+        """Where the job's files are, as ``toolkit submit`` prints it before sending the same job."""
+        log.info("%s: where its files are", self.request.job_name)
+        for line in plan.format_plan(self.places()):
+            log.info("%s", line)
+
     def prepare(self) -> None:
         check_unique(self.opts.workdir, self.request)
         if self.container:  # before any data is copied: a stopped daemon is not the image's fault
             self.engine = hostrun.ready_engine(self.environ, self.opts.engine)
+        self.log_plan()
         for hd in self.hosts:
             shown = self.request.checkpoint_local_path if self.container else str(self.checkpoint_dir(hd))
             lay_out(hd, self.request, shown if self.request.checkpoint_uri else None)
@@ -216,8 +226,7 @@ class TrainingJob:
             folders += [SyncedFolder(self.checkpoint_dir(hd), loc, "checkpoints") for hd in self.hosts]
         s3_output = self.request.hyperparameters.get("sagemaker_s3_output")
         if s3_output:
-            base = parse_location(s3_output.strip('"'), "sagemaker_s3_output")
-            loc = base.join(self.request.job_name, "output", "intermediate")
+            loc = plan.intermediate_output(s3_output.strip('"'), self.request.job_name)
             folders += [SyncedFolder(hd.intermediate, loc, "intermediate") for hd in self.hosts]
         if folders:
             self.syncer = Syncer(self.storage, folders, self.opts.sync_interval)

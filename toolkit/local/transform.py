@@ -26,6 +26,7 @@ from urllib.parse import urlparse
 
 from toolkit.errors import ConfigError
 from toolkit.local.storage import Item, Location, Storage
+from toolkit.plan import transform_output
 
 log = logging.getLogger("toolkit")
 DEFAULTS = {"BatchStrategy": "MultiRecord", "MaxPayloadInMB": 6, "MaxConcurrentTransforms": 1}
@@ -301,7 +302,7 @@ def run_transform(storage: Storage, base_url: str, source: Location, items: Sequ
             data = assemble([a or b"" for a in answers[item.name]], settings.assemble_with)
             local = Path(tmp) / "out"
             local.write_bytes(data)
-            target = output.join(*f"{item.name}.out".split("/"))
+            target = transform_output(output, item.name)
             storage.upload_file(local, target)
             result.bytes_out += len(data)
             result.outputs.append(target.uri)
