@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import http.client
+import json
 import logging
 import os
 import shutil
@@ -154,13 +155,25 @@ class ModelServer:
                 status, body = self.get("/ping", timeout=2)
                 if status == 200:
                     return time.perf_counter() - started
-                last = f"HTTP {status} {body[:200].decode('utf-8', 'replace')}"
+                last = f"HTTP {status} {_reason(body)}"
             except OSError as exc:
                 last = f"no answer ({exc})"
             time.sleep(0.1)
         raise ServerError(f"the model is not ready after {timeout:.0f} s: GET /ping gave {last}; fix what it says "
                           f"(the server's log is above), or allow a slow model more time with --ready-timeout "
                           f"SECONDS", exit_code=1)
+
+
+def _reason(body: bytes, limit: int = 600) -> str:
+    """What a /ping answer says: the ``message`` of a JSON error body (our 503 names the cause), else
+    the text, within ``limit`` characters."""
+    text = body.decode("utf-8", "replace")
+    try:
+        message = json.loads(text).get("message")
+    except (ValueError, AttributeError):
+        message = None
+    text = message if isinstance(message, str) else text
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def start_server(base: Path, port: int, environ: Mapping[str, str], extra_env: Mapping[str, str], *,
