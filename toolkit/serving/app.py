@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterable, Mapping, Optional
 from toolkit.environment import ServingEnv
 from toolkit.errors import ClientError, ToolkitError
 from toolkit.serving.context import MAX_CUSTOM_ATTRIBUTES, RequestContext, headers_of
-from toolkit.serving.handler import Handler
+from toolkit.serving.handler import HANDLER_FAILURES, Handler
 from toolkit.serving.streaming import EVENT_STREAM, Stream, is_stream, split_event_stream
 from toolkit.serving.streaming import start as start_stream
 
@@ -158,7 +158,7 @@ class ServingApp:
         except ToolkitError as exc:
             log.error("POST /invocations: %s", exc)
             return exc.status, list(JSON_TYPE), error_body(str(exc))
-        except Exception as exc:
+        except HANDLER_FAILURES as exc:
             log.exception("POST /invocations: the handler raised")
             first = (str(exc).splitlines() or [""])[0][:300]
             return 500, list(JSON_TYPE), error_body(
@@ -206,7 +206,7 @@ class ServingApp:
         }
         try:
             custom = self.handler.execution_parameters(RequestContext(headers_of(environ), self._model_dir))
-        except Exception as exc:
+        except HANDLER_FAILURES as exc:
             log.exception("execution_parameters_fn raised")
             return 500, list(JSON_TYPE), error_body(f"execution_parameters_fn raised {type(exc).__name__}: {exc}")
         if custom:

@@ -24,7 +24,7 @@ from toolkit.errors import ClientError, CodeError
 from toolkit.serving import mediatypes, streaming
 from toolkit.serving.codecs import Codecs
 from toolkit.serving.context import RequestContext
-from toolkit.serving.handler import Handler
+from toolkit.serving.handler import HANDLER_FAILURES, Handler
 
 log = logging.getLogger("toolkit")
 
@@ -58,7 +58,7 @@ def import_user_module(path: Path) -> ModuleType:
     sys.modules[name] = module
     try:
         spec.loader.exec_module(module)
-    except Exception as exc:
+    except HANDLER_FAILURES as exc:
         sys.modules.pop(name, None)
         log.exception("importing %s failed", path)
         raise CodeError(f"importing {path} failed: {type(exc).__name__}: {exc}") from exc
@@ -125,7 +125,7 @@ class InferenceHandler(Handler):
             self.model = self.fns["model_fn"](context, model_dir)
             if "model_warmup_fn" in self.fns:
                 self.fns["model_warmup_fn"](context, model_dir, self.model)
-        except Exception as exc:
+        except HANDLER_FAILURES as exc:
             log.exception("loading the model failed")
             self.load_error = exc
             self.problem = f"model_fn in {self.origin} raised {type(exc).__name__}: {exc}"
