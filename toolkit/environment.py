@@ -567,6 +567,9 @@ class ServingEnv:
     stop_seconds: float = 28.0
     max_models: int = 0  # multi-model: at most this many loaded at once; 0 = no limit
     memory_headroom_mb: int = 512  # multi-model: refuse a load (507) with less memory than this available
+    idle_seconds: float = 120.0  # a connection with no request in progress is closed after this long
+    header_seconds: float = 20.0  # a request's line and headers must arrive within this of its first byte
+    body_seconds: float = 60.0  # its body within this of the end of its headers
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str], base_dir: Optional[str] = None) -> ServingEnv:
@@ -614,6 +617,9 @@ class ServingEnv:
             stop_seconds=stop_seconds,
             max_models=_int_setting(environ, "TOOLKIT_MAX_MODELS", 0),
             memory_headroom_mb=_int_setting(environ, "TOOLKIT_MEMORY_HEADROOM_MB", 512),
+            idle_seconds=seconds("TOOLKIT_IDLE_SECONDS", 120.0),
+            header_seconds=seconds("TOOLKIT_HEADER_SECONDS", 20.0),
+            body_seconds=seconds("TOOLKIT_BODY_SECONDS", 60.0),
         )
 
     @property

@@ -46,6 +46,12 @@ def error_body(message: str) -> bytes:
     return json.dumps({"message": message}).encode("utf-8")
 
 
+def too_large_message(size: Optional[int], env: ServingEnv) -> str:
+    """The 413 message for a body of ``size`` bytes (None: a chunked body, its size not known yet)."""
+    what = f"the request body has {size} bytes, more" if size is not None else "the chunked request body is larger"
+    return f"{what} than SAGEMAKER_MAX_PAYLOAD_IN_MB={env.max_payload_mb} allows ({env.max_payload_bytes} bytes)"
+
+
 class _Empty:
     """A request with no context-reading handler function shares this (nothing to set)."""
 
@@ -195,8 +201,7 @@ class ServingApp:
         return data
 
     def _too_large(self, size: int) -> str:
-        return (f"the request body has {size} bytes, more than SAGEMAKER_MAX_PAYLOAD_IN_MB="
-                f"{self.env.max_payload_mb} allows ({self.limit} bytes)")
+        return too_large_message(size, self.env)
 
     def execution_parameters(self, environ: dict) -> tuple[int, list, bytes]:
         params = {
