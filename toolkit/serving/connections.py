@@ -260,7 +260,7 @@ def sweep(server: Any, now: float) -> None:
             continue
         reason = channel.overdue(now)
         if reason is not None:
-            log.warning("connection from %s: %s: answered 408", channel.addr, reason)
+            log.info("connection from %s: %s: answered 408", channel.addr, reason)
             channel.time_out(reason)
 
 
