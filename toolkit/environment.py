@@ -570,6 +570,7 @@ class ServingEnv:
     idle_seconds: float = 120.0  # a connection with no request in progress is closed after this long
     header_seconds: float = 20.0  # a request's line and headers must arrive within this of its first byte
     body_seconds: float = 60.0  # its body within this of the end of its headers
+    probe_model_loads: bool = True  # multi-model: load each model once in a throwaway process first
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str], base_dir: Optional[str] = None) -> ServingEnv:
@@ -620,6 +621,8 @@ class ServingEnv:
             idle_seconds=seconds("TOOLKIT_IDLE_SECONDS", 120.0),
             header_seconds=seconds("TOOLKIT_HEADER_SECONDS", 20.0),
             body_seconds=seconds("TOOLKIT_BODY_SECONDS", 60.0),
+            probe_model_loads=(environ.get("TOOLKIT_PROBE_MODEL_LOADS") or "true").strip().lower()
+            not in {"0", "false", "no", "off"},
         )
 
     @property
