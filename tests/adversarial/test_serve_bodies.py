@@ -165,6 +165,18 @@ def post_chunked(server: Server, chunks: list[bytes]) -> tuple[int, bytes]:
         conn.close()
 
 
+def test_a_client_expecting_100_continue_gets_the_413_instead_and_sends_nothing(echo_server: Server) -> None:
+    with socket.create_connection(("127.0.0.1", echo_server.port), timeout=10) as sock:
+        sock.sendall(b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: %d\r\nExpect: 100-continue\r\n\r\n" % (50 * LIMIT))
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 413 "), answer[:200]
+    assert "SAGEMAKER_MAX_PAYLOAD_IN_MB=1" in json.loads(body)["message"]
+
+
 def test_a_chunked_body_far_over_the_limit_gets_a_readable_413(echo_server: Server) -> None:
     status, body = post_chunked(echo_server, [b"x" * 65536] * 160)  # 10 MB
     assert status == 413, body

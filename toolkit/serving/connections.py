@@ -108,6 +108,7 @@ class Parser(HTTPRequestParser):
             if error is not None:
                 self.error = error
                 self.completed = True
+                self.expect_continue = False  # no "100 Continue" for a body that is refused
         if not self.completed:
             return consumed
         if self.error is None or self.body_rcv is None or self.body_rcv.completed:
