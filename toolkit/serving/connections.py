@@ -47,17 +47,12 @@ FD_RESERVE = 64  # file descriptors kept back from connections: the listening so
 MIN_CONNECTIONS = 100  # waitress's own default connection limit
 
 
-class RequestTimeout(Error):
-    code = 408
-    reason = "Request Timeout"
-
-
 class JsonErrorTask(ErrorTask):
     """Waitress's error answers (malformed request, 413, 431, an app that raised...) as JSON."""
 
     def execute(self) -> None:
         error = self.request.error
-        message = error.body if isinstance(error, (RequestTimeout, _Ours)) else f"{error.reason}: {error.body}"
+        message = error.body if isinstance(error, _Ours) else f"{error.reason}: {error.body}"
         body = json.dumps({"message": message}).encode("utf-8")
         self.status = f"{error.code} {error.reason}"
         self.response_headers.append(("Content-Type", "application/json"))
@@ -76,6 +71,11 @@ class PayloadTooLarge(_Ours, RequestEntityTooLarge):
 
 class BadChunkSize(_Ours, BadRequest):
     pass
+
+
+class RequestTimeout(_Ours, Error):
+    code = 408
+    reason = "Request Timeout"
 
 
 class Limits:
@@ -194,9 +194,11 @@ class Channel(HTTPChannel):
     def time_out(self, reason: str) -> None:
         """Answer 408 for the request being received and close (from the event loop's thread)."""
         with self.requests_lock:
-            if self.requests or self.will_close or self.close_when_flushed:
+            request = self.request
+            if request is None or self.requests or self.will_close or self.close_when_flushed:
                 return
             self.request = None
+            request.close()  # its body so far may be in a temporary file
             error = RequestTimeout(reason)
             body = json.dumps({"message": reason}).encode("utf-8")
             try:
