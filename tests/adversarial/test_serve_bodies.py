@@ -147,22 +147,8 @@ def test_urllib3_as_boto3_uses_it_reads_the_413(echo_server: Server) -> None:
 
 
 def post_chunked(server: Server, chunks: list[bytes]) -> tuple[int, bytes]:
-    import http.client
-
-    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
-    try:
-        conn.putrequest("POST", "/invocations")
-        conn.putheader("Content-Type", "application/octet-stream")
-        conn.putheader("Accept", "application/octet-stream")
-        conn.putheader("Transfer-Encoding", "chunked")
-        conn.endheaders()
-        for chunk in chunks:
-            conn.send(b"%x\r\n%s\r\n" % (len(chunk), chunk))
-        conn.send(b"0\r\n\r\n")
-        resp = conn.getresponse()
-        return resp.status, resp.read()
-    finally:
-        conn.close()
+    resp = server.post_chunked(chunks, "application/octet-stream", accept="application/octet-stream")
+    return resp.status, resp.body
 
 
 def test_a_client_expecting_100_continue_gets_the_413_instead_and_sends_nothing(echo_server: Server) -> None:
