@@ -223,7 +223,7 @@ class Channel(HTTPChannel):
     def handle_close(self) -> None:
         if self.draining_until and not self.lingering and self.unread != 0 and self.connected:
             # the answer is out (or the client closed): keep reading what it still sends, then close
-            self.lingering = True
+            self.lingering = True  # nothing to write, nothing pending: waitress polls it for reading only
             self.will_close = False
             try:
                 self.socket.shutdown(socket.SHUT_WR)
@@ -244,12 +244,6 @@ class Channel(HTTPChannel):
         self._drop(len(data))
         if not data or self.unread == 0 or time.monotonic() > self.draining_until:
             self.handle_close()
-
-    def readable(self) -> bool:
-        return self.lingering or super().readable()
-
-    def writable(self) -> bool:
-        return not self.lingering and super().writable()
 
 
 def sweep(server: Any, now: float) -> None:
