@@ -18,6 +18,8 @@ Popen -> first /ping 200. Memory with an 8 MB CSV body: `serve` with one worker,
 
     python3 bench/bench_serving.py                    # ~8 min; writes docs/benchmarks.md ## Serving
     python3 bench/bench_serving.py --reps 1 --duration 3 --no-docs   # quick look
+    python3 bench/bench_serving.py --configs toolkit --serve NEW/bin/serve --baseline OLD/bin/serve --no-docs
+                                                      # a change against what it changes, interleaved
 
 Needs: root or pre-installed wrk and Java 17 (apt-get install wrk openjdk-17-jre-headless), Python
 3.11 for MMS (found under pyenv or as python3.11), network to PyPI for the first run.
@@ -375,11 +377,16 @@ def main() -> None:
     ap.add_argument("--cold", type=int, default=3, help="cold starts per config")
     ap.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
     ap.add_argument("--serve", default=None, help="a `serve` to measure instead of this checkout in its own venv")
+    ap.add_argument("--baseline", default=None,
+                    help="another `serve` (e.g. main's), measured as config `baseline` interleaved with `toolkit`")
     ap.add_argument("--no-docs", action="store_true", help="do not write docs/benchmarks.md")
     args = ap.parse_args()
     names = args.configs.split(",")
     paths = setup(Path(args.serve) if args.serve else None)
     cfgs = configs(paths)
+    if args.baseline:  # a change measured against what it changes, in one run
+        cfgs["baseline"] = dict(cfgs["toolkit"], argv=[args.baseline])
+        names.append("baseline")
     logs = WORK / "logs"
     logs.mkdir(exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")

@@ -600,13 +600,17 @@ class ServingEnv:
     stop_seconds: float = 28.0
     max_models: int = 0  # multi-model: at most this many loaded at once; 0 = no limit
     memory_headroom_mb: int = 512  # multi-model: refuse a load (507) with less memory than this available
+    idle_seconds: float = 120.0  # a connection with no request in progress is closed after this long
+    header_seconds: float = 20.0  # a request's line and headers must arrive within this of its first byte
+    body_seconds: float = 60.0  # its body within this of the end of its headers
+    probe_model_loads: bool = True  # multi-model: load each model once in a throwaway process first
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str], base_dir: Optional[str] = None) -> ServingEnv:
         """Parse the serving variables; raises ``ConfigError`` naming the variable and a valid value."""
 
         def flag(name: str) -> bool:
-            return (environ.get(name) or "").strip().lower() in {"1", "true", "yes", "on"}
+            return _true(environ.get(name) or "")
 
         port = _int_setting(environ, "SAGEMAKER_BIND_TO_PORT", 8080, minimum=0)
         if port > 65535:
@@ -641,6 +645,10 @@ class ServingEnv:
             stop_seconds=stop_seconds,
             max_models=_int_setting(environ, "TOOLKIT_MAX_MODELS", 0),
             memory_headroom_mb=_int_setting(environ, "TOOLKIT_MEMORY_HEADROOM_MB", 512),
+            idle_seconds=float(settings.number(environ, "TOOLKIT_IDLE_SECONDS", 120.0, minimum=0)),
+            header_seconds=float(settings.number(environ, "TOOLKIT_HEADER_SECONDS", 20.0, minimum=0)),
+            body_seconds=float(settings.number(environ, "TOOLKIT_BODY_SECONDS", 60.0, minimum=0)),
+            probe_model_loads=_true(environ.get("TOOLKIT_PROBE_MODEL_LOADS") or "true"),
         )
 
     @property

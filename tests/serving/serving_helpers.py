@@ -63,6 +63,24 @@ class Server:
             hdrs["Accept"] = accept
         return self.request("POST", "/invocations", data, hdrs)
 
+    def post_chunked(self, chunks: list[bytes], content_type: str, accept: Optional[str] = None) -> Response:
+        """POST /invocations with a chunked body, one HTTP chunk per item of ``chunks``."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        try:
+            conn.putrequest("POST", "/invocations")
+            conn.putheader("Content-Type", content_type)
+            if accept is not None:
+                conn.putheader("Accept", accept)
+            conn.putheader("Transfer-Encoding", "chunked")
+            conn.endheaders()
+            for chunk in chunks:
+                conn.send(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+            conn.send(b"0\r\n\r\n")
+            resp = conn.getresponse()
+            return Response(resp.status, dict(resp.getheaders()), resp.read())
+        finally:
+            conn.close()
+
     def ping(self) -> int:
         try:
             return self.request("GET", "/ping", timeout=10).status

@@ -137,3 +137,29 @@ def test_the_least_loaded_ready_worker_accepts() -> None:
     assert a.may_accept(5)
     balance.clear(0)
     assert b.may_accept(0, ready=False)
+
+
+def test_a_worker_that_stops_accepting_wakes_the_one_with_fewer() -> None:
+    # the one with fewer may be asleep in its event loop without the listening socket (issue 12:
+    # 80 idle connections at once delayed the first /ping by 4 s); a write to its pipe wakes it
+    balance = Balance(2)
+    a, b = balance.slot(0), balance.slot(1)
+    assert a.may_accept(0) and b.may_accept(0)
+    assert not a.may_accept(1)
+    assert os.read(b.wake_fd, 16) == b"!"
+    assert not a.may_accept(1)  # still refusing: no second wake-up
+    try:
+        os.read(b.wake_fd, 16)
+        raise AssertionError("woken twice")
+    except BlockingIOError:
+        pass
+    assert b.may_accept(0)
+
+
+def test_with_many_connections_a_worker_may_hold_a_few_more_and_a_lone_worker_always_accepts() -> None:
+    balance = Balance(2)
+    a, b = balance.slot(0), balance.slot(1)
+    assert b.may_accept(640)
+    assert a.may_accept(660) and not a.may_accept(661)  # 1/32 over the fewest: accepts come in batches
+    balance.clear(1)
+    assert a.may_accept(100_000)  # no other worker counts: always

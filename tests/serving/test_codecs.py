@@ -143,24 +143,10 @@ def test_body_over_the_limit_is_413(echo_server: Server) -> None:
 
 
 def test_chunked_body_is_accepted_and_limited(echo_server: Server) -> None:
-    import http.client
-
-    def chunked(chunks):
-        conn = http.client.HTTPConnection("127.0.0.1", echo_server.port, timeout=10)
-        conn.putrequest("POST", "/invocations")
-        conn.putheader("Content-Type", "text/csv")
-        conn.putheader("Transfer-Encoding", "chunked")
-        conn.endheaders()
-        for chunk in chunks:
-            conn.send(b"%x\r\n%s\r\n" % (len(chunk), chunk))
-        conn.send(b"0\r\n\r\n")
-        resp = conn.getresponse()
-        return resp.status, resp.read()
-
-    status, body = chunked([b"1,2\n", b"3,4\n"])
-    assert status == 200 and json.loads(body) == [[1, 2], [3, 4]]
-    status, body = chunked([b"1,2\n" * 100_000] * 3)  # 1.2 MB > 1 MB
-    assert status == 413, body
+    resp = echo_server.post_chunked([b"1,2\n", b"3,4\n"], "text/csv")
+    assert resp.status == 200 and resp.json() == [[1, 2], [3, 4]]
+    resp = echo_server.post_chunked([b"1,2\n" * 100_000] * 3, "text/csv")  # 1.2 MB > 1 MB
+    assert resp.status == 413, resp
 
 
 @pytest.mark.parametrize("path,method,status,says", [

@@ -3,7 +3,10 @@
 numpy is imported the first time an NPY/NPZ body (or a CSV body, when numpy is installed) is
 decoded, never at start-up; without numpy installed the NPY/NPZ types are simply not offered and
 CSV decodes to lists. NPY/NPZ bodies are loaded with ``allow_pickle=False``: a pickled object
-array from a client is refused with 400, never unpickled.
+array from a client is refused with 400, never unpickled. Before numpy allocates anything, the
+shape and dtype in each NPY header are checked against the bytes the body really carries, and an
+NPZ body's members against ``NPZ_MAX_EXPANSION``: a header that claims more is a 400, not a
+MemoryError after trying to allocate it.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import csv
 import importlib.util
 import io
 import json
-from typing import Any, Callable, Optional, Sequence
+from typing import IO, Any, Callable, Optional, Sequence
 
 from toolkit.errors import ClientError
 from toolkit.hookspecs import hookimpl
@@ -24,6 +27,11 @@ TEXT = "text/plain"
 OCTET = "application/octet-stream"
 NPY = "application/x-npy"
 NPZ = "application/x-npz"
+# The arrays of an NPZ body may take at most this many times the body's size, or NPZ_MIN_ALLOWANCE,
+# whichever is more: numpy.savez output is about 1:1 and savez_compressed of real data a few to one,
+# while a deflate bomb packs about 1000:1.
+NPZ_MAX_EXPANSION = 32
+NPZ_MIN_ALLOWANCE = 64 * 1024 * 1024
 ALIASES = {"application/x-jsonlines": JSONLINES, "application/jsonl": JSONLINES, "application/x-ndjson": JSONLINES,
            "text/json": JSON}
 
@@ -123,7 +131,10 @@ def decode_csv(body: bytes) -> Any:
                     raise _ragged(widths) from None
             # not all numbers: fall through to lists of fields
     text = body.decode("utf-8")
-    rows = [[_number(f) for f in row] for row in csv.reader(io.StringIO(text)) if row]
+    try:
+        rows = [[_number(f) for f in row] for row in csv.reader(io.StringIO(text)) if row]
+    except csv.Error as exc:  # a field over csv's limit (128 KiB), an unclosed quote at the end...
+        raise ClientError(f"the text/csv body is not CSV: {exc}") from None
     widths = [len(r) for r in rows]
     if len(set(widths)) > 1:
         raise _ragged(widths)
@@ -190,22 +201,51 @@ def encode_octet(data: Any) -> bytes:
 # -- NPY / NPZ ----------------------------------------------------------------------------------
 
 
+def check_npy_header(stream: IO[bytes], size: int, what: str) -> None:
+    """Read the NPY header at the start of ``stream`` (``size`` bytes in all) and refuse (400) one that
+    declares more data than follows it, before numpy allocates the array it describes. Not an NPY
+    stream (no magic): nothing to check, numpy decides."""
+    from numpy.lib import format as npy_format
+
+    start = stream.tell()
+    magic = stream.read(len(npy_format.MAGIC_PREFIX) + 2)
+    if not magic.startswith(npy_format.MAGIC_PREFIX):
+        return
+    major = magic[-2]
+    read_header = npy_format.read_array_header_1_0 if major == 1 else npy_format.read_array_header_2_0
+    shape, _fortran_order, dtype = read_header(stream)  # ValueError for a malformed header
+    if dtype.hasobject:
+        return  # numpy refuses it (allow_pickle=False) without allocating
+    count = 1
+    for dim in shape:
+        count *= dim
+    declared = count * max(dtype.itemsize, 1)  # zero-size items: still one element each to build
+    carried = size - (stream.tell() - start)
+    if declared > carried:
+        raise ClientError(f"{what} declares shape {shape} of {dtype.str} ({declared:,} bytes) but carries "
+                          f"{max(carried, 0):,} bytes of data; send numpy.save output")
+
+
 def decode_npy(body: bytes) -> Any:
     if not body.startswith(b"\x93NUMPY"):
         raise ClientError("the application/x-npy body is not an NPY array (no NPY header); send numpy.save output")
     import numpy as np
 
     try:
+        check_npy_header(io.BytesIO(body), len(body), "the application/x-npy body")
         return np.load(io.BytesIO(body), allow_pickle=False)
-    except ValueError as exc:
-        if "pickle" in str(exc):
-            raise ClientError(
-                "the application/x-npy body holds pickled Python objects, which this server never loads; "
-                "send a numeric array (numpy.save(..., allow_pickle=False))"
-            ) from None
-        raise ClientError(f"the application/x-npy body is not an NPY array: {exc}") from None
-    except (OSError, EOFError) as exc:
-        raise ClientError(f"the application/x-npy body is not an NPY array: {exc}") from None
+    except (ClientError, MemoryError):
+        raise
+    except Exception as exc:  # whatever numpy raises for a malformed body (ValueError, EOFError, TokenError...)
+        raise _not_decodable(exc, "application/x-npy", "an NPY array", "a numeric array (numpy.save(..., "
+                                                                         "allow_pickle=False))") from None
+
+
+def _not_decodable(exc: Exception, media: str, what: str, send: str) -> ClientError:
+    if isinstance(exc, ValueError) and "pickle" in str(exc):
+        return ClientError(f"the {media} body holds pickled Python objects, which this server never loads; "
+                           f"send {send}")
+    return ClientError(f"the {media} body is not {what}: {type(exc).__name__}: {exc}")
 
 
 def encode_npy(data: Any) -> bytes:
@@ -219,20 +259,34 @@ def encode_npy(data: Any) -> bytes:
 def decode_npz(body: bytes) -> dict:
     if not body.startswith(b"PK"):
         raise ClientError("the application/x-npz body is not an NPZ archive (not a zip file); send numpy.savez output")
+    import zipfile
+
     import numpy as np
 
     try:
+        check_npz_members(zipfile.ZipFile(io.BytesIO(body)), len(body))
         with np.load(io.BytesIO(body), allow_pickle=False) as archive:
             return {name: archive[name] for name in archive.files}
-    except ValueError as exc:
-        if "pickle" in str(exc):
-            raise ClientError(
-                "the application/x-npz body holds pickled Python objects, which this server never loads; "
-                "send numeric arrays (numpy.savez)"
-            ) from None
-        raise ClientError(f"the application/x-npz body is not an NPZ archive: {exc}") from None
-    except (OSError, EOFError, AttributeError) as exc:
-        raise ClientError(f"the application/x-npz body is not an NPZ archive: {exc}") from None
+    except (ClientError, MemoryError):
+        raise
+    except Exception as exc:  # BadZipFile, zlib.error, an encrypted member (RuntimeError), a bad NPY header...
+        raise _not_decodable(exc, "application/x-npz", "an NPZ archive", "numeric arrays (numpy.savez)") from None
+
+
+def check_npz_members(archive: Any, size: int) -> None:
+    """Refuse (400) an NPZ archive whose members would expand past the allowance, or one of whose NPY
+    headers declares more than its member holds, before anything is decompressed into an array."""
+    with archive:
+        members = archive.infolist()
+        expanded = sum(info.file_size for info in members)
+        allowance = max(size * NPZ_MAX_EXPANSION, NPZ_MIN_ALLOWANCE)
+        if expanded > allowance:
+            raise ClientError(f"the application/x-npz body ({size:,} bytes) expands to {expanded:,} bytes, more "
+                              f"than {allowance:,} ({NPZ_MAX_EXPANSION} times its size, at least "
+                              f"{NPZ_MIN_ALLOWANCE >> 20} MiB); send numpy.savez output")
+        for info in members:
+            with archive.open(info) as member:
+                check_npy_header(member, info.file_size, f"the application/x-npz member {info.filename!r}")
 
 
 def encode_npz(data: Any) -> bytes:

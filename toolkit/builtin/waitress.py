@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import signal
 import threading
@@ -28,6 +29,7 @@ from toolkit.hookspecs import hookimpl
 from toolkit.serving.streaming import Stream
 
 log = logging.getLogger("toolkit")
+ACCEPT_BATCH = 64  # at most this many connections accepted per turn of a worker's event loop
 
 
 class Watchdog:
@@ -146,6 +148,22 @@ def _busy(server: Any) -> bool:
     return False
 
 
+def _bound_connections(server: Any, env: Any) -> None:
+    """Time out slow requests, refuse oversized bodies readably (toolkit.serving.connections)."""
+    from toolkit.serving import connections
+    from toolkit.serving.app import too_large_message
+
+    limits = connections.Limits(env, lambda size: too_large_message(size, env))
+    server.channel_class = connections.make_channel_class(limits)
+    maintenance = server.maintenance  # waitress's: closes idle connections (channel_timeout)
+
+    def maintain(now: float) -> None:
+        maintenance(now)
+        connections.sweep(server, time.monotonic())
+
+    server.maintenance = maintain
+
+
 def _balance(server: Any, app: Any, slot: Any) -> None:
     """Poll the listening socket only while ``slot`` says this worker is among the least loaded.
 
@@ -159,6 +177,42 @@ def _balance(server: Any, app: Any, slot: Any) -> None:
         return accepts() and slot.may_accept(len(channels), getattr(app, "ready", True))
 
     server.readable = readable
+    accept_one = server.handle_accept
+
+    def handle_accept() -> None:
+        """Accept while connections are waiting and the table allows: one accept per turn of the
+        event loop, whose every turn polls all open connections, took 1.2 s for 1,000 at once."""
+        for _ in range(ACCEPT_BATCH):
+            before = len(channels)
+            accept_one()
+            if len(channels) == before or not readable():
+                return
+
+    server.handle_accept = handle_accept
+    wake_fd = getattr(slot, "wake_fd", None)
+    if wake_fd is not None:
+        _watch_wakes(wake_fd, server._map)
+
+
+def _watch_wakes(fd: int, socket_map: dict) -> None:
+    """Poll the slot's wake pipe (toolkit.serving.balance) in the event loop: a write there ends the
+    loop's wait, so that this worker checks at once whether to accept again."""
+    from waitress import wasyncore
+
+    class Wake(wasyncore.file_dispatcher):
+        def readable(self) -> bool:
+            return True
+
+        def writable(self) -> bool:
+            return False
+
+        def handle_read(self) -> None:
+            try:
+                os.read(self.socket.fd, 4096)
+            except OSError:
+                pass
+
+    Wake(fd, map=socket_map)
 
 
 @hookimpl(trylast=True)
@@ -166,20 +220,26 @@ def toolkit_serve(app: Any, sock: Any, env: Any, slot: Any) -> Optional[bool]:
     from waitress import wasyncore
     from waitress.server import create_server
 
+    from toolkit.serving import connections
+
     limit = env.max_payload_bytes
     server = create_server(
         app,
         sockets=[sock],
         threads=env.threads,
         ident="sagemaker-toolkit",
-        # our own 413 (JSON) answers up to the limit; waitress refuses far larger bodies itself
-        max_request_body_size=(limit + (1 << 20)) if limit else (1 << 40),
-        channel_timeout=max(120, int(env.timeout) + 60),
+        # the exact limit is the channel's (toolkit.serving.connections); waitress's own counts chunked
+        # bodies with their framing, so it only bounds what framing may cost
+        max_request_body_size=(limit * 8 + (1 << 20)) if limit else (1 << 40),
+        channel_timeout=max(math.ceil(env.idle_seconds), 1) if env.idle_seconds > 0 else 1 << 40,
+        cleanup_interval=1,  # idle and slow connections are checked every second
+        connection_limit=connections.connection_limit(),
         expose_tracebacks=False,
         clear_untrusted_proxy_headers=True,
         asyncore_use_poll=True,
         backlog=1024,
     )
+    _bound_connections(server, env)
     _balance(server, app, slot)
     watchdog = Watchdog(server, env.timeout, env.threads)
     if env.timeout > 0:

@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterable, Mapping, Optional
 from toolkit.environment import ServingEnv
 from toolkit.errors import ClientError, ToolkitError
 from toolkit.serving.context import MAX_CUSTOM_ATTRIBUTES, RequestContext, headers_of
-from toolkit.serving.handler import Handler
+from toolkit.serving.handler import HANDLER_FAILURES, Handler
 from toolkit.serving.streaming import EVENT_STREAM, Stream, is_stream, split_event_stream
 from toolkit.serving.streaming import start as start_stream
 
@@ -44,6 +44,12 @@ def status_line(code: int) -> str:
 
 def error_body(message: str) -> bytes:
     return json.dumps({"message": message}).encode("utf-8")
+
+
+def too_large_message(size: Optional[int], env: ServingEnv) -> str:
+    """The 413 message for a body of ``size`` bytes (None: a chunked body, its size not known yet)."""
+    what = f"the request body has {size} bytes, more" if size is not None else "the chunked request body is larger"
+    return f"{what} than SAGEMAKER_MAX_PAYLOAD_IN_MB={env.max_payload_mb} allows ({env.max_payload_bytes} bytes)"
 
 
 class _Empty:
@@ -158,7 +164,7 @@ class ServingApp:
         except ToolkitError as exc:
             log.error("POST /invocations: %s", exc)
             return exc.status, list(JSON_TYPE), error_body(str(exc))
-        except Exception as exc:
+        except HANDLER_FAILURES as exc:
             log.exception("POST /invocations: the handler raised")
             first = (str(exc).splitlines() or [""])[0][:300]
             return 500, list(JSON_TYPE), error_body(
@@ -195,8 +201,7 @@ class ServingApp:
         return data
 
     def _too_large(self, size: int) -> str:
-        return (f"the request body has {size} bytes, more than SAGEMAKER_MAX_PAYLOAD_IN_MB="
-                f"{self.env.max_payload_mb} allows ({self.limit} bytes)")
+        return too_large_message(size, self.env)
 
     def execution_parameters(self, environ: dict) -> tuple[int, list, bytes]:
         params = {
@@ -206,7 +211,7 @@ class ServingApp:
         }
         try:
             custom = self.handler.execution_parameters(RequestContext(headers_of(environ), self._model_dir))
-        except Exception as exc:
+        except HANDLER_FAILURES as exc:
             log.exception("execution_parameters_fn raised")
             return 500, list(JSON_TYPE), error_body(f"execution_parameters_fn raised {type(exc).__name__}: {exc}")
         if custom:

@@ -16,13 +16,22 @@ worker with the fewest (the counts differ by at most one). A worker whose entry 
 ``STALE_AFTER`` (dead, stopping, or its event loop stuck) no longer counts, so it can never keep the
 others from accepting; nor does a worker whose model is still loading, and that worker accepts only
 when no worker is ready, so that a replacement does not collect the new connections to answer them 503.
+
+Waking: a worker that stops polling the listening socket sleeps in its event loop (up to 0.2 s)
+until one of its own connections stirs, so when the other worker in turn got ahead, nobody accepted
+until that sleep ended: with 80 idle connections opened at once, the first /ping after them waited
+4 s (about 19 accepts a second, issue 12). Each slot therefore has a pipe, made before forking, that
+its worker polls; a worker that stops accepting writes to the pipes of the workers that hold fewer
+connections, so one of them accepts at once.
 """
 
 from __future__ import annotations
 
 import mmap
+import os
 import time
 
+SLACK = 32  # a worker may hold 1/SLACK more than the fewest: it accepts in batches when there are many
 STALE_AFTER = 1.0  # seconds; a live worker writes its entry at least every 0.2 s (its event loop tick)
 _NONE = float("inf")
 
@@ -36,6 +45,7 @@ class Balance:
         view = memoryview(self._memory).cast("d")
         self._counts = view[:slots]
         self._beats = view[slots:]
+        self._wakes = [os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC) for _ in range(slots)]  # (read, write) per slot
 
     def slot(self, index: int) -> Slot:
         """The view of worker slot ``index`` (0 <= index < slots), cleared for its new worker."""
@@ -61,6 +71,9 @@ class Slot:
         self._counts = balance._counts
         self._beats = balance._beats
         self._others = [i for i in range(balance.slots) if i != index]
+        self.wake_fd = balance._wakes[index][0]  # readable when another worker wants this one to accept
+        self._wake_fds = [w for _, w in balance._wakes]
+        self._refusing = False
 
     def may_accept(self, connections: int, ready: bool = True) -> bool:
         """Publish ``connections`` (open now) and say whether this worker should accept one more.
@@ -80,7 +93,21 @@ class Slot:
             return fewest == _NONE
         counts[self.index] = connections
         beats[self.index] = now
-        return connections <= fewest
+        # within one of the fewest, or up to 1/SLACK more when there are many
+        accept = fewest == _NONE or connections <= fewest + int(fewest) // SLACK
+        if not accept and not self._refusing:
+            self._wake_fewer(connections, cutoff)
+        self._refusing = not accept
+        return accept
+
+    def _wake_fewer(self, connections: int, cutoff: float) -> None:
+        """Wake the workers with fewer connections than ours: one of them should accept now."""
+        for i in self._others:
+            if self._beats[i] > cutoff and self._counts[i] < connections:
+                try:
+                    os.write(self._wake_fds[i], b"!")
+                except OSError:  # the pipe is full: that worker has a wake-up pending already
+                    pass
 
     def leave(self) -> None:
         """This worker stops accepting (SIGTERM): the others stop counting it at once."""

@@ -65,7 +65,7 @@ class Codecs:
             return decode(body)
         except ClientError:
             raise
-        except (ValueError, UnicodeDecodeError, TypeError) as exc:
+        except (ValueError, UnicodeDecodeError, TypeError, RecursionError) as exc:  # RecursionError: nested too deep
             raise ClientError(f"the {media} body could not be decoded: {exc}") from exc
 
     def encode(self, data: Any, media_type: str) -> bytes:

@@ -30,7 +30,7 @@ from toolkit.serving import mediatypes, streaming
 from toolkit.serving.codecs import Codecs
 from toolkit.serving.context import RequestContext
 from toolkit.serving.frameworks import ModelDefaults
-from toolkit.serving.handler import Handler
+from toolkit.serving.handler import HANDLER_FAILURES, Handler
 
 log = logging.getLogger("toolkit")
 
@@ -117,7 +117,7 @@ def import_user_module(path: Path) -> ModuleType:
     sys.modules[name] = module
     try:
         spec.loader.exec_module(module)
-    except Exception as exc:
+    except HANDLER_FAILURES as exc:
         sys.modules.pop(name, None)
         log.exception("importing %s failed", path)
         raise CodeError(f"importing {path} failed: {type(exc).__name__}: {exc}") from exc
@@ -198,7 +198,7 @@ class InferenceHandler(Handler):
             self.load_error = exc
             self.problem = str(exc)
             return
-        except Exception as exc:
+        except HANDLER_FAILURES as exc:
             log.exception("loading the model failed")
             self.load_error = exc
             where = "model_fn in" if "model_fn" in self.fns else "loading the model for"

@@ -6,6 +6,11 @@ from typing import Any, Mapping, Optional
 
 from toolkit.serving.context import RequestContext
 
+# What a call into user code may raise that the server answers (500) instead of letting it escape:
+# ``raise SystemExit`` or ``KeyboardInterrupt`` in a handler would otherwise unwind the server's own
+# request thread, leaving its client without an answer and the thread gone.
+HANDLER_FAILURES = (Exception, SystemExit, KeyboardInterrupt)
+
 
 class Handler:
     """Base class for handlers. Subclass it in a ``toolkit_load_handler`` plugin.
@@ -23,7 +28,8 @@ class Handler:
         """Answer one request: return (response body as bytes or str, its media type).
 
         ``content_type`` and ``accept`` are the raw header values (``accept`` None when absent).
-        Raise ``toolkit.ClientError`` for a 4xx; any other exception is a 500.
+        Raise ``toolkit.ClientError`` for a 4xx; any other exception (``SystemExit`` and
+        ``KeyboardInterrupt`` too) is a 500.
         """
         raise NotImplementedError
 

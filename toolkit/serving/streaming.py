@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from typing import Any, Callable, Optional
 
 from toolkit.serving import mediatypes
+from toolkit.serving.handler import HANDLER_FAILURES
 
 log = logging.getLogger("toolkit")
 
@@ -79,11 +80,13 @@ class Stream:
         except StopIteration:
             self.done = True
             raise
-        except Exception as exc:
+        except HANDLER_FAILURES as exc:
             self.done = True
             log.exception("POST /invocations: the handler raised while streaming")
-            if not self.sse:
-                raise  # the server closes the connection without the last chunk: the client sees it cut off
+            if not self.sse:  # the server closes the connection without the last chunk: the client sees it cut off
+                if isinstance(exc, Exception):
+                    raise
+                raise RuntimeError(f"the handler raised {type(exc).__name__} while streaming") from exc
             message = f"the model's handler raised {type(exc).__name__} while streaming"
             first_line = (str(exc).splitlines() or [""])[0][:300]
             if first_line:

@@ -145,7 +145,7 @@ class Supervisor:
         """The thread that loads and unloads models in every worker (toolkit/serving/multimodel)."""
         from toolkit.serving.multimodel.control import ModelControl
 
-        self.models = ModelControl(self.env, self.pm)
+        self.models = ModelControl(self.env, self.pm, trial=self.app.registry)
         self.models.start()
 
     def _join_models(self) -> None:

@@ -81,9 +81,10 @@ class WorkerLink:
 
 
 class ModelControl:
-    def __init__(self, env: ServingEnv, pm: Any) -> None:
+    def __init__(self, env: ServingEnv, pm: Any, trial: Optional[Any] = None) -> None:
         self.env = env
         self.pm = pm
+        self.trial = trial  # a Registry to try each load with first, in a throwaway process (probe.py)
         self.registry: dict[str, str] = {}  # name -> url, in load order
         self.workers: dict[int, WorkerLink] = {}
         self.channels: list[Channel] = []  # every channel made, for children to close (main thread only)
@@ -233,6 +234,12 @@ class ModelControl:
                 self.pm.hook.toolkit_install_dependencies(code_dir=code, env=self.env.settings_view())
             except ToolkitError as exc:
                 return reply(500, message=f"model {name!r}: installing its dependencies failed: {exc}")
+        if self.trial is not None and self.env.probe_model_loads:
+            from toolkit.serving.multimodel.probe import trial_load
+
+            tried = trial_load(self.trial.load, name, url)
+            if not tried.get("ok"):
+                return self._not_loaded(name, tried)
         acks = self._broadcast({"op": "load", "name": name, "url": url})
         failed = {pid: ack for pid, ack in acks.items() if ack is None or not ack.get("ok")}
         if failed or not acks:
@@ -240,14 +247,17 @@ class ModelControl:
             if not acks:
                 return reply(503, message="no worker is running; retry in a moment")
             pid, ack = next(iter(failed.items()))
-            reason = ack.get("error") if ack else f"worker {pid} died while loading it"
-            status = 507 if ack and ack.get("memory") else 500
-            log.error("model %r not loaded: %s", name, reason)
-            return reply(status, message=f"model {name!r} was not loaded: {reason}")
+            return self._not_loaded(name, ack or {"error": f"worker {pid} died while loading it"})
         self.registry[name] = url
         log.info("model %r loaded from %s in %d worker(s) in %.2f s", name, url, len(acks),
                  time.perf_counter() - started)
         return reply(200, modelName=name, modelUrl=url)
+
+    def _not_loaded(self, name: str, ack: dict) -> dict:
+        """The answer to a load that failed somewhere: 507 for a MemoryError, else 500, saying why."""
+        reason = ack.get("error")
+        log.error("model %r not loaded: %s", name, reason)
+        return reply(507 if ack.get("memory") else 500, message=f"model {name!r} was not loaded: {reason}")
 
     def unload(self, name: str) -> dict:
         url = self.registry.pop(name, None)

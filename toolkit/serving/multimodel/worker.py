@@ -15,6 +15,7 @@ from typing import Any, Optional
 
 from toolkit.environment import ServingEnv
 from toolkit.serving.app import ServingApp
+from toolkit.serving.handler import HANDLER_FAILURES
 from toolkit.serving.multimodel import memory
 from toolkit.serving.multimodel.isolation import isolated_imports
 from toolkit.serving.multimodel.links import Line
@@ -67,7 +68,7 @@ class Registry:
                     handler.load_model()
         except MemoryError:
             return failed({"ok": False, "memory": True, "error": f"out of memory while loading model {name!r}"})
-        except Exception as exc:
+        except HANDLER_FAILURES as exc:
             log.exception("loading model %r failed", name)
             return failed({"ok": False, "error": f"loading model {name!r} failed: {type(exc).__name__}: {exc}"})
         if handler is None:
@@ -139,7 +140,7 @@ class Agent:
                 return self.registry.load(command["name"], command["url"])
             if op == "unload":
                 return self.registry.unload(command["name"])
-        except Exception as exc:  # never leave the supervisor waiting
+        except HANDLER_FAILURES as exc:  # never leave the supervisor waiting
             log.exception("%s of model %r failed", op, command.get("name"))
             return {"ok": False, "error": f"{op} failed in worker {os.getpid()}: {type(exc).__name__}: {exc}"}
         return {"ok": False, "error": f"unknown command {op!r}"}
