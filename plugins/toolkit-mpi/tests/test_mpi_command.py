@@ -143,7 +143,7 @@ def test_toolkit_launcher_decides_alone(launch):
 
 @pytest.mark.parametrize("hps, message", [
     ({"sagemaker_mpi_enabled": True, "sagemaker_mpi_num_of_processes_per_host": 0},
-     "sagemaker_mpi_num_of_processes_per_host must be a whole number of at least 1, got 0"),
+     "sagemaker_mpi_num_of_processes_per_host (0) is below 1; expected e.g. 1"),
     ({"sagemaker_mpi_enabled": True, "sagemaker_mpi_custom_mpi_options": "-x 'unclosed"},
      "sagemaker_mpi_custom_mpi_options \"-x 'unclosed\" does not parse as shell words"),
     ({"sagemaker_mpi_enabled": True, "sagemaker_torch_distributed_enabled": True},

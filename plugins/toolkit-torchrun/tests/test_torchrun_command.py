@@ -83,7 +83,7 @@ def test_interface_and_efa_variables(launch):
     ({"sagemaker_torch_distributed_enabled": True}, "run.sh",
      "torchrun runs Python: entry point 'run.sh' must be a .py file or a module name"),
     ({"sagemaker_torch_distributed_enabled": True, "sagemaker_mpi_num_of_processes_per_host": "two"}, "train.py",
-     "sagemaker_mpi_num_of_processes_per_host must be a whole number of at least 1, got 'two'"),
+     "sagemaker_mpi_num_of_processes_per_host ('two') is not a whole number; expected e.g. 1"),
 ])
 def test_bad_settings_are_one_clear_line(launch, hps, entry, message):
     with pytest.raises(ConfigError) as err:
