@@ -36,7 +36,22 @@ _EXPORTS = {
     "positive_int": "toolkit.environment",
 }
 
-__all__ = ["__version__", *sorted(_EXPORTS)]
+__all__ = [
+    "V3_MASTER_PORT",
+    "ClientError",
+    "CodeError",
+    "Command",
+    "ConfigError",
+    "FetchError",
+    "Outcome",
+    "ProcessingEnv",
+    "ServingEnv",
+    "ToolkitError",
+    "TrainingEnv",
+    "__version__",
+    "hookimpl",
+    "positive_int",
+]
 
 
 def __getattr__(name: str) -> Any:
