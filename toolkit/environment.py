@@ -449,7 +449,9 @@ class TrainingEnv(_Cluster):
         explicit = (self.environ.get("TOOLKIT_LAUNCHER") or "").strip().lower()
         if explicit:
             return explicit == launcher
-        on = [key for key in DISTRIBUTION_SWITCHES if _true(self.settings.get(key))]
+        switches = (*DISTRIBUTION_SWITCHES, switch) if switch and switch not in DISTRIBUTION_SWITCHES \
+            else DISTRIBUTION_SWITCHES
+        on = [key for key in switches if _true(self.settings.get(key))]
         if len(on) > 1:
             raise ConfigError(f"both {on[0]} and {on[1]} are set: set only one, or choose the launcher with "
                               f"TOOLKIT_LAUNCHER (e.g. TOOLKIT_LAUNCHER={launcher})")

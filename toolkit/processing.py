@@ -157,7 +157,7 @@ def _process(argv: Sequence[str], environ: Mapping[str, str], base_dir: Optional
             s["what"] = str(code_dir)
         step[0] = "install dependencies"
         with tlog.step("install dependencies"):
-            pm.hook.toolkit_install_dependencies(code_dir=code_dir, env=env.settings_view())
+            steps.install(code_dir, env.settings_view(), pm)
         step[0] = "launch"
         command = launch(env, pm, code_dir, entry, argv[1:])
         child_env = child_environment(env, command, code_dir)

@@ -1,4 +1,4 @@
-"""The steps ``train`` and ``process`` share: fetch the code, and run the launcher's command under
+"""The steps ``train`` and ``process`` share: fetch the code, install it, and run the launcher's command under
 the core's supervisor, writing the failure file when it fails.
 
 toolkit/training.py orders these for a training job and toolkit/processing.py for a processing
@@ -30,10 +30,18 @@ def supported_schemes(pm: pluggy.PluginManager) -> str:
 
 def fetch(uri: str, dest: Path, settings: Mapping[str, str], pm: pluggy.PluginManager) -> Path:
     """Ask the fetchers for the code at ``uri``; the folder that holds it."""
-    result = pm.hook.toolkit_fetch_code(uri=uri, dest=dest, env=settings)
+    result = pm.hook.toolkit_fetch_code(uri=uri, dest=dest, settings=settings)
     if result is None:
         raise CodeError(f"no fetcher accepts the code location {uri!r}; supported: {supported_schemes(pm)}")
     return Path(result)
+
+
+def install(code_dir: Path, settings: Mapping[str, str], pm: pluggy.PluginManager,
+            requirements: Optional[str] = None) -> None:
+    """Ask the installers to install what ``code_dir`` needs: ``requirements`` when the job names a
+    file (SDK v3's sourcecode.json), else the file TOOLKIT_REQUIREMENTS names, else their default."""
+    requirements = requirements or settings.get("TOOLKIT_REQUIREMENTS") or None
+    pm.hook.toolkit_install_dependencies(code_dir=code_dir, settings=settings, requirements=requirements)
 
 
 class Ran(NamedTuple):

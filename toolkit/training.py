@@ -218,12 +218,9 @@ def _train(run: _Run) -> int:
                 s["what"] = str(code_dir)
         run.durations["fetch"] = s["seconds"]
         env = run.env = env.with_changes(source_dir=code_dir)
-        install_env = dict(env.settings_view())
-        if v3 is not None and v3.requirements:
-            install_env["TOOLKIT_REQUIREMENTS"] = v3.requirements
         run.step = "install dependencies"
         with tlog.step("install dependencies") as s:
-            pm.hook.toolkit_install_dependencies(code_dir=code_dir, env=install_env)
+            steps.install(code_dir, env.settings_view(), pm, v3.requirements if v3 is not None else None)
         run.durations["install"] = s["seconds"]
         run.step = "launch"
         command = run.command = launch(env, pm, code_dir, v3)
