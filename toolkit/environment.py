@@ -457,10 +457,17 @@ class TrainingEnv(_Cluster):
                               f"TOOLKIT_LAUNCHER (e.g. TOOLKIT_LAUNCHER={launcher})")
         if on:
             return on[0] == switch
+        return self._distributed_launcher() == launcher
+
+    def _distributed_launcher(self) -> str:
         spec = self.distributed or {}
         kind = str(spec.get("_type") or "").lower()
         driver = str(spec.get("driver_script") or "").lower()
-        return (kind or (driver.split("_driver", 1)[0] if "_driver" in driver else "")) == launcher
+        return kind or (driver.split("_driver", 1)[0] if "_driver" in driver else "")
+
+    def requested_launcher(self) -> str:
+        """0.1's way to ask (use ``asks_for``): TOOLKIT_LAUNCHER, else the launcher distributed.json names."""
+        return (self.environ.get("TOOLKIT_LAUNCHER") or "").strip().lower() or self._distributed_launcher()
 
     @property
     def num_gpus(self) -> int:
