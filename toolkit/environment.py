@@ -443,15 +443,16 @@ class TrainingEnv(_Cluster):
         TOOLKIT_LAUNCHER decides alone when set (any other value means no). Else the launcher's own
         SDK v2 hyperparameter ``switch`` (``sagemaker_mpi_enabled``...) when true; else, when no
         distribution switch is on, the SDK v3 distributed.json naming it (``_type``, or
-        ``driver_script`` in older releases). Two distribution switches at once is an error: the
-        SDK never sets two, and they would ask for two engines.
+        ``driver_script`` in older releases). The SDK names each distribution choice
+        ``sagemaker_<x>_enabled`` and sets one at most: two switches on at once is an error, since
+        they would ask for two engines.
         """
         explicit = (self.environ.get("TOOLKIT_LAUNCHER") or "").strip().lower()
         if explicit:
             return explicit == launcher
-        switches = (*DISTRIBUTION_SWITCHES, switch) if switch and switch not in DISTRIBUTION_SWITCHES \
-            else DISTRIBUTION_SWITCHES
-        on = [key for key in switches if _true(self.settings.get(key))]
+        on = [key for key in (*DISTRIBUTION_SWITCHES, *sorted(self.settings)) if key.startswith("sagemaker_")
+              and key.endswith("_enabled") and _true(self.settings.get(key))]
+        on = list(dict.fromkeys(on))
         if len(on) > 1:
             raise ConfigError(f"both {on[0]} and {on[1]} are set: set only one, or choose the launcher with "
                               f"TOOLKIT_LAUNCHER (e.g. TOOLKIT_LAUNCHER={launcher})")
