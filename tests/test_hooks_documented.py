@@ -31,6 +31,31 @@ def test_every_hook_is_documented_with_its_signature() -> None:
     assert not wrong, f"docs/hooks.md lacks these exact signatures: {wrong}"
 
 
+# The serving hooks still carry their full text in the spec (they are being reshaped for the server
+# object of issue 16); every other hook is explained in one place, docs/hooks.md.
+FULL_TEXT_IN_SPEC = {"toolkit_load_handler", "toolkit_load_model", "toolkit_model_defaults", "toolkit_decoder",
+                     "toolkit_encoder", "toolkit_media_types", "toolkit_serve"}
+
+
+def section(doc: str, name: str) -> str:
+    return doc.split(f"### {name}\n", 1)[1].split("\n## ", 1)[0].split("\n### ", 1)[0]
+
+
+def test_each_hook_is_one_line_in_the_spec_and_explained_with_an_example_in_the_docs() -> None:
+    doc = (ROOT / "docs" / "hooks.md").read_text()
+    problems = []
+    for name in sorted(set(HOOKS) - FULL_TEXT_IN_SPEC):
+        summary = (getattr(hookspecs, name).__doc__ or "").strip()
+        if not summary or "\n" in summary:
+            problems.append(f"{name}: the spec's docstring must be one line (the full text goes in docs/hooks.md)")
+        text = section(doc, name)
+        if " ".join(summary.replace("``", "`").split()) not in " ".join(text.split()):
+            problems.append(f"{name}: docs/hooks.md does not repeat the spec's line {summary!r}")
+        if not re.search(rf"```python\n(?:.*\n)*?def {name}\(", text):
+            problems.append(f"{name}: docs/hooks.md has no example implementing it")
+    assert not problems, "\n".join(problems)
+
+
 def test_documentation_names_no_hook_that_does_not_exist() -> None:
     doc = (ROOT / "docs" / "hooks.md").read_text()
     documented = set(re.findall(r"^### (toolkit_\w+)$", doc, re.M))

@@ -204,3 +204,116 @@ def toolkit_install_dependencies(code_dir, env):
     assert re.fullmatch(stamp + r" toolkit INFO install dependencies \(\d+\.\d\d s\)", ours[0]), ours[0]
     assert "chatty debug line" not in result.stderr  # the job's level (INFO) applies to plugins too
     assert len(theirs) == 1  # one handler: not printed twice
+
+
+def test_hook_install_dependencies_gets_the_requirements_file_the_job_names(job: Job, plugin_site: PluginSite) -> None:
+    # an SDK v3 job names its requirements file in sourcecode.json: the installer gets it as an argument,
+    # and the settings it reads are the job's, not a mapping the core made up
+    plugin_site.add("recordinstaller", '''
+import json
+import toolkit
+
+@toolkit.hookimpl
+def toolkit_install_dependencies(code_dir, settings, requirements):
+    (code_dir / "seen.json").write_text(json.dumps({"requirements": requirements,
+                                                    "in_settings": settings.get("TOOLKIT_REQUIREMENTS")}))
+    return True
+''')
+    job.hyperparameters({}).channels("code", "sm_drivers").resources()
+    (job.base / "input" / "data" / "sm_drivers" / "sourcecode.json").write_text(
+        json.dumps({"entry_script": "train.py", "requirements": "deps/extra.txt"}))
+    code = job.base / "input" / "data" / "code"
+    job.script("train.py", "", where=code)
+    result = job.run(**plugin_site.environ())
+    assert result.returncode == 0, result.stderr
+    assert json.loads((code / "seen.json").read_text()) == {"requirements": "deps/extra.txt", "in_settings": None}
+
+
+def test_a_plugin_written_for_0_1_still_fetches_and_installs_and_is_told_what_to_rename(
+        job: Job, plugin_site: PluginSite, tmp_path) -> None:
+    src = tmp_path / "share"
+    src.mkdir()
+    (src / "train.py").write_text("")
+    plugin_site.add("oldstyle", f'''
+import shutil
+import toolkit
+
+@toolkit.hookimpl
+def toolkit_fetch_code(uri, dest, env):
+    if not uri.startswith("nfs://"):
+        return None
+    shutil.copytree({str(src)!r}, dest)
+    (dest / "fetched-with").write_text(env["sagemaker_program"])
+    return dest
+
+@toolkit.hookimpl
+def toolkit_install_dependencies(code_dir, env):
+    (code_dir / "installed-with").write_text(env.get("TOOLKIT_REQUIREMENTS") or "")
+    return True
+''')
+    job.hyperparameters({"sagemaker_program": "train.py", "sagemaker_submit_directory": "nfs://share"}).resources()
+    result = job.run(TOOLKIT_REQUIREMENTS="deps.txt", **plugin_site.environ())
+    assert result.returncode == 0, result.stderr
+    assert (job.code / "fetched-with").read_text() == "train.py"
+    assert (job.code / "installed-with").read_text() == "deps.txt"  # 0.1 found the file named in the mapping
+    warnings = [ln for ln in result.stderr.splitlines() if "plugin 'oldstyle'" in ln]
+    assert len(warnings) == 2 and all("rename the argument to 'settings'" in ln for ln in warnings), warnings
+
+
+def test_a_plugin_whose_hook_does_not_fit_stops_the_job_with_one_line(job: Job, plugin_site: PluginSite) -> None:
+    plugin_site.add("misfit", '''
+import toolkit
+
+@toolkit.hookimpl
+def toolkit_launch(entry_point, job):
+    return None
+''')
+    job.hyperparameters({"sagemaker_program": "train.py"}).resources()
+    job.script("train.py", "")
+    result = job.run(**plugin_site.environ())
+    assert result.returncode == 2
+    message = job.failure.read_text()
+    assert "\n" not in message.strip()
+    assert message.startswith("plugin 'misfit' does not fit the hooks: ") and "{'job'}" in message
+    assert job.run(TOOLKIT_DISABLE_PLUGINS="misfit", **plugin_site.environ()).returncode == 0
+
+
+def test_hook_launch_a_launcher_decides_itself_whether_the_job_asked_for_it(job: Job, plugin_site: PluginSite) -> None:
+    plugin_site.add("deepspeedish", f'''
+import sys
+import toolkit
+
+@toolkit.hookimpl
+def toolkit_launch(entry_point, code_dir, args, env: toolkit.TrainingEnv):
+    if not env.asks_for("deepspeed", "sagemaker_deepspeed_enabled"):
+        return None
+    return toolkit.Command([{sys.executable!r}, "-c", "import sys; open(sys.argv[1], 'w').write('ds')",
+                            str(env.model_dir / "marker")])
+''')
+    job.hyperparameters({"sagemaker_program": "train.py", "sagemaker_deepspeed_enabled": True}).resources()
+    job.script("train.py", "raise SystemExit(3)\n")
+    assert job.run(**plugin_site.environ()).returncode == 0
+    assert (job.model / "marker").read_text() == "ds"
+    assert job.run(TOOLKIT_LAUNCHER="python", **plugin_site.environ()).returncode == 3  # TOOLKIT_LAUNCHER decides
+    job.hyperparameters({"sagemaker_program": "train.py", "sagemaker_deepspeed_enabled": True,
+                         "sagemaker_mpi_enabled": True})
+    assert job.run(**plugin_site.environ()).returncode == 2
+    assert job.failure.read_text().startswith("both sagemaker_mpi_enabled and sagemaker_deepspeed_enabled are set")
+
+
+def test_first_party_plugins_use_only_the_public_api() -> None:
+    import ast
+    from pathlib import Path
+
+    import toolkit
+
+    root = Path(__file__).resolve().parent.parent / "plugins"
+    internal = []
+    for path in sorted(root.glob("toolkit-*/toolkit_*/*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("toolkit."):
+                internal.append(f"{path.relative_to(root)}: from {node.module}")
+            elif isinstance(node, ast.ImportFrom) and node.module == "toolkit":
+                missing = {a.name for a in node.names} - set(toolkit.__all__)
+                internal += [f"{path.relative_to(root)}: toolkit.{name} is not exported" for name in missing]
+    assert not internal, internal

@@ -11,31 +11,46 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing; type che
 if TYPE_CHECKING:  # pragma: no cover - what type checkers and IDEs see
     from typing import Any
 
+    from toolkit.environment import V3_MASTER_PORT, ProcessingEnv, ServingEnv, TrainingEnv, positive_int
     from toolkit.errors import ClientError, CodeError, ConfigError, FetchError, ToolkitError
     from toolkit.hookspecs import hookimpl
-    from toolkit.types import Command
+    from toolkit.types import Command, Outcome
 
 __version__ = "0.1.0"
 
+# Everything a plugin needs: the marker, what hooks receive (the environments, Outcome) and return
+# (Command), the errors to raise, and the helpers the first-party launchers read settings with.
 _EXPORTS = {
     "ClientError": "toolkit.errors",
     "CodeError": "toolkit.errors",
     "Command": "toolkit.types",
     "ConfigError": "toolkit.errors",
     "FetchError": "toolkit.errors",
+    "Outcome": "toolkit.types",
+    "ProcessingEnv": "toolkit.environment",
+    "ServingEnv": "toolkit.environment",
     "ToolkitError": "toolkit.errors",
+    "TrainingEnv": "toolkit.environment",
+    "V3_MASTER_PORT": "toolkit.environment",
     "hookimpl": "toolkit.hookspecs",
+    "positive_int": "toolkit.environment",
 }
 
 __all__ = [
+    "V3_MASTER_PORT",
     "ClientError",
     "CodeError",
     "Command",
     "ConfigError",
     "FetchError",
+    "Outcome",
+    "ProcessingEnv",
+    "ServingEnv",
     "ToolkitError",
+    "TrainingEnv",
     "__version__",
     "hookimpl",
+    "positive_int",
 ]
 
 

@@ -28,6 +28,16 @@ DEFAULT_BASE_DIR = "/opt/ml"
 SETTING_KEYS = frozenset({"_tuning_objective_metric", "default_user_module_name"})
 SETTING_PREFIX = "sagemaker_"
 V3_MASTER_PORT = 7777  # what the SageMaker SDK v3 drivers export as SM_MASTER_PORT
+# The SDK v2 ``distribution`` choices, as the hyperparameters it sets (one at most).
+DISTRIBUTION_SWITCHES = (
+    "sagemaker_mpi_enabled",
+    "sagemaker_parameter_server_enabled",
+    "sagemaker_distributed_dataparallel_enabled",
+    "sagemaker_pytorch_ddp_enabled",
+    "sagemaker_pytorch_xla_multi_worker_enabled",
+    "sagemaker_torch_distributed_enabled",
+    "sagemaker_multi_worker_mirrored_strategy_enabled",
+)
 
 
 def decode_value(value: Any) -> Any:
@@ -412,18 +422,7 @@ class TrainingEnv(_Cluster):
         explicit = self.settings.get("sagemaker_distribution_instance_groups")
         if isinstance(explicit, list):
             return [str(g) for g in explicit]
-        distributed = any(
-            self.settings.get(key)
-            for key in (
-                "sagemaker_mpi_enabled",
-                "sagemaker_parameter_server_enabled",
-                "sagemaker_distributed_dataparallel_enabled",
-                "sagemaker_pytorch_ddp_enabled",
-                "sagemaker_pytorch_xla_multi_worker_enabled",
-                "sagemaker_torch_distributed_enabled",
-                "sagemaker_multi_worker_mirrored_strategy_enabled",
-            )
-        )
+        distributed = any(self.settings.get(key) for key in DISTRIBUTION_SWITCHES)
         return [self.current_instance_group] if distributed else []
 
     @property
@@ -438,31 +437,38 @@ class TrainingEnv(_Cluster):
     def master_hostname(self) -> str:
         return (self.distribution_hosts or self.hosts)[0]
 
-    def requested_launcher(self) -> str:
-        """Which distributed launcher the job asks for ('' for none), for launcher plugins.
+    def asks_for(self, launcher: str, switch: Optional[str] = None) -> bool:
+        """Whether this job asks for the launcher named ``launcher``, for launcher plugins.
 
-        TOOLKIT_LAUNCHER decides alone when set; else the classic hyperparameters
-        (``sagemaker_mpi_enabled``, ``sagemaker_torch_distributed_enabled``); else the SDK v3
-        distributed.json (``_type``, or ``driver_script`` in older releases). Both classic
-        settings at once is an error: they ask for two engines.
+        TOOLKIT_LAUNCHER decides alone when set (any other value means no). Else the launcher's own
+        SDK v2 hyperparameter ``switch`` (``sagemaker_mpi_enabled``...) when true; else, when no
+        distribution switch is on, the SDK v3 distributed.json naming it (``_type``, or
+        ``driver_script`` in older releases). The SDK names each distribution choice
+        ``sagemaker_<x>_enabled`` and sets one at most: two switches on at once is an error, since
+        they would ask for two engines.
         """
         explicit = (self.environ.get("TOOLKIT_LAUNCHER") or "").strip().lower()
         if explicit:
-            return explicit
-        flags = [name for name, key in (("mpi", "sagemaker_mpi_enabled"),
-                                        ("torchrun", "sagemaker_torch_distributed_enabled"))
-                 if _true(self.settings.get(key))]
-        if len(flags) > 1:
-            raise ConfigError(
-                "both sagemaker_mpi_enabled and sagemaker_torch_distributed_enabled are set: "
-                "set only one, or choose with TOOLKIT_LAUNCHER=mpi or TOOLKIT_LAUNCHER=torchrun"
-            )
-        if flags:
-            return flags[0]
+            return explicit == launcher
+        on = [key for key in (*DISTRIBUTION_SWITCHES, *sorted(self.settings)) if key.startswith("sagemaker_")
+              and key.endswith("_enabled") and _true(self.settings.get(key))]
+        on = list(dict.fromkeys(on))
+        if len(on) > 1:
+            raise ConfigError(f"both {on[0]} and {on[1]} are set: set only one, or choose the launcher with "
+                              f"TOOLKIT_LAUNCHER (e.g. TOOLKIT_LAUNCHER={launcher})")
+        if on:
+            return on[0] == switch
+        return self._distributed_launcher() == launcher
+
+    def _distributed_launcher(self) -> str:
         spec = self.distributed or {}
         kind = str(spec.get("_type") or "").lower()
         driver = str(spec.get("driver_script") or "").lower()
         return kind or (driver.split("_driver", 1)[0] if "_driver" in driver else "")
+
+    def requested_launcher(self) -> str:
+        """0.1's way to ask (use ``asks_for``): TOOLKIT_LAUNCHER, else the launcher distributed.json names."""
+        return (self.environ.get("TOOLKIT_LAUNCHER") or "").strip().lower() or self._distributed_launcher()
 
     @property
     def num_gpus(self) -> int:

@@ -1,4 +1,4 @@
-"""Every hook the toolkit calls, grouped by phase. Each docstring is the plugin author's reference.
+"""Every hook the toolkit calls, grouped by phase: the contract between the core and plugins.
 
 A plugin is a module or object with functions named after these hooks and marked with
 ``@toolkit.hookimpl``; it only implements the hooks it cares about. Third-party plugins are
@@ -6,8 +6,10 @@ called before the built-ins (pluggy calls the last registered first), so a plugi
 built-in by answering first. ``firstresult`` hooks stop at the first implementation that returns
 something other than None: return None to say "not mine".
 
-docs/hooks.md lists every hook with its signature; tests/test_hooks_documented.py keeps the two
-in step.
+The code and training hooks have a one-line docstring here; docs/hooks.md explains each one in
+full, with an example, and says what changed since 0.1 (tests/test_hooks_documented.py keeps the
+two in step). Argument names say what a hook receives: ``env`` is the job's parsed environment
+(``toolkit.TrainingEnv`` or ``toolkit.ServingEnv``), ``settings`` a read-only mapping of variables.
 """
 
 from __future__ import annotations
@@ -38,40 +40,24 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 
 
 @hookspec(firstresult=True)
-def toolkit_fetch_code(uri: str, dest: Path, env: Mapping[str, str]) -> Optional[Path]:
-    """Fetch the user's code named by ``uri`` and return the directory that holds it.
-
-    ``uri`` is what the job gave as its submit directory (``sagemaker_submit_directory`` or
-    SAGEMAKER_SUBMIT_DIRECTORY): ``s3://...``, ``git+https://...``, ``https://...``, a local path
-    or ``file://`` URI. ``dest`` does not exist yet; a fetcher that downloads creates it (all or
-    nothing) and returns it, or a folder inside it. A fetcher of a local directory may return
-    that directory itself. ``env`` is the job's environment (variables, and for training also
-    the ``sagemaker_*`` settings lower-cased), read-only.
-
-    Return None when the URI's scheme is not yours. Raise ``toolkit.FetchError`` with a one-line
-    message when it is yours but cannot be fetched.
-    """
+def toolkit_fetch_code(uri: str, dest: Path, settings: Mapping[str, str]) -> Optional[Path]:
+    """Fetch the user's code at ``uri`` into ``dest`` and return its folder; None when the scheme is not yours."""
 
 
 @hookspec
 def toolkit_fetch_schemes() -> Sequence[str]:
-    """Return the URI schemes your ``toolkit_fetch_code`` accepts, for error messages and
-    ``toolkit plugins`` (for example ``["s3"]``)."""
+    """Return the URI schemes your ``toolkit_fetch_code`` accepts, for error messages and ``toolkit plugins``."""
 
 
 @hookspec(firstresult=True)
-def toolkit_install_dependencies(code_dir: Path, env: Mapping[str, str]) -> Optional[bool]:
-    """Install what the code in ``code_dir`` needs before it runs.
-
-    The built-in installer pip-installs ``requirements.txt`` and, when the directory is a
-    package (``pyproject.toml`` or ``setup.py``), the directory itself. Return True when you
-    handled the directory (even if there was nothing to do), None to let the next installer try.
-    Raise ``toolkit.CodeError`` when the installation fails.
-    """
+def toolkit_install_dependencies(
+    code_dir: Path, settings: Mapping[str, str], requirements: Optional[str]
+) -> Optional[bool]:
+    """Install what the code in ``code_dir`` needs; True when you handled it, None to let the next installer try."""
 
 
 # --------------------------------------------------------------------------------------------
-# Training: what to run and with which environment
+# Training (and processing): what to run and with which environment
 # --------------------------------------------------------------------------------------------
 
 
@@ -79,32 +65,17 @@ def toolkit_install_dependencies(code_dir: Path, env: Mapping[str, str]) -> Opti
 def toolkit_launch(
     entry_point: str, code_dir: Path, args: Sequence[str], env: TrainingEnv
 ) -> Optional[Command]:
-    """Say what to run for ``entry_point`` (a path relative to ``code_dir`` or a module name).
-
-    ``args`` are the hyperparameters as command-line arguments, built as the official toolkit
-    builds them. Return a ``toolkit.Command`` (argv, optional cwd and extra environment) when the
-    entry point is yours, None otherwise. The core runs it: process group, signal forwarding,
-    logs, exit code and failure file are not the launcher's business. Distributed launchers
-    (torchrun, MPI) answer here before the built-in python/shell/executable ones.
-    """
+    """Say what to run for ``entry_point`` as a ``toolkit.Command``; None when it is not yours."""
 
 
 @hookspec
 def toolkit_environment(env: TrainingEnv) -> Optional[Mapping[str, str]]:
-    """Return variables to add to the user process's environment (all results are merged).
-
-    The built-in implementation returns every SM_* variable the official training toolkit and
-    the SageMaker SDK v3 drivers export. A later (third-party) result wins on a name clash.
-    """
+    """Return variables to add to the user process's environment (all results are merged)."""
 
 
 @hookspec
 def toolkit_after_training(env: TrainingEnv, outcome: Outcome) -> None:
-    """Called once the user process has ended and the success or failure file is written.
-
-    ``outcome.exit_code`` is what ``train`` will exit with. Use it to upload, notify or clean up;
-    an exception here is logged and does not change the job's result.
-    """
+    """Called once the job has ended and the success or failure file is written."""
 
 
 # --------------------------------------------------------------------------------------------

@@ -124,24 +124,23 @@ def get_plugin_manager(
     pluggy calls the most recently registered implementation first, so installed plugins (and
     ``extra`` ones, used by tests and embedding code) answer before the built-ins.
     ``training=True`` (the ``train`` flow) leaves out the serving-only built-ins, which
-    implement no hook a training run calls; installed plugins are loaded either way.
+    implement no hook a training run calls; installed plugins are loaded either way. The names in
+    TOOLKIT_DISABLE_PLUGINS are blocked with pluggy's own ``set_blocked`` (and never imported).
     """
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
-    disabled = _names(environ.get("TOOLKIT_DISABLE_PLUGINS"))
+    for name in _names(environ.get("TOOLKIT_DISABLE_PLUGINS")):
+        pm.set_blocked(name)
     allowed = _names(environ.get("TOOLKIT_PLUGINS"))
-    sources: dict[str, str] = {}
 
     for name, module_name in BUILTIN_PLUGINS.items():
-        if name in disabled or (training and name in SERVING_ONLY):
-            continue
-        pm.register(importlib.import_module(module_name), name=name)
-        sources[name] = f"builtin ({module_name})"
+        if not pm.is_blocked(name) and not (training and name in SERVING_ONLY):
+            pm.register(importlib.import_module(module_name), name=name)
 
     found: set[str] = set()
-    for name, value, origin in _entry_points():
+    for name, value, _origin in _entry_points():
         found.add(name)
-        if name in disabled or (allowed and name not in allowed):
+        if pm.is_blocked(name) or (allowed and name not in allowed):
             continue
         try:
             plugin = _load(value)
@@ -150,20 +149,38 @@ def get_plugin_manager(
                 f"plugin {name!r} ({value}) failed to import: {type(exc).__name__}: {exc}; "
                 f"fix it or add it to TOOLKIT_DISABLE_PLUGINS"
             ) from exc
-        pm.register(plugin, name=name)
-        sources[name] = f"entry point ({origin})"
+        _register(pm, plugin, name)
 
     for plugin in extra:
-        name = getattr(plugin, "__name__", None) or type(plugin).__name__
-        pm.register(plugin, name=name)
-        sources[pm.get_name(plugin) or name] = "registered in code"
+        _register(pm, plugin, getattr(plugin, "__name__", None) or type(plugin).__name__)
 
-    _warn_unknown(environ, known={*BUILTIN_PLUGINS, *found, *sources})
-    pm.check_pending()
-    pm._toolkit_sources = sources  # type: ignore[attr-defined]
+    registered = {name for name, plugin in pm.list_name_plugin() if plugin is not None}
+    _warn_unknown(environ, known={*BUILTIN_PLUGINS, *found, *registered})
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError as exc:
+        raise ConfigError(_one_line(exc)) from exc
     if is_true(environ.get("TOOLKIT_TRACE_PLUGINS")):
         _trace(pm)
     return pm
+
+
+def _register(pm: pluggy.PluginManager, plugin: Any, name: str) -> None:
+    """Register an installed (or ``extra``) plugin: 0.1 hook signatures adapted, and a plugin
+    whose hooks do not fit the specs refused with one line naming it."""
+    from toolkit.hookcompat import adapt
+
+    try:
+        pm.register(adapt(plugin, name), name=name)
+    except pluggy.PluginValidationError as exc:
+        raise ConfigError(_one_line(exc)) from exc
+
+
+def _one_line(exc: pluggy.PluginValidationError) -> str:
+    """pluggy's several-line message as one line, with what to do about it."""
+    text = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+    name = getattr(exc.plugin, "__name__", None) or type(exc.plugin).__name__
+    return f"plugin {name!r} does not fit the hooks: {text}; see docs/hooks.md, or add it to TOOLKIT_DISABLE_PLUGINS"
 
 
 def _warn_unknown(environ: Mapping[str, str], known: set[str]) -> None:
@@ -195,11 +212,12 @@ def _trace(pm: pluggy.PluginManager) -> None:
 
 def describe(pm: pluggy.PluginManager) -> list[PluginInfo]:
     """Every registered plugin with where it came from and the hooks it implements."""
-    sources: Mapping[str, str] = getattr(pm, "_toolkit_sources", {})
+    origins = {name: f"entry point ({origin})" for name, _value, origin in _entry_points()}
+    origins.update((name, f"builtin ({module})") for name, module in BUILTIN_PLUGINS.items())
     plugins = []
     for name, plugin in pm.list_name_plugin():
-        if plugin is None:
+        if plugin is None:  # blocked
             continue
         hooks = tuple(sorted(hc.name for hc in pm.get_hookcallers(plugin) or []))
-        plugins.append(PluginInfo(name, sources.get(name, "registered in code"), hooks))
+        plugins.append(PluginInfo(name, origins.get(name, "registered in code"), hooks))
     return plugins

@@ -157,7 +157,7 @@ def _process(argv: Sequence[str], environ: Mapping[str, str], base_dir: Optional
             s["what"] = str(code_dir)
         step[0] = "install dependencies"
         with tlog.step("install dependencies"):
-            pm.hook.toolkit_install_dependencies(code_dir=code_dir, env=env.settings_view())
+            steps.install(code_dir, env.settings_view(), pm)
         step[0] = "launch"
         command = launch(env, pm, code_dir, entry, argv[1:])
         child_env = child_environment(env, command, code_dir)
@@ -166,10 +166,12 @@ def _process(argv: Sequence[str], environ: Mapping[str, str], base_dir: Optional
         write_failure(message, str(exc))
         return exc.exit_code
     step[0] = "run"
-    ran = steps.run_command(command, code_dir, child_env, grace, message)
+    ran = steps.run_command(command, code_dir, child_env, grace)
     if ran.signalled is not None:
         return ran.exit_code if ran.exit_code else _stopped(message, ran.signalled, "run", ran.report)
     if ran.exit_code == 0:
         log.info("run: succeeded (%.2f s); total %.2f s", ran.seconds, time.perf_counter() - started)
+    else:
+        write_failure(message, ran.report)
     check_message(message)
     return ran.exit_code

@@ -1,5 +1,5 @@
-"""The steps ``train`` and ``process`` share: fetch the code, and run the launcher's command under
-the core's supervisor, writing the failure file when it fails.
+"""The steps ``train`` and ``process`` share: fetch the code, install it, and run the launcher's command under
+the core's supervisor.
 
 toolkit/training.py orders these for a training job and toolkit/processing.py for a processing
 job; each keeps only what differs (where the configuration comes from, which file says why a job
@@ -19,7 +19,7 @@ from toolkit import process
 from toolkit.errors import CodeError
 from toolkit.log import log
 from toolkit.redact import mask_argv
-from toolkit.report import failure_report, write_failure
+from toolkit.report import failure_report
 from toolkit.types import Command
 
 
@@ -30,10 +30,18 @@ def supported_schemes(pm: pluggy.PluginManager) -> str:
 
 def fetch(uri: str, dest: Path, settings: Mapping[str, str], pm: pluggy.PluginManager) -> Path:
     """Ask the fetchers for the code at ``uri``; the folder that holds it."""
-    result = pm.hook.toolkit_fetch_code(uri=uri, dest=dest, env=settings)
+    result = pm.hook.toolkit_fetch_code(uri=uri, dest=dest, settings=settings)
     if result is None:
         raise CodeError(f"no fetcher accepts the code location {uri!r}; supported: {supported_schemes(pm)}")
     return Path(result)
+
+
+def install(code_dir: Path, settings: Mapping[str, str], pm: pluggy.PluginManager,
+            requirements: Optional[str] = None) -> None:
+    """Ask the installers to install what ``code_dir`` needs: ``requirements`` when the job names a
+    file (SDK v3's sourcecode.json), else the file TOOLKIT_REQUIREMENTS names, else their default."""
+    requirements = requirements or settings.get("TOOLKIT_REQUIREMENTS") or None
+    pm.hook.toolkit_install_dependencies(code_dir=code_dir, settings=settings, requirements=requirements)
 
 
 class Ran(NamedTuple):
@@ -48,10 +56,9 @@ class Ran(NamedTuple):
     signalled: Optional[int] = None
 
 
-def run_command(command: Command, code_dir: Path, child_env: Mapping[str, str], grace: float,
-                failure_file: Path) -> Ran:
-    """Run ``command`` under the core's supervisor (signals forwarded, stderr's tail kept) and,
-    when it fails or cannot start, write ``failure_file`` (unless the job wrote one itself)."""
+def run_command(command: Command, code_dir: Path, child_env: Mapping[str, str], grace: float) -> Ran:
+    """Run ``command`` under the core's supervisor (signals forwarded, stderr's tail kept); the caller
+    writes the failure file from ``report`` (it knows which file, and the words for a stop)."""
     log.info("run: %s (in %s)", shlex.join(mask_argv(list(command.argv))), command.cwd or code_dir)
     started = time.perf_counter()
     try:
@@ -59,7 +66,6 @@ def run_command(command: Command, code_dir: Path, child_env: Mapping[str, str], 
     except OSError as exc:
         message = f"cannot start {command.argv[0]}: {exc.strerror or exc}"
         log.error("%s", message)
-        write_failure(failure_file, message)
         return Ran(2, message, time.perf_counter() - started)
     seconds = time.perf_counter() - started
     if finished.signalled is not None:
@@ -68,6 +74,5 @@ def run_command(command: Command, code_dir: Path, child_env: Mapping[str, str], 
     if finished.exit_code == 0:
         return Ran(0, "", seconds)
     report = failure_report(finished.stderr_tail, finished.exit_code, list(command.argv))
-    write_failure(failure_file, report)
     log.error("run: failed with exit code %d (%.2f s): %s", finished.exit_code, seconds, report.splitlines()[0])
     return Ran(finished.exit_code, report, seconds)

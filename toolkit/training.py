@@ -1,7 +1,12 @@
-"""The train flow: parse -> fetch -> install -> launch -> supervise -> report.
+"""The train flow: plan -> run -> conclude.
 
-Each step is a hook; this module only orders them, times them, and turns every outcome into
-what SageMaker reads: the exit code and /opt/ml/output/success or /opt/ml/output/failure.
+- plan: read the config into a TrainingEnv and what the job asks for (a ``Plan``: where the code is,
+  the entry point, its arguments, the requirements file), with the SDK v3 contract read by the
+  ``sdkv3`` built-in plugin;
+- run: fetch, install, launch (each a hook) and supervise the command; every way this can end (a
+  refusal, a stop signal, a bug, the command's own exit) becomes one ``Outcome``;
+- conclude: the one place that writes /opt/ml/output/success or /opt/ml/output/failure and calls
+  ``toolkit_after_training``; ``train`` exits with ``outcome.exit_code``.
 """
 
 from __future__ import annotations
@@ -9,12 +14,13 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Mapping, Optional
+from typing import Mapping, NamedTuple, Optional
 
 import pluggy
 
 from toolkit import log as tlog
-from toolkit import process, sdkv3, settings, steps
+from toolkit import process, settings, steps
+from toolkit.builtin import sdkv3
 from toolkit.environment import DEFAULT_BASE_DIR, TrainingEnv, check_entry_point, log_level_from
 from toolkit.errors import CodeError, ConfigError, ToolkitError
 from toolkit.lazy import lazy
@@ -42,24 +48,22 @@ def check_channels(env: TrainingEnv) -> None:
             )
 
 
-def fetch_code(env: TrainingEnv, pm: pluggy.PluginManager, scratch: Optional[list[Path]] = None) -> Path:
-    """Where the code is: fetched from the submit directory when one is given, else
-    /opt/ml/code. A remote download wins over code baked into the image (logged); it goes into
-    a new folder in $TMPDIR, added to ``scratch`` for the caller to remove when the job ends."""
-    if not env.submit_dir:
+def fetch_code(env: TrainingEnv, uri: Optional[str], pm: pluggy.PluginManager, scratch: list[Path]) -> Path:
+    """Where the code is: fetched from ``uri`` when there is one, else /opt/ml/code. A remote
+    download wins over code baked into the image (logged); it goes into a new folder in $TMPDIR,
+    added to ``scratch`` for the caller to remove when the job ends."""
+    if not uri:
         return env.code_dir
     dest = env.code_dir
     if dest.exists() and any(dest.iterdir()):
         folder = Path(tempfile.mkdtemp(prefix="toolkit-code-"))
-        if scratch is not None:
-            scratch.append(folder)
+        scratch.append(folder)
         dest = folder / "code"
-        remote = "://" in env.submit_dir and not env.submit_dir.startswith("file://")
-        if remote:
-            log.info("code in %s is replaced by %s (the submit directory wins)", env.code_dir, mask_uri(env.submit_dir))
+        if "://" in uri and not uri.startswith("file://"):
+            log.info("code in %s is replaced by %s (the submit directory wins)", env.code_dir, mask_uri(uri))
     elif dest.exists():
         dest.rmdir()
-    return steps.fetch(env.submit_dir, dest, env.settings_view(), pm)
+    return steps.fetch(uri, dest, env.settings_view(), pm)
 
 
 def check_code(env: TrainingEnv, code_dir: Path) -> None:
@@ -87,14 +91,8 @@ def describe_missing(entry: str, code_dir: Path) -> str:
     )
 
 
-def launch(
-    env: TrainingEnv, pm: pluggy.PluginManager, code_dir: Path, v3: Optional[sdkv3.SourceCode]
-) -> Command:
-    """Ask the launchers what to run. A v3 ``command`` runs through the shell as the SDK's own
-    driver runs it, whatever distributed.json says (the SDK's driver does the same)."""
-    args = sdkv3.v3_args(env.hyperparameters) if v3 is not None else env.user_args()
-    if v3 is not None and v3.command:
-        return Command(sdkv3.shell(v3.command), cwd=code_dir, name="SDK v3 command")
+def launch(env: TrainingEnv, pm: pluggy.PluginManager, code_dir: Path, args: list[str]) -> Command:
+    """Ask the launchers what to run."""
     entry = env.entry_point or ""
     command = pm.hook.toolkit_launch(entry_point=entry, code_dir=code_dir, args=args, env=env)
     if command is None:
@@ -119,13 +117,33 @@ def child_environment(env: TrainingEnv, pm: pluggy.PluginManager, command: Comma
 # --------------------------------------------------------------------------------------------
 
 
+class Plan(NamedTuple):
+    """What the job asks for, read before anything is fetched or run."""
+
+    env: TrainingEnv  # with the entry point resolved
+    code_uri: Optional[str]  # where the code comes from; None: the code in /opt/ml/code
+    args: list[str]  # the hyperparameters as the entry point's arguments
+    requirements: Optional[str]  # the requirements file the job names
+    sdk_v3: bool
+
+
+def plan(env: TrainingEnv) -> Plan:
+    """The classic contract (sagemaker_program, sagemaker_submit_directory, hyperparameters as
+    ``--key value``), or the SDK v3 one when its sourcecode.json and code channel are there."""
+    v3 = sdkv3.read(env)
+    if v3 is None:
+        return Plan(env, env.submit_dir, env.user_args(), None, False)
+    env = env.with_changes(entry_point=check_entry_point(v3.entry_script) or env.entry_point)
+    return Plan(env, v3.uri, sdkv3.v3_args(env.hyperparameters), v3.requirements, True)
+
+
 def _base_dir(environ: Mapping[str, str], base_dir: Optional[str]) -> Path:
     return Path(base_dir or environ.get("SAGEMAKER_BASE_DIR") or DEFAULT_BASE_DIR)
 
 
 class _Run:
-    """One ``train`` call's state, so that a stop or an error at any step can be reported with
-    what is known by then, and what the run made in $TMPDIR is removed whatever happens."""
+    """One ``train`` call's state, so that a stop or an error at any step ends with what is known
+    by then, and what the run made in $TMPDIR is removed whatever happens."""
 
     def __init__(self, environ: Mapping[str, str], base_dir: Optional[str], pm: Optional[pluggy.PluginManager]):
         self.environ = environ
@@ -136,7 +154,11 @@ class _Run:
         self.durations: dict[str, float] = {}
         self.step = "read config"
         self.scratch: list[Path] = []
+        self.started = time.perf_counter()
         self.failure_path = _base_dir(environ, base_dir) / "output" / "failure"
+
+    def outcome(self, exit_code: int, failure: str = "") -> Outcome:
+        return Outcome(exit_code, self.command, failure, self.durations)
 
 
 def train(
@@ -153,15 +175,7 @@ def train(
     previous = process.stop_on_signals()
     run = _Run(environ, base_dir, pm)
     try:
-        return _train(run)
-    except process.Stopped as stop:
-        return _stopped(run, stop.signum)
-    except Exception as exc:  # a bug (ours or a plugin's): the traceback goes to the log, one line to the failure file
-        log.exception("unexpected error during %s", run.step)
-        message = f"internal error during {run.step}: {type(exc).__name__}: {exc} (the log has the traceback)"
-        write_failure(run.failure_path, message)
-        _after(run.pm, run.env, Outcome(1, run.command, message, run.durations))
-        return 1
+        return conclude(run, _run(run))
     finally:
         for folder in run.scratch:
             _remove_tree(folder)
@@ -174,86 +188,99 @@ def _remove_tree(folder: Path) -> None:
     shutil.rmtree(folder, ignore_errors=True)
 
 
-def _stopped(run: _Run, signum: int, report: str = "") -> int:
-    """The failure file and exit code of a job stopped by signal ``signum`` during ``run.step``."""
-    name = process.signal_name(signum)
-    message = f"stopped by {name} during {run.step}" + (" (the job did not start)" if run.step != "run" else "")
-    log.error("%s", message)
-    write_failure(run.failure_path, message + (f"\n{report}" if report else ""))
-    _after(run.pm, run.env, Outcome(128 + signum, run.command, message, run.durations))
-    return 128 + signum
-
-
-def _train(run: _Run) -> int:
-    started = time.perf_counter()
-    environ = run.environ
-    tlog.setup(log_level_from(environ.get("TOOLKIT_LOG_LEVEL")), defer=True)
-    base = _base_dir(environ, run.base_dir)
-    for stale in (base / "output" / "success", run.failure_path):  # left by an earlier run on this /opt/ml
-        if stale.exists() or stale.is_symlink():
-            stale.unlink()
+def _run(run: _Run) -> Outcome:
+    """Every way a job ends, as one Outcome."""
     try:
-        settings.check_training(environ)
-        env = run.env = TrainingEnv.from_environ(environ, run.base_dir)
-        run.durations["config"] = time.perf_counter() - started
-        tlog.setup(env.log_level, defer=True)  # the job's own level applies from here on
-        log.info("read config: %s of %d host(s), base %s (%.2f s)",
-                 env.current_host, len(env.hosts), env.base_dir, run.durations["config"])
-        for warning in env.warnings:
-            log.warning("%s", warning)
-        run.step = "load plugins"
-        pm = run.pm = run.pm or get_plugin_manager(environ, training=True)
-        tlog.sync()  # a plugin that logs may have loaded logging: give its lines our format
-        check_channels(env)
-        run.step = "fetch code"
-        v3 = sdkv3.source_code(env)
-        with tlog.step("fetch code") as s:
-            if v3 is not None:
-                code_dir = v3.code_dir
-                env = env.with_changes(entry_point=check_entry_point(v3.entry_script) or env.entry_point)
-                s["what"] = f"{code_dir} (SDK v3 code channel)"
-            else:
-                code_dir = fetch_code(env, pm, run.scratch)
-                check_code(env, code_dir)
-                s["what"] = str(code_dir)
-        run.durations["fetch"] = s["seconds"]
-        env = run.env = env.with_changes(source_dir=code_dir)
-        install_env = dict(env.settings_view())
-        if v3 is not None and v3.requirements:
-            install_env["TOOLKIT_REQUIREMENTS"] = v3.requirements
-        run.step = "install dependencies"
-        with tlog.step("install dependencies") as s:
-            pm.hook.toolkit_install_dependencies(code_dir=code_dir, env=install_env)
-        run.durations["install"] = s["seconds"]
-        run.step = "launch"
-        command = run.command = launch(env, pm, code_dir, v3)
-        for folder in (env.model_dir, env.output_data_dir):
-            folder.mkdir(parents=True, exist_ok=True)
-        child_env = child_environment(env, pm, command)
-        grace = settings.stop_grace(env.environ)
+        return _start_and_supervise(run)
+    except process.Stopped as stop:
+        return _stopped(run, stop.signum)
     except ToolkitError as exc:
         log.error("%s", exc)
-        write_failure(run.failure_path, str(exc))
-        _after(run.pm, run.env, Outcome(exc.exit_code, run.command, str(exc), run.durations))
-        return exc.exit_code
+        return run.outcome(exc.exit_code, str(exc))
+    except Exception as exc:  # a bug (ours or a plugin's): the traceback goes to the log, one line to the failure file
+        return _internal_error(run, exc)
+
+
+def _internal_error(run: _Run, exc: Exception) -> Outcome:
+    log.exception("unexpected error during %s", run.step)
+    return run.outcome(1, f"internal error during {run.step}: {type(exc).__name__}: {exc} (the log has the traceback)")
+
+
+def _stopped(run: _Run, signum: int, report: str = "", exit_code: Optional[int] = None) -> Outcome:
+    """A job stopped by signal ``signum`` during ``run.step``: 128+N unless the job's own process exited
+    with a code of its own."""
+    message = f"stopped by {process.signal_name(signum)} during {run.step}"
+    message += " (the job did not start)" if run.step != "run" else ""
+    log.error("%s", message)
+    return run.outcome(exit_code or 128 + signum, message + (f"\n{report}" if report else ""))
+
+
+def _start_and_supervise(run: _Run) -> Outcome:
+    environ = run.environ
+    tlog.setup(log_level_from(environ.get("TOOLKIT_LOG_LEVEL")), defer=True)
+    for stale in (run.failure_path.parent / "success", run.failure_path):  # left by an earlier run on this /opt/ml
+        if stale.exists() or stale.is_symlink():
+            stale.unlink()
+    settings.check_training(environ)
+    env = run.env = TrainingEnv.from_environ(environ, run.base_dir)
+    run.durations["config"] = time.perf_counter() - run.started
+    tlog.setup(env.log_level, defer=True)  # the job's own level applies from here on
+    log.info("read config: %s of %d host(s), base %s (%.2f s)",
+             env.current_host, len(env.hosts), env.base_dir, run.durations["config"])
+    for warning in env.warnings:
+        log.warning("%s", warning)
+    run.step = "load plugins"
+    pm = run.pm = run.pm or get_plugin_manager(environ, training=True)
+    tlog.sync()  # a plugin that logs may have loaded logging: give its lines our format
+    check_channels(env)
+    run.step = "fetch code"
+    job = plan(env)
+    env = job.env
+    with tlog.step("fetch code") as s:
+        code_dir = fetch_code(env, job.code_uri, pm, run.scratch)
+        if not job.sdk_v3:
+            check_code(env, code_dir)
+        s["what"] = f"{code_dir} (SDK v3 code channel)" if job.sdk_v3 else str(code_dir)
+    run.durations["fetch"] = s["seconds"]
+    env = run.env = env.with_changes(source_dir=code_dir)
+    run.step = "install dependencies"
+    with tlog.step("install dependencies") as s:
+        steps.install(code_dir, env.settings_view(), pm, job.requirements)
+    run.durations["install"] = s["seconds"]
+    run.step = "launch"
+    command = run.command = launch(env, pm, code_dir, job.args)
+    for folder in (env.model_dir, env.output_data_dir):
+        folder.mkdir(parents=True, exist_ok=True)
+    child_env = child_environment(env, pm, command)
+    grace = settings.stop_grace(env.environ)
 
     run.step = "run"
-    ran = steps.run_command(command, code_dir, child_env, grace, env.failure_file)
+    ran = steps.run_command(command, code_dir, child_env, grace)
     run.durations["run"] = ran.seconds
     if ran.signalled is not None:  # stopped from outside: never a success, whatever the job did
-        stopped = _stopped(run, ran.signalled, ran.report)
-        return ran.exit_code or stopped
+        return _stopped(run, ran.signalled, ran.report, ran.exit_code)
     if ran.exit_code == 0:
-        write_atomic(env.success_file, b"")
-        log.info("run: succeeded (%.2f s); total %.2f s", ran.seconds, time.perf_counter() - started)
-    _after(pm, env, Outcome(ran.exit_code, command, ran.report, run.durations))
-    return ran.exit_code
+        log.info("run: succeeded (%.2f s); total %.2f s", ran.seconds, time.perf_counter() - run.started)
+    return run.outcome(ran.exit_code, ran.report)
 
 
-def _after(pm: Optional[pluggy.PluginManager], env: Optional[TrainingEnv], outcome: Outcome) -> None:
-    if pm is None or env is None:
-        return
-    try:
-        pm.hook.toolkit_after_training(env=env, outcome=outcome)
-    except Exception:  # a reporting plugin must not change the job's result
-        log.exception("a toolkit_after_training plugin failed (the job's result is unchanged)")
+def conclude(run: _Run, outcome: Outcome) -> int:
+    """The one exit: the success or failure file, then ``toolkit_after_training``; the exit code."""
+    if outcome.exit_code == 0 and run.env is not None:
+        try:
+            write_atomic(run.env.success_file, b"")
+        except OSError as exc:
+            outcome = _internal_error(run, exc)
+    if outcome.exit_code != 0:
+        write_failure(run.failure_path, outcome.failure)
+    if run.pm is not None and run.env is not None:
+        try:
+            run.pm.hook.toolkit_after_training(env=run.env, outcome=outcome)
+        except process.Stopped as stop:  # a stop is never a success, even after the job's own end
+            run.step = "toolkit_after_training"
+            stopped = _stopped(run, stop.signum)
+            write_failure(run.failure_path, stopped.failure)
+            return stopped.exit_code
+        except Exception:  # a reporting plugin must not change the job's result
+            log.exception("a toolkit_after_training plugin failed (the job's result is unchanged)")
+    return outcome.exit_code

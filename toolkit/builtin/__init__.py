@@ -13,6 +13,7 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "git": "toolkit.builtin.git",
     "https": "toolkit.builtin.https",
     "pip": "toolkit.builtin.pip",
+    "sdkv3": "toolkit.builtin.sdkv3",
     "python": "toolkit.builtin.python",
     "shell": "toolkit.builtin.shell",
     "executable": "toolkit.builtin.executable",

@@ -106,7 +106,7 @@ def toolkit_fetch_schemes() -> Sequence[str]:
 
 
 @hookimpl
-def toolkit_fetch_code(uri: str, dest: Path, env: Mapping[str, str]) -> Optional[Path]:
+def toolkit_fetch_code(uri: str, dest: Path, settings: Mapping[str, str]) -> Optional[Path]:
     if not uri.startswith("git+"):
         return None
     import shutil
@@ -115,15 +115,15 @@ def toolkit_fetch_code(uri: str, dest: Path, env: Mapping[str, str]) -> Optional
     from toolkit import download
 
     source = parse(uri)
-    git = shutil.which("git", path=env.get("PATH"))
+    git = shutil.which("git", path=settings.get("PATH"))
     if git is None:
         raise FetchError(f"{source.shown}: fetching git code needs the git command; install git in the image")
-    user, secret = credentials(source, env)
+    user, secret = credentials(source, settings)
     dest.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{dest.name}.partial-", dir=dest.parent))
     helper_dir = Path(tempfile.mkdtemp(prefix="toolkit-git-"))
     try:
-        runner = _Git(git, source, env, user, secret, helper_dir)
+        runner = _Git(git, source, settings, user, secret, helper_dir)
         runner.clone(work / "repo")
         download.subfolder(work / "repo", source.subdirectory, source.shown)
         os.rename(work / "repo", dest)

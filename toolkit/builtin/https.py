@@ -86,7 +86,7 @@ def toolkit_fetch_schemes() -> Sequence[str]:
 
 
 @hookimpl
-def toolkit_fetch_code(uri: str, dest: Path, env: Mapping[str, str]) -> Optional[Path]:
+def toolkit_fetch_code(uri: str, dest: Path, settings: Mapping[str, str]) -> Optional[Path]:
     if not uri.startswith(("https://", "http://")):
         return None
     import http.client
@@ -106,7 +106,7 @@ def toolkit_fetch_code(uri: str, dest: Path, env: Mapping[str, str]) -> Optional
         request.add_unredirected_header("Authorization", "Basic " + base64.b64encode(pair).decode())
     name = posixpath.basename(unquote(parts.path).rstrip("/")) or "index.html"
 
-    context = tls_context(env, shown) if parts.scheme == "https" else None
+    context = tls_context(settings, shown) if parts.scheme == "https" else None
 
     def attempt() -> Path:
         with urllib.request.urlopen(request, timeout=TIMEOUT, context=context) as response:
@@ -114,10 +114,10 @@ def toolkit_fetch_code(uri: str, dest: Path, env: Mapping[str, str]) -> Optional
             plain = not response.headers.get("Content-Encoding")
             expected = int(length) if length and length.isdigit() and plain else None
             with download.ReadAhead(response, expected=expected) as body:
-                return download.unpack_or_place(body, dest, name, shown, env)  # type: ignore[arg-type]
+                return download.unpack_or_place(body, dest, name, shown, settings)  # type: ignore[arg-type]
 
     try:
-        return download.with_retries(attempt, transient=transient, tries=download.attempts(env), what=shown)
+        return download.with_retries(attempt, transient=transient, tries=download.attempts(settings), what=shown)
     except FetchError:
         raise
     except (OSError, http.client.HTTPException, download.TransferError) as exc:

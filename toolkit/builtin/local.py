@@ -28,7 +28,7 @@ def toolkit_fetch_schemes() -> Sequence[str]:
 
 
 @hookimpl
-def toolkit_fetch_code(uri: str, dest: Path, env: Mapping[str, str]) -> Optional[Path]:
+def toolkit_fetch_code(uri: str, dest: Path, settings: Mapping[str, str]) -> Optional[Path]:
     path = local_path(uri)
     if path is None:
         return None
@@ -37,9 +37,9 @@ def toolkit_fetch_code(uri: str, dest: Path, env: Mapping[str, str]) -> Optional
     if not path.exists():
         raise FetchError(f"code location {uri} does not exist (expected a directory, archive or file)")
     if archive.is_archive_name(path.name) or _looks_like_archive(path):
-        max_bytes, max_members = archive.limits(env)
+        max_bytes, max_members = archive.limits(settings)
         return archive.extract(path, dest, label=uri, max_bytes=max_bytes, max_members=max_members,
-                               max_ratio=archive.max_ratio(env))
+                               max_ratio=archive.max_ratio(settings))
     import shutil
 
     dest.mkdir(parents=True)

@@ -1,4 +1,4 @@
-"""Installer: ``requirements.txt`` (or the file TOOLKIT_REQUIREMENTS names) and, for a package
+"""Installer: ``requirements.txt`` (or the file the job names: the hook's ``requirements``) and, for a package
 directory, the directory itself, with pip (or ``uv pip`` when TOOLKIT_INSTALLER=uv and uv is
 installed).
 
@@ -88,13 +88,13 @@ def pip_install(args: list[str], code_dir: Path, env: Mapping[str, str], what: s
 
 
 @hookimpl(trylast=True)
-def toolkit_install_dependencies(code_dir: Path, env: Mapping[str, str]) -> Optional[bool]:
-    named = env.get("TOOLKIT_REQUIREMENTS")  # the SDK v3 sourcecode.json's "requirements"
-    requirements = code_dir / (named or "requirements.txt")
-    if requirements.is_file():
-        pip_install(["-r", str(requirements)], code_dir, env, str(requirements))
-    elif named:
-        raise CodeError(f"requirements file {named!r} not found in {code_dir}; check the requirements setting")
+def toolkit_install_dependencies(code_dir: Path, settings: Mapping[str, str],
+                                 requirements: Optional[str]) -> Optional[bool]:
+    path = code_dir / (requirements or "requirements.txt")
+    if path.is_file():
+        pip_install(["-r", str(path)], code_dir, settings, str(path))
+    elif requirements:
+        raise CodeError(f"requirements file {requirements!r} not found in {code_dir}; check the requirements setting")
     if (code_dir / "pyproject.toml").is_file() or (code_dir / "setup.py").is_file():
-        pip_install(["."], code_dir, env, f"the package in {code_dir}")
+        pip_install(["."], code_dir, settings, f"the package in {code_dir}")
     return True

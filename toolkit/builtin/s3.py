@@ -89,25 +89,25 @@ def toolkit_fetch_schemes() -> Sequence[str]:
 
 
 @hookimpl
-def toolkit_fetch_code(uri: str, dest: Path, env: Mapping[str, str]) -> Optional[Path]:
+def toolkit_fetch_code(uri: str, dest: Path, settings: Mapping[str, str]) -> Optional[Path]:
     if not uri.startswith("s3://"):
         return None
     bucket, key = parse(uri)
-    s3 = client(env)
-    tries = download.attempts(env)
+    s3 = client(settings)
+    tries = download.attempts(settings)
     try:
         if key and not key.endswith("/"):
             try:
                 return download.with_retries(
-                    lambda: _fetch_object(s3, bucket, key, dest, uri, env),
+                    lambda: _fetch_object(s3, bucket, key, dest, uri, settings),
                     transient=transient, tries=tries, what=uri,
                 )
             except Exception as exc:
                 if not _is_missing_key(exc):
                     raise
                 log.info("%s is not an object; trying it as a prefix", uri)
-                return _fetch_prefix(s3, bucket, key + "/", dest, uri, env, tries, missing=exc)
-        return _fetch_prefix(s3, bucket, key, dest, uri, env, tries)
+                return _fetch_prefix(s3, bucket, key + "/", dest, uri, settings, tries, missing=exc)
+        return _fetch_prefix(s3, bucket, key, dest, uri, settings, tries)
     except (FetchError, ArchiveError):
         raise
     except Exception as exc:

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
-from toolkit import plan, sdkv3
+from toolkit import plan
+from toolkit.builtin import sdkv3
 from toolkit.errors import ConfigError, ToolkitError
 from toolkit.local import hosts as hostrun
 from toolkit.local import jobenv

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Mapping, Optional
 
 from toolkit import log as tlog
+from toolkit import steps
 from toolkit.environment import ServingEnv, log_level_from
 from toolkit.errors import CodeError, FetchError, ToolkitError
 
@@ -24,7 +25,7 @@ def fetch_code(env: ServingEnv, pm: Any) -> Optional[Path]:
         folder = Path(tempfile.mkdtemp(prefix="toolkit-serve-"))
         _SCRATCH.append(folder)
         dest = folder / "code"
-        found = pm.hook.toolkit_fetch_code(uri=env.submit_dir, dest=dest, env=env.settings_view())
+        found = pm.hook.toolkit_fetch_code(uri=env.submit_dir, dest=dest, settings=env.settings_view())
         if found is None:
             schemes = sorted({s for result in pm.hook.toolkit_fetch_schemes() for s in result or ()})
             raise FetchError(f"SAGEMAKER_SUBMIT_DIRECTORY={env.submit_dir!r}: no fetcher accepts this URI; "
@@ -43,7 +44,7 @@ def build_app(env: ServingEnv, pm: Any) -> Any:
     code_dir = fetch_code(env, pm)
     if code_dir is not None:
         with tlog.step("install dependencies"):
-            pm.hook.toolkit_install_dependencies(code_dir=code_dir, env=env.settings_view())
+            steps.install(code_dir, env.settings_view(), pm)
         importlib.invalidate_caches()  # what was just installed must be importable by the user module
     codecs = Codecs(pm.hook)
     if env.multi_model:

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from toolkit.errors import ConfigError
+from toolkit import ConfigError
 
 HOSTS = ("algo-1", "algo-2", "algo-3")
 

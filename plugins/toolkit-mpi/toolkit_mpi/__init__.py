@@ -13,8 +13,7 @@ import sys
 from pathlib import Path
 from typing import Mapping, Optional, Sequence
 
-from toolkit import Command, ConfigError, hookimpl
-from toolkit.environment import TrainingEnv, positive_int
+from toolkit import Command, ConfigError, TrainingEnv, hookimpl, positive_int
 
 __version__ = "0.1.0"
 
@@ -29,9 +28,12 @@ EFA_NCCL_INSTANCES = frozenset({
 EFA_RDMA_INSTANCES = frozenset({"ml.p4d.24xlarge", "ml.p4de.24xlarge", "ml.trn1.32xlarge"})
 
 
+SWITCH = "sagemaker_mpi_enabled"  # the SDK v2 hyperparameter that asks for this launcher
+
+
 def selected(env: TrainingEnv) -> bool:
-    """Whether this job asked for this launcher (see TrainingEnv.requested_launcher)."""
-    return env.requested_launcher() == NAME
+    """Whether this job asked for this launcher (see TrainingEnv.asks_for)."""
+    return env.asks_for(NAME, SWITCH)
 
 
 def processes_per_host(env: TrainingEnv) -> int:

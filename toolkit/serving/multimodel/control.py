@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
+from toolkit import steps
 from toolkit.environment import ServingEnv
 from toolkit.errors import ToolkitError
 from toolkit.serving.multimodel import memory
@@ -231,7 +232,7 @@ class ModelControl:
         code = Path(url) / "code"
         if code.is_dir():
             try:
-                self.pm.hook.toolkit_install_dependencies(code_dir=code, env=self.env.settings_view())
+                steps.install(code, self.env.settings_view(), self.pm)
             except ToolkitError as exc:
                 return reply(500, message=f"model {name!r}: installing its dependencies failed: {exc}")
         if self.trial is not None and self.env.probe_model_loads:

@@ -1,4 +1,5 @@
-"""The SageMaker Python SDK v3 (``ModelTrainer``) contract, so one image serves both SDK generations.
+"""The SageMaker Python SDK v3 (``ModelTrainer``) contract, so one image serves both SDK generations:
+a built-in launcher plugin, and what ``train`` reads to plan a v3 job.
 
 v3 uploads the user's source as the ``code`` channel (/opt/ml/input/data/code) and describes it in
 ``sm_drivers/sourcecode.json``: ``source_dir``, ``entry_script``, ``command``, ``args``,
@@ -18,19 +19,23 @@ from typing import Any, Mapping, NamedTuple, Optional, Sequence
 
 from toolkit.environment import TrainingEnv, which
 from toolkit.errors import ConfigError
+from toolkit.hookspecs import hookimpl
+from toolkit.types import Command
 
 
 class SourceCode(NamedTuple):
-    """What sourcecode.json asks for, resolved against the code channel."""
+    """What sourcecode.json asks for. ``uri`` is where the code is, for the fetchers: the code
+    channel, or the tarball the SDK uploaded into it (the ``local`` fetcher extracts it)."""
 
-    code_dir: Path
+    uri: str
     entry_script: Optional[str]
     command: Optional[str]
     requirements: Optional[str]
 
 
-def source_code(env: TrainingEnv) -> Optional[SourceCode]:
-    """The v3 plan when sourcecode.json and the code channel are both there, else None."""
+def read(env: TrainingEnv) -> Optional[SourceCode]:
+    """The v3 job's source code when sourcecode.json and the code channel are both there, else None.
+    Reads only: fetching (and extracting a tarball) is the fetchers' business."""
     spec = env.source_code
     channel = env.input_data_dir / "code"
     if spec is None or not channel.is_dir():
@@ -40,18 +45,20 @@ def source_code(env: TrainingEnv) -> Optional[SourceCode]:
         raise ConfigError(
             f"{env.input_data_dir / 'sm_drivers' / 'sourcecode.json'}: needs an entry_script or a command"
         )
-    code_dir = channel
     source_dir = str(spec.get("source_dir") or "")
-    if source_dir.endswith(".tar.gz"):  # the SDK uploads the tarball itself into the channel
-        tarball = channel / Path(source_dir).name
-        code_dir = env.input_data_dir / "code-extracted"
-        if not code_dir.exists():
-            from toolkit import archive  # only v3 jobs with a tarball source pay for tarfile
-
-            max_bytes, max_members = archive.limits(env.environ)
-            archive.extract(tarball, code_dir, label=str(tarball), max_bytes=max_bytes, max_members=max_members)
-    return SourceCode(code_dir, entry or None, full_command(command, spec.get("args")),
+    # the SDK uploads a tarball source_dir itself into the channel
+    uri = channel / Path(source_dir).name if source_dir.endswith(".tar.gz") else channel
+    return SourceCode(str(uri), entry or None, full_command(command, spec.get("args")),
                       spec.get("requirements") or None)
+
+
+@hookimpl(tryfirst=True)  # before installed launchers too: the SDK's own driver ignores distributed.json
+def toolkit_launch(entry_point: str, code_dir: Path, args: Sequence[str], env: TrainingEnv) -> Optional[Command]:
+    """A v3 ``command`` runs through the shell as the SDK's driver runs it, whatever distributed.json says."""
+    v3 = read(env)
+    if v3 is None or not v3.command:
+        return None
+    return Command(shell(v3.command), cwd=code_dir, name="SDK v3 command")
 
 
 def full_command(command: Optional[str], args: Optional[Sequence[Any]]) -> Optional[str]:
