@@ -298,18 +298,22 @@ class Supervisor:
     stop that arrives before a child has started reaches it as it starts); the first stop, a
     failure ``on_exit`` answers with a reason, ``max_seconds`` passing or ``stop_when()`` returning
     a reason sends SIGTERM to the others, and ``grace`` seconds later whatever still runs is killed.
+    ``stop_signal``: what a received stop is forwarded as (default: the signal itself).
     ``kill_on_second``: a second stop signal kills at once (Ctrl-C twice). Leaving the block on an
     exception kills the children started so far."""
 
     def __init__(self, grace: float, *, max_seconds: Optional[float] = None,
                  on_exit: Optional[Callable[[Child], Optional[str]]] = None,
                  stop_when: Optional[Callable[[], Optional[str]]] = None, poll: float = 0.05,
-                 kill_on_second: bool = False) -> None:
+                 stop_signal: Optional[int] = None, kill_on_second: bool = False,
+                 timeout_reason: str = "still running after {seconds:.0f} s") -> None:
         import queue
         import threading
 
         self.grace, self.max_seconds, self.on_exit = max(grace, 0.0), max_seconds, on_exit
-        self.stop_when, self.poll, self.kill_on_second = stop_when, poll, kill_on_second
+        self.stop_when, self.poll = stop_when, poll
+        self.stop_signal, self.kill_on_second = stop_signal, kill_on_second
+        self.timeout_reason = timeout_reason
         self.children: list[Child] = []
         self.signals: list[int] = []
         self.events: Any = queue.SimpleQueue()  # (child, returncode) or a signal number; put() is reentrant
@@ -354,7 +358,7 @@ class Supervisor:
         else:
             threading.Thread(target=self._wait_for, args=(child,), daemon=True).start()
         if self.signals:
-            self._stop(self.signals[0], f"received {signal_name(self.signals[0])}")
+            self._stop(self.stop_signal or self.signals[0], f"received {signal_name(self.signals[0])}")
         return child
 
     def _wait_for(self, child: Child) -> None:
@@ -379,8 +383,8 @@ class Supervisor:
         running = [c for c in self.children if c.exit_code is None]
         if not running:
             return
-        log.info("%s: stopping %s", why, ", ".join(c.name for c in running) if len(running) < 4 else
-                 f"{len(running)} processes")
+        log.warning("%s: stopping %s (%s, SIGKILL %.0f s later)", why, ", ".join(c.name for c in running),
+                    signal_name(sig), self.grace)
         for child in running:
             child.signal(sig)
         if self.kill_at is None:
@@ -404,7 +408,7 @@ class Supervisor:
             if isinstance(event, int):  # a stop signal
                 if self.kill_on_second and len(self.signals) > 1:
                     self.kill_at = time.monotonic()
-                self._stop(event, f"received {signal_name(event)}")
+                self._stop(self.stop_signal or event, f"received {signal_name(event)}")
             elif event is not None:
                 child, returncode = event
                 child.exit_code = exit_code(returncode)
@@ -415,7 +419,7 @@ class Supervisor:
             now = time.monotonic()
             if deadline is not None and now >= deadline:
                 timed_out, deadline = True, None
-                self._stop(signal.SIGTERM, f"still running after {self.max_seconds:.0f} s")
+                self._stop(signal.SIGTERM, self.timeout_reason.format(seconds=self.max_seconds))
             why = self.stop_when() if self.stop_when is not None else None
             if why:
                 self._stop(signal.SIGTERM, why)
