@@ -23,7 +23,7 @@ from collections import deque
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, NamedTuple, Optional, Sequence
 
-from toolkit.log import log
+from toolkit.log import INFO, WARNING, log
 
 if TYPE_CHECKING:
     import subprocess
@@ -379,11 +379,11 @@ class Supervisor:
                     if all(c.popen.returncode is not None for c in self.children):
                         return
 
-    def _stop(self, sig: int, why: str) -> None:
+    def _stop(self, sig: int, why: str, level: int = WARNING) -> None:
         running = [c for c in self.children if c.exit_code is None]
         if not running:
             return
-        log.warning("%s: stopping %s (%s, SIGKILL %.0f s later)", why, ", ".join(c.name for c in running),
+        log.log(level, "%s: stopping %s (%s, SIGKILL %.0f s later)", why, ", ".join(c.name for c in running),
                     signal_name(sig), self.grace)
         for child in running:
             child.signal(sig)
@@ -420,9 +420,10 @@ class Supervisor:
             if deadline is not None and now >= deadline:
                 timed_out, deadline = True, None
                 self._stop(signal.SIGTERM, self.timeout_reason.format(seconds=self.max_seconds))
-            why = self.stop_when() if self.stop_when is not None else None
+            running = any(c.exit_code is None for c in self.children)
+            why = self.stop_when() if self.stop_when is not None and running else None
             if why:
-                self._stop(signal.SIGTERM, why)
+                self._stop(signal.SIGTERM, why, INFO)
             if self.kill_at is not None and now >= self.kill_at:
                 running = [c for c in self.children if c.exit_code is None]
                 if running:
