@@ -15,18 +15,18 @@
 
 from __future__ import annotations
 
+import _thread
 import os
 import signal
+import subprocess
 import sys
 import time
+from _queue import Empty, SimpleQueue  # queue's own, without the rest of queue.py
 from collections import deque
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping, NamedTuple, Optional, Sequence
+from typing import Any, Callable, Mapping, NamedTuple, Optional, Sequence
 
 from toolkit.log import INFO, WARNING, log
-
-if TYPE_CHECKING:
-    import subprocess
 
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 TAIL_BYTES = 16 * 1024
@@ -170,7 +170,7 @@ def kill_tree(pid: int) -> None:
             pass
 
 
-def _pump(fd: int, dest: Any, prefix: bytes, tail: Optional[_Tail]) -> None:
+def _pump(fd: int, dest: Any, prefix: bytes, tail: Optional[_Tail], done: Any) -> None:
     """Copy the pipe ``fd`` to ``dest`` as it arrives, with ``prefix`` before every line; keep
     the last bytes in ``tail``."""
     at_line_start = True
@@ -195,6 +195,7 @@ def _pump(fd: int, dest: Any, prefix: bytes, tail: Optional[_Tail]) -> None:
         except (OSError, ValueError):
             pass
     os.close(fd)
+    done.release()
 
 
 class Child:
@@ -228,8 +229,9 @@ class Child:
     def tail(self, timeout: float = 2.0) -> str:
         """The end of its stderr (when started with ``keep_tail``), once the copy has caught up (a
         grandchild may hold stderr open: don't wait for it longer than ``timeout``)."""
-        for pump in self.pumps:
-            pump.join(timeout)
+        for pumped in self.pumps:
+            if pumped.acquire(timeout=timeout):
+                pumped.release()
         return self._tail.text() if self._tail is not None else ""
 
 
@@ -245,9 +247,6 @@ def start(argv: Sequence[str], *, cwd: Optional[Path] = None, env: Optional[Mapp
     ``stdout_to_stderr`` (its stdout goes where its stderr goes: an installer's chatter is log,
     not the job's output). ``stop(sig)`` and ``kill()`` replace the signals sent to its group
     (a container is stopped through its engine)."""
-    import subprocess
-    import threading
-
     pipes = {}  # our end of each pipe -> (our stream it is copied to, keeps the tail)
     err_r = err_w = out_r = out_w = None
     if prefix or keep_tail:
@@ -270,10 +269,11 @@ def start(argv: Sequence[str], *, cwd: Optional[Path] = None, env: Optional[Mapp
             os.close(fd)  # type: ignore[arg-type]
     child = Child(popen, name or argv[0], _Tail() if keep_tail else None, stop, kill)
     for fd, (dest, tail) in pipes.items():
-        pump = threading.Thread(target=_pump, args=(fd, getattr(dest, "buffer", None) or dest, prefix.encode(),
-                                                    child._tail if tail else None), daemon=True)
-        pump.start()
-        child.pumps.append(pump)
+        pumped = _thread.allocate_lock()
+        pumped.acquire()
+        child.pumps.append(pumped)
+        _thread.start_new_thread(_pump, (fd, getattr(dest, "buffer", None) or dest, prefix.encode(),
+                                         child._tail if tail else None, pumped))
     return child
 
 
@@ -307,17 +307,14 @@ class Supervisor:
                  stop_when: Optional[Callable[[], Optional[str]]] = None, poll: float = 0.05,
                  stop_signal: Optional[int] = None, kill_on_second: bool = False,
                  timeout_reason: str = "still running after {seconds:.0f} s") -> None:
-        import queue
-        import threading
-
         self.grace, self.max_seconds, self.on_exit = max(grace, 0.0), max_seconds, on_exit
         self.stop_when, self.poll = stop_when, poll
         self.stop_signal, self.kill_on_second = stop_signal, kill_on_second
         self.timeout_reason = timeout_reason
         self.children: list[Child] = []
         self.signals: list[int] = []
-        self.events: Any = queue.SimpleQueue()  # (child, returncode) or a signal number; put() is reentrant
-        self.lock = threading.Lock()
+        self.events = SimpleQueue()  # (child, returncode) or a signal number; put() is reentrant
+        self.lock = _thread.allocate_lock()
         self.started = time.monotonic()
         self.kill_at: Optional[float] = None
         self.reaper: Any = None
@@ -345,18 +342,15 @@ class Supervisor:
 
     def start(self, argv: Sequence[str], **how: Any) -> Child:
         """``start(argv, **how)``, supervised from now on."""
-        import threading
-
         with self.lock:  # the reaper (as PID 1) must find the child registered
             child = start(argv, **how)
             self.children.append(child)
         child.started = time.monotonic()  # type: ignore[attr-defined]
         if os.getpid() == 1:
             if self.reaper is None:
-                self.reaper = threading.Thread(target=self._reap_all, daemon=True)
-                self.reaper.start()
+                self.reaper = _thread.start_new_thread(self._reap_all, ())
         else:
-            threading.Thread(target=self._wait_for, args=(child,), daemon=True).start()
+            _thread.start_new_thread(self._wait_for, (child,))
         if self.signals:
             self._stop(self.stop_signal or self.signals[0], f"received {signal_name(self.signals[0])}")
         return child
@@ -392,8 +386,6 @@ class Supervisor:
 
     def wait(self) -> Supervised:
         """Wait until every child started has ended; how they ended."""
-        import queue
-
         deadline = None if self.max_seconds is None else self.started + self.max_seconds
         timed_out = False
         while any(c.exit_code is None for c in self.children):
@@ -403,7 +395,7 @@ class Supervisor:
                 waits.append(self.poll)
             try:
                 event = self.events.get(timeout=max(min(waits), 0.0) if waits else None)
-            except queue.Empty:
+            except Empty:
                 event = None
             if isinstance(event, int):  # a stop signal
                 if self.kill_on_second and len(self.signals) > 1:
