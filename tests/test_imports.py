@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
+
+from helpers import Job
 
 HEAVY = ("boto3", "botocore", "flask", "waitress", "numpy", "werkzeug")
 
@@ -56,3 +59,19 @@ def test_train_and_process_put_the_stand_ins_on_the_path_without_importing_them(
             "assert process_env['PYTHONPATH'].endswith('importpath'), process_env['PYTHONPATH']")
     loaded = imported_after(code)
     assert not {m for m in loaded if m.startswith(("sagemaker", "toolkit.compat.sagemaker", "_toolkit_stand_in"))}
+
+
+def test_a_whole_train_run_imports_neither_logging_nor_importlib_metadata(tmp_path: Path) -> None:
+    # why toolkit/log.py writes lines itself and toolkit/manager.py reads entry_points.txt itself
+    # (tests/test_startup_shortcuts.py checks both against what they replace)
+    job = Job(tmp_path).hyperparameters({"sagemaker_program": "train.py"}).resources().channels("train")
+    job.script("train.py", "print('trained')\n")
+    modules = tmp_path / "modules.txt"
+    probe = ("import atexit, sys\n"
+             f"atexit.register(lambda: open({str(modules)!r}, 'w').write(' '.join(sys.modules)))\n"
+             "from toolkit.scripts import train_main\ntrain_main()")
+    out = subprocess.run([sys.executable, "-c", probe], env=job.environ(), capture_output=True, text=True)
+    assert out.returncode == 0 and "trained" in out.stdout, out.stderr
+    loaded = set(modules.read_text().split())
+    assert "toolkit.training" in loaded
+    assert not loaded & {"logging", "importlib.metadata", *HEAVY}, loaded & {"logging", "importlib.metadata"}

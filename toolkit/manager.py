@@ -13,7 +13,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-from typing import Any, Iterable, Mapping, NamedTuple
+from typing import Any, Callable, Iterable, Mapping, NamedTuple
 
 import pluggy
 
@@ -51,38 +51,68 @@ def _entry_points() -> Iterable[tuple[str, str, str]]:
     Reads the ``entry_points.txt`` of each installed distribution on sys.path directly, the way
     importlib.metadata finds them, but without importing importlib.metadata (and email, csv,
     zipfile...) on every job start: with no plugin installed this costs a directory listing.
+    A zip file on sys.path (rare) is read with zipfile. tests/test_startup_shortcuts.py checks
+    the result against importlib.metadata.entry_points.
     """
     seen: set[str] = set()
+    for name, read in _distributions():
+        for ep_name, value in _group_entries(read("entry_points.txt")):
+            if ep_name not in seen:
+                seen.add(ep_name)
+                yield ep_name, value, _distribution(read("METADATA") or read("PKG-INFO"), name)
+
+
+INFO = (".dist-info", ".egg-info")
+
+
+def _distributions() -> Iterable[tuple[str, Callable[[str], str]]]:
+    """(metadata folder name, read(file in it)) for each distribution on sys.path, in order."""
     for folder in sys.path:
         try:
-            names = os.listdir(folder or ".")
+            names = sorted(os.listdir(folder or "."))
+        except NotADirectoryError:  # a zip file
+            yield from _zipped(folder)
+            continue
         except OSError:
             continue
-        for name in sorted(names):
-            if not name.endswith((".dist-info", ".egg-info")):
-                continue
-            info = os.path.join(folder or ".", name)
-            for ep_name, value in _group_entries(os.path.join(info, "entry_points.txt")):
-                if ep_name not in seen:
-                    seen.add(ep_name)
-                    yield ep_name, value, _distribution(info, name)
+        for name in names:
+            if name.endswith(INFO):
+                info = os.path.join(folder or ".", name)
+                yield name, lambda member, info=info: _read(os.path.join(info, member))
+
+
+def _zipped(path: str) -> Iterable[tuple[str, Callable[[str], str]]]:
+    import zipfile
+
+    try:
+        zf = zipfile.ZipFile(path)
+    except (OSError, zipfile.BadZipFile):
+        return
+    with zf:
+        files = set(zf.namelist())
+        for name in sorted({n.split("/", 1)[0] for n in files if n.split("/", 1)[0].endswith(INFO)}):
+            yield name, lambda member, info=name: (zf.read(f"{info}/{member}").decode("utf-8")
+                                                   if f"{info}/{member}" in files else "")
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return fh.read()
+    except OSError:
+        return ""
 
 
 def _load(value: str) -> Any:
-    """Import what an entry point names: ``module`` or ``module:attr.attr``."""
-    module_name, _, attrs = value.partition(":")
+    """Import what an entry point names: ``module``, ``module:attr.attr``, either with ``[extras]``."""
+    module_name, _, attrs = value.split("[", 1)[0].partition(":")
     obj = importlib.import_module(module_name.strip())
     for attr in filter(None, attrs.strip().split(".")):
         obj = getattr(obj, attr)
     return obj
 
 
-def _group_entries(path: str) -> list[tuple[str, str]]:
-    try:
-        with open(path, encoding="utf-8") as fh:
-            text = fh.read()
-    except OSError:
-        return []
+def _group_entries(text: str) -> list[tuple[str, str]]:
     if f"[{ENTRY_POINT_GROUP}]" not in text:
         return []
     entries, inside = [], False
@@ -96,21 +126,15 @@ def _group_entries(path: str) -> list[tuple[str, str]]:
     return entries
 
 
-def _distribution(info: str, folder_name: str) -> str:
+def _distribution(metadata: str, folder_name: str) -> str:
     """ "name version" from the METADATA (or PKG-INFO) header, else from the folder name."""
     fields: dict[str, str] = {}
-    for meta in ("METADATA", "PKG-INFO"):
-        try:
-            with open(os.path.join(info, meta), encoding="utf-8") as fh:
-                for line in fh:
-                    if not line.strip():
-                        break
-                    key, _, value = line.partition(":")
-                    if key in ("Name", "Version"):
-                        fields.setdefault(key, value.strip())
+    for line in metadata.splitlines():
+        if not line.strip():
             break
-        except OSError:
-            continue
+        key, _, value = line.partition(":")
+        if key in ("Name", "Version"):
+            fields.setdefault(key, value.strip())
     stem = folder_name.rsplit(".", 1)[0]
     name, _, version = stem.partition("-")
     return f"{fields.get('Name', name)} {fields.get('Version', version)}".strip()

@@ -1,12 +1,16 @@
-"""Child processes: the one supervisor every launcher's command runs under.
+"""Child processes: the one supervisor every child of the toolkit runs under (``train``'s and
+``process``'s job, pip, the local emulator's hosts, the launcher plugins' torchrun and mpirun).
 
-- argv is executed as a list, never through a shell, so values keep their spaces and quotes;
-- the child gets its own process group, and SIGTERM/SIGINT sent to us go to that whole group at
-  once; if it is still running ``grace`` seconds later, the group gets SIGKILL;
-- stdout is inherited (no copy in between); stderr is passed through as it arrives and its tail
-  is kept for the failure report;
-- the exit code is the child's, or 128+N when signal N ended it;
-- as PID 1 (in a container) we also reap orphaned grandchildren.
+- ``start`` runs argv as a list, never through a shell, in its own session (process group), in
+  its own working folder (``subprocess.Popen(cwd=...)``: our process never changes folder), with
+  only fds 0-2 and the default disposition of the signals Python ignores; its output is inherited,
+  or copied as it arrives with a prefix on every line, or with its tail kept for a failure report;
+- ``Supervisor`` waits for the children it started: SIGTERM, SIGINT and SIGHUP sent to us go to
+  each child's whole group at once; ``grace`` seconds after the first stop whatever still runs is
+  killed (with every descendant); an ``on_exit`` callback hears each exit and may stop the others;
+  ``max_seconds`` and ``stop_when`` stop them too;
+- an exit code is the child's, or 128+N when signal N ended it;
+- as PID 1 (in a container) it also reaps orphaned grandchildren while it waits.
 """
 
 from __future__ import annotations
@@ -14,17 +18,18 @@ from __future__ import annotations
 import _thread
 import os
 import signal
+import subprocess
 import sys
+import time
+from _queue import Empty, SimpleQueue  # queue's own, without the rest of queue.py
 from collections import deque
 from pathlib import Path
-from typing import Any, Mapping, NamedTuple, Optional, Sequence
+from typing import Any, Callable, Mapping, NamedTuple, Optional, Sequence
 
-from toolkit.log import log
+from toolkit.log import INFO, WARNING, log
 
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 TAIL_BYTES = 16 * 1024
-# what subprocess resets for its children (restore_signals): Python ignores these itself
-RESTORED = tuple(getattr(signal, name) for name in ("SIGPIPE", "SIGXFZ", "SIGXFSZ") if hasattr(signal, name))
 
 
 class Stopped(BaseException):
@@ -110,109 +115,316 @@ class _Tail:
         return b"".join(self.chunks)[-self.limit :].decode("utf-8", "replace")
 
 
-def _pump(src: int, tail: _Tail, done: _thread.LockType) -> None:
-    out = sys.stderr.buffer if hasattr(sys.stderr, "buffer") else None
-    try:
-        while True:
-            try:
-                chunk = os.read(src, 65536)
-            except OSError:
-                break
-            if not chunk:
-                break
-            tail.add(chunk)
-            try:
-                if out is not None:
-                    out.write(chunk)
-                    out.flush()
-                else:  # pragma: no cover - stderr replaced by a text-only object
-                    sys.stderr.write(chunk.decode("utf-8", "replace"))
-            except (OSError, ValueError):
-                pass
-        os.close(src)
-    finally:
-        done.release()
+def exit_code(returncode: int) -> int:
+    """Popen's return code as a shell reports it: the exit code, or 128+N for signal N."""
+    return 128 - returncode if returncode < 0 else returncode
 
 
 def exit_code_of(status: int) -> int:
-    """A wait status as a shell reports it: the exit code, or 128+N for signal N."""
-    if os.WIFSIGNALED(status):
-        return 128 + os.WTERMSIG(status)
-    return os.WEXITSTATUS(status)
+    """A wait status (``os.waitpid``) as a shell reports it."""
+    return exit_code(os.waitstatus_to_exitcode(status))
 
 
-def _executable(name: str, env: Mapping[str, str]) -> str:
-    """argv[0] as exec would find it: a name without '/' is looked up on the child's PATH
-    (as subprocess does), not ours."""
-    if "/" in name:
-        return name
-    for folder in os.get_exec_path(env):
-        candidate = os.path.join(folder, name)
-        if os.access(candidate, os.X_OK) and not os.path.isdir(candidate):
-            return candidate
-    raise FileNotFoundError(2, "No such file or directory", name)
-
-
-def spawn(argv: Sequence[str], *, cwd: Optional[Path], env: Mapping[str, str], stderr: int,
-          stdout_to_stderr: bool = False) -> int:
-    """Start ``argv`` in its own session (process group) with ``stderr`` as its fd 2; return its PID.
-
-    What subprocess.Popen(start_new_session=True, close_fds=True) does, with os.posix_spawn
-    (vfork + exec in libc: no Python runs in the child) and without importing subprocess,
-    selectors and threading on every job start. posix_spawn cannot change directory, so the
-    parent steps into ``cwd`` for the call and back. Raises ``OSError`` (FileNotFoundError,
-    PermissionError...) when argv[0] or ``cwd`` cannot be used, as Popen does.
-    """
-    path = _executable(argv[0], env)
-    actions = [(os.POSIX_SPAWN_DUP2, stderr, 2)]
-    if stdout_to_stderr:  # an installer's chatter is log, not the job's output
-        actions.append((os.POSIX_SPAWN_DUP2, 2, 1))
-    for fd in _inheritable_fds():  # close_fds: only 0, 1 and 2 reach the child
-        actions.append((os.POSIX_SPAWN_CLOSE, fd))
-    here = os.open(".", os.O_RDONLY | getattr(os, "O_DIRECTORY", 0)) if cwd else None
+def signal_group(pid: int, sig: int) -> None:
+    """``sig`` to the process group ``pid`` leads (every child starts one), else to ``pid`` alone."""
     try:
-        if cwd:
-            os.chdir(cwd)
-        return os.posix_spawn(path, list(argv), dict(env), file_actions=actions, setsid=True,
-                              setsigdef=RESTORED)
-    finally:
-        if here is not None:
-            os.fchdir(here)
-            os.close(here)
-
-
-def _inheritable_fds() -> list[int]:
-    try:
-        names = os.listdir("/proc/self/fd")
-    except OSError:  # pragma: no cover - no /proc: Python's own fds are not inheritable anyway
-        return []
-    fds = []
-    for name in names:
-        fd = int(name)
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
         try:
-            if fd > 2 and os.get_inheritable(fd):
-                fds.append(fd)
-        except OSError:  # the listing's own descriptor, closed by now
+            os.kill(pid, sig)
+        except (ProcessLookupError, PermissionError):
             pass
-    return fds
 
 
-class _Deadline:
-    """SIGKILL for the process group ``grace`` seconds from now, unless cancelled first."""
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (from /proc), including those in sessions of their own, which
+    a process-group signal misses (``train`` starts the user's process in its own session)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as fh:
+                stat = fh.read()
+        except OSError:
+            continue
+        ppid = int(stat[stat.rindex(b")") + 2:].split()[1])
+        children.setdefault(ppid, []).append(int(entry))
+    found: list[int] = []
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
 
-    def __init__(self, pid: int, grace: float) -> None:
-        self.cancelled = _thread.allocate_lock()
-        self.cancelled.acquire()
-        _thread.start_new_thread(self._wait, (pid, max(grace, 0.0)))
 
-    def _wait(self, pid: int, grace: float) -> None:
-        if not self.cancelled.acquire(timeout=grace):
-            log.warning("process %d still running %.0f s after the stop signal: SIGKILL", pid, grace)
-            _signal_group(pid, signal.SIGKILL)
+def kill_tree(pid: int) -> None:
+    """SIGKILL to ``pid``'s group and to every descendant, so nothing outlives a killed child."""
+    targets = descendants(pid)
+    signal_group(pid, signal.SIGKILL)
+    for other in targets:
+        try:
+            os.kill(other, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
 
-    def cancel(self) -> None:
-        if self.cancelled.locked():
-            self.cancelled.release()
+
+def _pump(fd: int, dest: Any, prefix: bytes, tail: Optional[_Tail], done: Any) -> None:
+    """Copy the pipe ``fd`` to ``dest`` as it arrives, with ``prefix`` before every line; keep
+    the last bytes in ``tail``."""
+    at_line_start = True
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        if tail is not None:
+            tail.add(chunk)
+        if prefix:
+            pieces = chunk.split(b"\n")
+            last = len(pieces) - 1
+            chunk = b"\n".join(prefix + p if (i or at_line_start) and (i < last or p) else p
+                               for i, p in enumerate(pieces))
+            at_line_start = not pieces[-1]
+        try:
+            dest.write(chunk)
+            dest.flush()
+        except (OSError, ValueError):
+            pass
+    os.close(fd)
+    done.release()
+
+
+class Child:
+    """A process ``Supervisor.start`` (or ``start``) started, in its own session."""
+
+    def __init__(self, popen: subprocess.Popen, name: str, tail: Optional[_Tail],
+                 stop: Optional[Callable[[int], None]], kill: Optional[Callable[[], None]]) -> None:
+        self.popen, self.name, self._tail = popen, name, tail
+        self._stop, self._kill = stop, kill
+        self.pumps: list[Any] = []
+        self.exit_code: Optional[int] = None  # set when it has ended
+        self.seconds = 0.0  # from its start to its exit
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def signal(self, sig: int) -> None:
+        """Stop it with ``sig``: its own stop action when it has one, else ``sig`` to its group."""
+        if self._stop is not None:
+            self._stop(sig)
+        else:
+            signal_group(self.pid, sig)
+
+    def kill(self) -> None:
+        if self._kill is not None:
+            self._kill()
+        else:
+            kill_tree(self.pid)
+
+    def tail(self, timeout: float = 2.0) -> str:
+        """The end of its stderr (when started with ``keep_tail``), once the copy has caught up (a
+        grandchild may hold stderr open: don't wait for it longer than ``timeout``)."""
+        for pumped in self.pumps:
+            if pumped.acquire(timeout=timeout):
+                pumped.release()
+        return self._tail.text() if self._tail is not None else ""
+
+
+def start(argv: Sequence[str], *, cwd: Optional[Path] = None, env: Optional[Mapping[str, str]] = None,
+          name: str = "", prefix: str = "", keep_tail: bool = False, stdout_to_stderr: bool = False,
+          stdin: Optional[int] = None, stop: Optional[Callable[[int], None]] = None,
+          kill: Optional[Callable[[], None]] = None) -> Child:
+    """Start ``argv`` in its own session; raises ``OSError`` as ``subprocess.Popen`` does when
+    argv[0] or ``cwd`` cannot be used (argv[0] is looked up on the child's PATH).
+
+    Its stdout and stderr are ours, unless ``prefix`` (each line of both gets it, on our stdout and
+    stderr), ``keep_tail`` (stderr is copied to ours and its tail kept: ``Child.tail()``) or
+    ``stdout_to_stderr`` (its stdout goes where its stderr goes: an installer's chatter is log,
+    not the job's output). ``stop(sig)`` and ``kill()`` replace the signals sent to its group
+    (a container is stopped through its engine)."""
+    pipes = {}  # our end of each pipe -> (our stream it is copied to, keeps the tail)
+    err_r = err_w = out_r = out_w = None
+    if prefix or keep_tail:
+        err_r, err_w = os.pipe()
+        pipes[err_r] = (sys.stderr, keep_tail)
+    if stdout_to_stderr:
+        out_w = err_w if err_w is not None else 2
+    elif prefix:
+        out_r, out_w = os.pipe()
+        pipes[out_r] = (sys.stdout, False)
+    try:
+        popen = subprocess.Popen(list(argv), cwd=cwd, env=env, stdin=stdin, stdout=out_w, stderr=err_w,
+                                 start_new_session=True)
+    except BaseException:
+        for fd in pipes:
+            os.close(fd)
+        raise
+    finally:
+        for fd in {err_w, out_w} - {None, 2}:
+            os.close(fd)  # type: ignore[arg-type]
+    child = Child(popen, name or argv[0], _Tail() if keep_tail else None, stop, kill)
+    for fd, (dest, tail) in pipes.items():
+        pumped = _thread.allocate_lock()
+        pumped.acquire()
+        child.pumps.append(pumped)
+        _thread.start_new_thread(_pump, (fd, getattr(dest, "buffer", None) or dest, prefix.encode(),
+                                         child._tail if tail else None, pumped))
+    return child
+
+
+class Supervised(NamedTuple):
+    """How the children of a ``Supervisor`` ended, in the order they were started."""
+
+    children: list[Child]
+    signalled: Optional[int]  # the first stop signal we received and forwarded
+    timed_out: bool  # max_seconds passed
+
+    @property
+    def first_failure(self) -> Optional[Child]:
+        failed = [c for c in self.children if c.exit_code]
+        return min(failed, key=lambda c: c.seconds) if failed else None
+
+
+class Supervisor:
+    """Start children and wait for all of them.
+
+    ``with Supervisor(grace=...) as sup: sup.start(argv, ...); done = sup.wait()``. While the block
+    runs (main thread only), SIGTERM, SIGINT and SIGHUP are forwarded to every running child (a
+    stop that arrives before a child has started reaches it as it starts); the first stop, a
+    failure ``on_exit`` answers with a reason, ``max_seconds`` passing or ``stop_when()`` returning
+    a reason sends SIGTERM to the others, and ``grace`` seconds later whatever still runs is killed.
+    ``stop_signal``: what a received stop is forwarded as (default: the signal itself).
+    ``kill_on_second``: a second stop signal kills at once (Ctrl-C twice). Leaving the block on an
+    exception kills the children started so far."""
+
+    def __init__(self, grace: float, *, max_seconds: Optional[float] = None,
+                 on_exit: Optional[Callable[[Child], Optional[str]]] = None,
+                 stop_when: Optional[Callable[[], Optional[str]]] = None, poll: float = 0.05,
+                 stop_signal: Optional[int] = None, kill_on_second: bool = False,
+                 timeout_reason: str = "still running after {seconds:.0f} s") -> None:
+        self.grace, self.max_seconds, self.on_exit = max(grace, 0.0), max_seconds, on_exit
+        self.stop_when, self.poll = stop_when, poll
+        self.stop_signal, self.kill_on_second = stop_signal, kill_on_second
+        self.timeout_reason = timeout_reason
+        self.children: list[Child] = []
+        self.signals: list[int] = []
+        self.events = SimpleQueue()  # (child, returncode) or a signal number; put() is reentrant
+        self.lock = _thread.allocate_lock()
+        self.started = time.monotonic()
+        self.kill_at: Optional[float] = None
+        self.reaper: Any = None
+        self.previous: dict[int, Any] = {}
+
+    def __enter__(self) -> Supervisor:
+        try:  # handlers first: a stop that arrives while a child starts is held, then forwarded
+            for sig in FORWARDED:
+                self.previous[sig] = signal.signal(sig, self._on_signal)
+        except ValueError:  # not the main thread: whoever embeds us handles signals
+            pass
+        return self
+
+    def __exit__(self, kind: Any, *_: object) -> None:
+        restore_signals(self.previous)
+        if kind is not None:
+            for child in self.children:
+                if child.exit_code is None:
+                    child.kill()
+
+    def _on_signal(self, signum: int, _frame: object) -> None:
+        _STOPS.append(signum)
+        self.signals.append(signum)
+        self.events.put(signum)
+
+    def start(self, argv: Sequence[str], **how: Any) -> Child:
+        """``start(argv, **how)``, supervised from now on."""
+        with self.lock:  # the reaper (as PID 1) must find the child registered
+            child = start(argv, **how)
+            self.children.append(child)
+        child.started = time.monotonic()  # type: ignore[attr-defined]
+        if os.getpid() == 1:
+            if self.reaper is None:
+                self.reaper = _thread.start_new_thread(self._reap_all, ())
+        else:
+            _thread.start_new_thread(self._wait_for, (child,))
+        if self.signals:
+            self._stop(self.stop_signal or self.signals[0], f"received {signal_name(self.signals[0])}")
+        return child
+
+    def _wait_for(self, child: Child) -> None:
+        self.events.put((child, child.popen.wait()))
+
+    def _reap_all(self) -> None:
+        """As PID 1: reap every child that exits (orphans re-parented to us too) until ours are done."""
+        while True:
+            try:
+                pid, status = os.waitpid(-1, 0)
+            except ChildProcessError:
+                return
+            with self.lock:
+                ours = next((c for c in self.children if c.pid == pid), None)
+                if ours is not None:
+                    ours.popen.returncode = os.waitstatus_to_exitcode(status)
+                    self.events.put((ours, ours.popen.returncode))
+                    if all(c.popen.returncode is not None for c in self.children):
+                        return
+
+    def _stop(self, sig: int, why: str, level: int = WARNING) -> None:
+        running = [c for c in self.children if c.exit_code is None]
+        if not running:
+            return
+        log.log(level, "%s: stopping %s (%s, SIGKILL %.0f s later)", why, ", ".join(c.name for c in running),
+                    signal_name(sig), self.grace)
+        for child in running:
+            child.signal(sig)
+        if self.kill_at is None:
+            self.kill_at = time.monotonic() + self.grace
+
+    def wait(self) -> Supervised:
+        """Wait until every child started has ended; how they ended."""
+        deadline = None if self.max_seconds is None else self.started + self.max_seconds
+        timed_out = False
+        while any(c.exit_code is None for c in self.children):
+            now = time.monotonic()
+            waits = [t - now for t in (deadline, self.kill_at) if t is not None and t != float("inf")]
+            if self.stop_when is not None:
+                waits.append(self.poll)
+            try:
+                event = self.events.get(timeout=max(min(waits), 0.0) if waits else None)
+            except Empty:
+                event = None
+            if isinstance(event, int):  # a stop signal
+                if self.kill_on_second and len(self.signals) > 1:
+                    self.kill_at = time.monotonic()
+                self._stop(self.stop_signal or event, f"received {signal_name(event)}")
+            elif event is not None:
+                child, returncode = event
+                child.exit_code = exit_code(returncode)
+                child.seconds = time.monotonic() - child.started  # type: ignore[attr-defined]
+                why = self.on_exit(child) if self.on_exit is not None else None
+                if why:
+                    self._stop(signal.SIGTERM, why)
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
+                timed_out, deadline = True, None
+                self._stop(signal.SIGTERM, self.timeout_reason.format(seconds=self.max_seconds))
+            running = any(c.exit_code is None for c in self.children)
+            why = self.stop_when() if self.stop_when is not None and running else None
+            if why:
+                self._stop(signal.SIGTERM, why, INFO)
+            if self.kill_at is not None and now >= self.kill_at:
+                running = [c for c in self.children if c.exit_code is None]
+                if running:
+                    log.warning("%s still running %.0f s after the stop: SIGKILL",
+                                ", ".join(c.name for c in running), self.grace)
+                for child in running:
+                    child.kill()
+                self.kill_at = float("inf")
+        return Supervised(list(self.children), self.signals[0] if self.signals else None, timed_out)
 
 
 def run(
@@ -225,76 +437,10 @@ def run(
 ) -> Finished:
     """Run ``argv`` to completion under supervision and report how it ended.
 
-    Raises ``FileNotFoundError``/``PermissionError`` when argv[0] cannot be executed.
+    Raises ``FileNotFoundError``/``PermissionError`` when argv[0] or ``cwd`` cannot be used.
     ``stdout_to_stderr`` sends the child's stdout where its stderr goes (kept in the tail too).
     """
-    received: list[int] = []
-    killer: list[_Deadline] = []
-    child: list[int] = []
-
-    def forward(signum: int, _frame: object) -> None:
-        received.append(signum)
-        _STOPS.append(signum)
-        if child:
-            log.info("received %s: forwarding to the process group", signal.Signals(signum).name)
-            _stop_child(child[0], signum)
-
-    def _stop_child(pid: int, signum: int) -> None:
-        _signal_group(pid, signum)
-        if not killer:
-            killer.append(_Deadline(pid, grace))
-
-    # handlers first: a stop that arrives while the child starts is held, then forwarded
-    previous = {}
-    try:
-        for sig in FORWARDED:
-            previous[sig] = signal.signal(sig, forward)
-    except ValueError:  # not the main thread: whoever embeds us handles signals
-        pass
-    try:
-        read_fd, write_fd = os.pipe()
-        try:
-            child.append(spawn(argv, cwd=cwd, env=os.environ if env is None else env, stderr=write_fd,
-                               stdout_to_stderr=stdout_to_stderr))
-        except BaseException:
-            os.close(read_fd)
-            raise
-        finally:
-            os.close(write_fd)
-        pid = child[0]
-        if received:
-            _stop_child(pid, received[0])
-        tail = _Tail()
-        pumped = _thread.allocate_lock()
-        pumped.acquire()
-        _thread.start_new_thread(_pump, (read_fd, tail, pumped))
-        status = _wait(pid)
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        for deadline in killer:
-            deadline.cancel()
-    pumped.acquire(timeout=2.0)  # a grandchild may still hold stderr open; don't wait for it
-    return Finished(exit_code_of(status), tail.text(), received[0] if received else None)
-
-
-def _signal_group(pid: int, sig: int) -> None:
-    try:
-        os.killpg(pid, sig)
-    except (ProcessLookupError, PermissionError):
-        try:
-            os.kill(pid, sig)
-        except (ProcessLookupError, PermissionError):
-            pass
-
-
-def _wait(pid: int) -> int:
-    """Wait for ``pid``; as PID 1, reap every other child that exits meanwhile."""
-    reap_all = os.getpid() == 1
-    while True:
-        try:
-            got, status = os.waitpid(-1 if reap_all else pid, 0)
-        except ChildProcessError:
-            return 0
-        if got == pid:
-            return status
+    with Supervisor(grace) as supervisor:
+        child = supervisor.start(argv, cwd=cwd, env=env, keep_tail=True, stdout_to_stderr=stdout_to_stderr)
+        done = supervisor.wait()
+    return Finished(child.exit_code or 0, child.tail(), done.signalled)

@@ -18,9 +18,10 @@ from typing import Mapping, Optional
 
 from toolkit import archive
 from toolkit.errors import ConfigError, ToolkitError
-from toolkit.local.hosts import console_script, descendants, ensure_image, find_engine, host_environment
+from toolkit.local.hosts import console_script, ensure_image, find_engine, host_environment
 from toolkit.local.jobenv import JobEnv, requirements_text
 from toolkit.local.storage import Storage, parse_location
+from toolkit.process import descendants
 
 log = logging.getLogger("toolkit")
 READY_TIMEOUT = 120.0

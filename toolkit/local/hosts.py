@@ -9,7 +9,6 @@ With more than one host each output line is prefixed with the host's name.
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import signal
 import subprocess
@@ -19,26 +18,26 @@ import time
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Callable, Mapping, Optional, Sequence
+from typing import Callable, Mapping, Optional, Sequence
 
+from toolkit import process
 from toolkit.errors import ConfigError
 
 log = logging.getLogger("toolkit")
 KILL_AFTER = 120.0
-POLL = 0.02
 DROP_PREFIXES = ("SM_", "SAGEMAKER_", "TRAINING_JOB_")
 
 
 @dataclass
 class HostProcess:
-    """One host's command, and how to stop it."""
+    """One host's command, and how to stop it (default: signals to its process group)."""
 
     host: str
     argv: list[str]
     env: Optional[dict[str, str]] = None
     cwd: Optional[Path] = None
-    terminate: Optional[Callable[[subprocess.Popen], None]] = None
-    kill: Optional[Callable[[subprocess.Popen], None]] = None
+    terminate: Optional[Callable[[int], None]] = None
+    kill: Optional[Callable[[], None]] = None
 
 
 @dataclass
@@ -61,131 +60,29 @@ class RunResult:
         return min(failed, key=lambda e: e.seconds) if failed else None
 
 
-def exit_code_of(returncode: int) -> int:
-    """Popen's negative signal numbers as a shell shows them (128+N)."""
-    return 128 - returncode if returncode < 0 else returncode
-
-
-def descendants(pid: int) -> list[int]:
-    """Every process below ``pid`` (from /proc), including those in sessions of their own, which
-    a process-group signal misses (``train`` starts the user's process in its own session)."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as fh:
-                stat = fh.read()
-        except OSError:
-            continue
-        ppid = int(stat[stat.rindex(b")") + 2:].split()[1])
-        children.setdefault(ppid, []).append(int(entry))
-    found: list[int] = []
-    todo = [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
-
-
-def _signal_group(sig: int) -> Callable[[subprocess.Popen], None]:
-    """SIGTERM goes to the host's process group (``train`` forwards it); SIGKILL goes to every
-    descendant too, so nothing outlives a killed host."""
-    def send(proc: subprocess.Popen) -> None:
-        targets = descendants(proc.pid) if sig == signal.SIGKILL else []
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            pass
-        for pid in targets:
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
-    return send
-
-
-def _prefix_lines(src: IO[bytes], dest: IO[bytes], prefix: bytes) -> None:
-    for line in iter(src.readline, b""):
-        try:
-            dest.write(prefix + line)
-            dest.flush()
-        except (OSError, ValueError):
-            pass
-    src.close()
-
-
 def run_hosts(hosts: Sequence[HostProcess], max_runtime: float, kill_after: float = KILL_AFTER) -> RunResult:
-    """Start every host, wait for all of them, and stop them when one fails or time runs out."""
-    result = RunResult()
+    """Start every host under the core's supervisor, wait for all of them, and stop them when one
+    fails, time runs out or we are interrupted (a second Ctrl-C kills at once)."""
     started = time.perf_counter()
     prefixed = len(hosts) > 1
-    procs: list[tuple[HostProcess, subprocess.Popen]] = []
-    pumps: list[threading.Thread] = []
-    try:
+
+    def on_exit(child: process.Child) -> Optional[str]:
+        return f"{child.name} exited with code {child.exit_code}" if child.exit_code and prefixed else None
+
+    with process.Supervisor(kill_after, max_seconds=max_runtime, on_exit=on_exit,
+                            stop_signal=signal.SIGTERM, kill_on_second=True,
+                            timeout_reason="MaxRuntimeInSeconds ({seconds:.0f} s) reached") as sup:
         for hp in hosts:
-            pipe = subprocess.PIPE if prefixed else None
             try:
-                proc = subprocess.Popen(hp.argv, env=hp.env, cwd=str(hp.cwd) if hp.cwd else None,
-                                        stdout=pipe, stderr=pipe, start_new_session=True)
+                sup.start(hp.argv, env=hp.env, cwd=hp.cwd, name=hp.host, prefix=f"{hp.host} | " if prefixed else "",
+                          stop=hp.terminate, kill=hp.kill)
             except OSError as exc:
                 raise ConfigError(f"{hp.host}: cannot start {hp.argv[0]}: {exc.strerror or exc}") from exc
-            procs.append((hp, proc))
-            if prefixed:
-                tag = f"{hp.host} | ".encode()
-                for src, dest in ((proc.stdout, sys.stdout.buffer), (proc.stderr, sys.stderr.buffer)):
-                    t = threading.Thread(target=_prefix_lines, args=(src, dest, tag), daemon=True)
-                    t.start()
-                    pumps.append(t)
-    except BaseException:
-        for hp, proc in procs:
-            (hp.kill or _signal_group(signal.SIGKILL))(proc)
-        raise
-
-    deadline = started + max_runtime
-    kill_at: Optional[float] = None
-    done: dict[str, HostExit] = {}
-
-    def stop_all(reason: str) -> None:
-        nonlocal kill_at
-        if kill_at is not None:
-            return
-        log.warning("%s: stopping every host (SIGTERM, SIGKILL %.0f s later)", reason, kill_after)
-        kill_at = time.perf_counter() + kill_after
-        for hp, proc in procs:
-            if proc.poll() is None:
-                (hp.terminate or _signal_group(signal.SIGTERM))(proc)
-
-    while len(done) < len(procs):
-        try:
-            for hp, proc in procs:
-                if hp.host in done or proc.poll() is None:
-                    continue
-                code = exit_code_of(proc.returncode)
-                done[hp.host] = HostExit(hp.host, code, time.perf_counter() - started)
-                if code != 0 and len(procs) > 1:
-                    stop_all(f"{hp.host} exited with code {code}")
-            now = time.perf_counter()
-            if now >= deadline and not result.timed_out and len(done) < len(procs):
-                result.timed_out = True
-                stop_all(f"MaxRuntimeInSeconds ({max_runtime:.0f} s) reached")
-            if kill_at is not None and now >= kill_at:
-                for hp, proc in procs:
-                    if proc.poll() is None:
-                        (hp.kill or _signal_group(signal.SIGKILL))(proc)
-                kill_at = float("inf")
-            time.sleep(POLL)
-        except KeyboardInterrupt:
-            if result.interrupted:
-                kill_at = time.perf_counter()
-            result.interrupted = True
-            stop_all("interrupted")
-    for t in pumps:
-        t.join(timeout=5)
-    result.exits = [done[hp.host] for hp, _ in procs]
-    result.seconds = time.perf_counter() - started
-    return result
+        done = sup.wait()
+    for child in done.children:
+        child.tail(timeout=5)  # the prefixed output, copied to the end
+    return RunResult([HostExit(c.name, c.exit_code or 0, c.seconds) for c in done.children], done.timed_out,
+                     done.signalled is not None, time.perf_counter() - started)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -330,15 +227,15 @@ def in_container(engine: str, image: str, host: str, container: str, network: Ne
     argv.append(image)
     argv += [*entrypoint[1:], *arguments] if (arguments or entrypoint) else ["train"]
 
-    def terminate(_: subprocess.Popen) -> None:
+    def terminate() -> None:
         subprocess.run([engine, "stop", "-t", str(int(kill_after)), container], capture_output=True)
 
-    def kill(_: subprocess.Popen) -> None:
+    def kill() -> None:
         subprocess.run([engine, "kill", container], capture_output=True)
 
     # `engine stop -t N` already sends SIGKILL after N seconds, so it runs in the background.
-    def terminate_async(proc: subprocess.Popen) -> None:
-        threading.Thread(target=terminate, args=(proc,), daemon=True).start()
+    def terminate_async(_signal: int) -> None:
+        threading.Thread(target=terminate, daemon=True).start()
 
     return HostProcess(host, argv, env=dict(inherited) if inherited is not None else None,
                        terminate=terminate_async, kill=kill)

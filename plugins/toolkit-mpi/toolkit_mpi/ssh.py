@@ -59,7 +59,7 @@ def ensure_host_keys() -> None:
         subprocess.run(["ssh-keygen", "-A"], check=True, stdin=subprocess.DEVNULL)
 
 
-def start_sshd(ssh_dir: Path, port: int, state_dir: Path, name: str = "host") -> subprocess.Popen:
+def sshd_command(ssh_dir: Path, port: int, state_dir: Path, name: str = "host") -> list[str]:
     """sshd in the foreground (a child we can stop), accepting the job's key for root."""
     ensure_host_keys()
     Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # privilege separation folder
@@ -79,7 +79,7 @@ def start_sshd(ssh_dir: Path, port: int, state_dir: Path, name: str = "host") ->
         "LogLevel ERROR",
         "",
     ]))
-    return subprocess.Popen(["/usr/sbin/sshd", "-D", "-e", "-f", str(config)], stdin=subprocess.DEVNULL)
+    return ["/usr/sbin/sshd", "-D", "-e", "-f", str(config)]
 
 
 def resolves(host: str) -> bool:

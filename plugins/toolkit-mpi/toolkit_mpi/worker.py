@@ -17,7 +17,6 @@ import logging
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import threading
@@ -25,12 +24,15 @@ import time
 from pathlib import Path
 from typing import Mapping, Optional, Sequence
 
+from toolkit import process
 from toolkit_mpi import ssh
 
 log = logging.getLogger("toolkit")
 FORWARD_PREFIXES = ("SM_", "SAGEMAKER_", "NCCL_", "FI_", "AWS_", "TOOLKIT_", "OMP_", "PYTHON")
 FORWARD_NAMES = ("PATH", "LD_LIBRARY_PATH", "LD_PRELOAD", "HOME", "LANG", "TZ")
 NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+STOP_GRACE = 110.0  # after a stop, how long mpirun gets to end the ranks before it is killed
+SSHD_GRACE = 10.0
 
 
 def forwarded(environ: Mapping[str, str], argv: Sequence[str]) -> list[str]:
@@ -39,11 +41,6 @@ def forwarded(environ: Mapping[str, str], argv: Sequence[str]) -> list[str]:
     names = sorted(n for n in environ if NAME.match(n) and n not in given
                    and (n.startswith(FORWARD_PREFIXES) or n in FORWARD_NAMES))
     return [part for n in names for part in ("-x", n)]
-
-
-def _stop_on(signals: Sequence[int], action: object) -> None:
-    for sig in signals:
-        signal.signal(sig, action)  # type: ignore[arg-type]
 
 
 def report(hosts: Sequence[str], key: Path, port: int, state_dir: Path, code: int) -> None:
@@ -94,23 +91,14 @@ def run_master(opts: argparse.Namespace, mpirun: list[str], environ: Mapping[str
         return 1
     argv = [mpirun[0], *forwarded(environ, mpirun), *mpirun[1:]]
     log.info("mpi: %d host(s) ready; starting mpirun", len(hosts))
-    child = subprocess.Popen(argv)
-    stopped: list[int] = []
-
-    def forward(signum: int, _frame: object) -> None:
-        stopped.append(signum)
-        try:
-            child.send_signal(signum)
-        except ProcessLookupError:
-            pass
-
-    _stop_on((signal.SIGTERM, signal.SIGINT), forward)
-    code = child.wait()
-    code = 128 - code if code < 0 else code
-    if stopped:  # stopped from outside: say so with 128+N on every host, as the core does
-        print(f"mpi: stopped by {signal.Signals(stopped[0]).name} (mpirun ended with code {code}); "
+    with process.Supervisor(STOP_GRACE) as supervisor:
+        supervisor.start(argv, name="mpirun")
+        done = supervisor.wait()
+    code = done.children[0].exit_code or 0
+    if done.signalled is not None:  # stopped from outside: say so with 128+N on every host, as the core does
+        print(f"mpi: stopped by {process.signal_name(done.signalled)} (mpirun ended with code {code}); "
               f"stopping all {len(hosts)} host(s)", file=sys.stderr)
-        code = 128 + stopped[0]
+        code = 128 + done.signalled
     elif code != 0:
         print(f"mpi: mpirun exited with code {code}; the job failed on all {len(hosts)} host(s)", file=sys.stderr)
     report(others, key, opts.port, state_dir, code)
@@ -133,44 +121,41 @@ def run_worker(opts: argparse.Namespace) -> int:
     except TimeoutError as exc:
         print(f"mpi: {exc} (TOOLKIT_MPI_WAIT_SECONDS={opts.wait_seconds:g})", file=sys.stderr)
         return 1
-    sshd = ssh.start_sshd(ssh_dir, opts.port, state_dir, name=opts.host)
-    stopped: list[int] = []
-    _stop_on((signal.SIGTERM, signal.SIGINT), lambda signum, _f: stopped.append(signum))
     log.info("mpi: %s runs sshd on port %d and waits for %s's mpirun", opts.host, opts.port, opts.master)
     started, seen, gone_at = time.monotonic(), False, None
-    code: Optional[int] = None
-    reason = ""
-    while code is None:
+    ended: list[tuple[int, str]] = []  # the job's exit code on this host, and why
+
+    def job_ended() -> Optional[str]:
+        """Poll (the supervisor's stop_when): the master's report, or a reason to give up."""
+        nonlocal seen, gone_at
+        if ended:
+            return None
         if status.is_file():
             text = status.read_text().strip()
             code = int(text) if text.lstrip("-").isdigit() else 1
-            reason = f"the MPI job run by {opts.master} failed with exit code {code}"
-            break
-        if stopped:
-            code, reason = 128 + stopped[0], f"stopped by {signal.Signals(stopped[0]).name}"
-            break
-        if sshd.poll() is not None:
-            code, reason = 1, f"sshd exited with code {sshd.returncode}; {opts.master} cannot reach this host"
-            break
-        daemons = bool(ssh.running("orted"))
-        now = time.monotonic()
-        if daemons:
+            ended.append((code, f"the MPI job run by {opts.master} failed with exit code {code}"))
+        elif ssh.running("orted"):
             seen, gone_at = True, None
         elif seen and gone_at is None:
-            gone_at = now
-        if gone_at is not None and now - gone_at > opts.report_grace:
-            code, reason = 1, (f"mpirun's daemon on this host ended but {opts.master} never reported the "
-                               f"job's exit code within {opts.report_grace:g} s (did the master host die?)")
-        elif not seen and now - started > opts.start_timeout:
-            code, reason = 1, (f"{opts.master} did not start mpirun on this host within "
-                               f"{opts.start_timeout:g} s (TOOLKIT_MPI_START_TIMEOUT)")
-        else:
-            time.sleep(0.2)
-    sshd.terminate()
-    try:
-        sshd.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        sshd.kill()
+            gone_at = time.monotonic()
+        elif gone_at is not None and time.monotonic() - gone_at > opts.report_grace:
+            ended.append((1, f"mpirun's daemon on this host ended but {opts.master} never reported the "
+                             f"job's exit code within {opts.report_grace:g} s (did the master host die?)"))
+        elif not seen and time.monotonic() - started > opts.start_timeout:
+            ended.append((1, f"{opts.master} did not start mpirun on this host within "
+                             f"{opts.start_timeout:g} s (TOOLKIT_MPI_START_TIMEOUT)"))
+        return "the job ended" if ended else None
+
+    with process.Supervisor(SSHD_GRACE, stop_when=job_ended, poll=0.2) as supervisor:
+        sshd = supervisor.start(ssh.sshd_command(ssh_dir, opts.port, state_dir, name=opts.host),
+                                stdin=subprocess.DEVNULL, name="sshd")
+        done = supervisor.wait()
+    if done.signalled is not None:
+        code, reason = 128 + done.signalled, f"stopped by {process.signal_name(done.signalled)}"
+    elif ended:
+        code, reason = ended[0]
+    else:
+        code, reason = 1, f"sshd exited with code {sshd.exit_code}; {opts.master} cannot reach this host"
     if code == 0:
         log.info("mpi: the job run by %s succeeded", opts.master)
     else:

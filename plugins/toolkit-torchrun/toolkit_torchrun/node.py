@@ -18,9 +18,7 @@ import json
 import logging
 import os
 import shutil
-import signal
 import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -29,8 +27,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
+from toolkit import process
+
 log = logging.getLogger("toolkit")
 DECISION_GRACE = 60.0  # after the first failure, how long the others get to report theirs
+STOP_GRACE = 110.0  # after a stop, how long torchrun gets to end its workers before it is killed
 
 
 @dataclass
@@ -200,7 +201,6 @@ def local_result(node: int, host: str, code: int, state: Path, signalled: list[i
     if records:
         first = min(records, key=lambda r: r["time"])
         return Result(node, host, "failed", int(first["code"]), str(first["rank"]), float(first["time"]))
-    code = 128 - code if code < 0 else code
     return Result(node, host, "stopped" if stopped else "failed", code, time=time.time())
 
 
@@ -230,26 +230,21 @@ def run(opts: argparse.Namespace, torchrun: list[str]) -> int:
     client = Client((host, int(port)), opts.node_rank, deadline)
     state = Path(tempfile.mkdtemp(prefix="toolkit-torchrun-"))
     env = dict(os.environ, TOOLKIT_TORCHRUN_STATE=str(state))
-    child = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", *torchrun], env=env)
-    signalled: list[int] = []
 
-    def on_signal(signum: int, _frame: object) -> None:
-        signalled.append(signum)
-        try:
-            child.send_signal(signum)
-        except ProcessLookupError:
-            pass
+    stopped: list[bool] = []
 
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, on_signal)
-    stopped = False
-    while child.poll() is None:
+    def another_failed() -> Optional[str]:
         if client.stop.is_set() and not stopped:
-            log.error("torchrun: another host failed; stopping torchrun on %s", opts.host)
-            child.send_signal(signal.SIGTERM)
-            stopped = True
-        time.sleep(0.05)
-    result = local_result(opts.node_rank, opts.host, child.returncode, state, signalled, stopped)
+            stopped.append(True)
+            return f"torchrun: another host failed; on {opts.host}"
+        return None
+
+    with process.Supervisor(STOP_GRACE, stop_when=another_failed) as supervisor:
+        supervisor.start([sys.executable, "-m", "torch.distributed.run", *torchrun], env=env, name="torchrun")
+        done = supervisor.wait()
+    signalled = [done.signalled] if done.signalled is not None else []
+    code = done.children[0].exit_code or 0
+    result = local_result(opts.node_rank, opts.host, code, state, signalled, bool(stopped))
     if client.connected.is_set():
         client.report(result)
         client.decided.wait(timeout=DECISION_GRACE + opts.wait_seconds)
