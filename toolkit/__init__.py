@@ -14,12 +14,14 @@ if TYPE_CHECKING:  # pragma: no cover - what type checkers and IDEs see
     from toolkit.environment import V3_MASTER_PORT, ProcessingEnv, ServingEnv, TrainingEnv, positive_int
     from toolkit.errors import ClientError, CodeError, ConfigError, FetchError, ToolkitError
     from toolkit.hookspecs import hookimpl
+    from toolkit.process import Supervisor, signal_name
     from toolkit.types import Command, Outcome
 
 __version__ = "0.1.0"
 
 # Everything a plugin needs: the marker, what hooks receive (the environments, Outcome) and return
-# (Command), the errors to raise, and the helpers the first-party launchers read settings with.
+# (Command), the errors to raise, the helpers the first-party launchers read settings with, and
+# the core's one process supervisor (launchers that start their own children use it).
 _EXPORTS = {
     "ClientError": "toolkit.errors",
     "CodeError": "toolkit.errors",
@@ -29,11 +31,13 @@ _EXPORTS = {
     "Outcome": "toolkit.types",
     "ProcessingEnv": "toolkit.environment",
     "ServingEnv": "toolkit.environment",
+    "Supervisor": "toolkit.process",
     "ToolkitError": "toolkit.errors",
     "TrainingEnv": "toolkit.environment",
     "V3_MASTER_PORT": "toolkit.environment",
     "hookimpl": "toolkit.hookspecs",
     "positive_int": "toolkit.environment",
+    "signal_name": "toolkit.process",
 }
 
 __all__ = [
@@ -46,11 +50,13 @@ __all__ = [
     "Outcome",
     "ProcessingEnv",
     "ServingEnv",
+    "Supervisor",
     "ToolkitError",
     "TrainingEnv",
     "__version__",
     "hookimpl",
     "positive_int",
+    "signal_name",
 ]
 
 

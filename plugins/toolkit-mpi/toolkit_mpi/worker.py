@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Mapping, Optional, Sequence
 
-from toolkit import process
+from toolkit import Supervisor, signal_name
 from toolkit_mpi import ssh
 
 log = logging.getLogger("toolkit")
@@ -91,12 +91,12 @@ def run_master(opts: argparse.Namespace, mpirun: list[str], environ: Mapping[str
         return 1
     argv = [mpirun[0], *forwarded(environ, mpirun), *mpirun[1:]]
     log.info("mpi: %d host(s) ready; starting mpirun", len(hosts))
-    with process.Supervisor(STOP_GRACE) as supervisor:
+    with Supervisor(STOP_GRACE) as supervisor:
         supervisor.start(argv, name="mpirun")
         done = supervisor.wait()
     code = done.children[0].exit_code or 0
     if done.signalled is not None:  # stopped from outside: say so with 128+N on every host, as the core does
-        print(f"mpi: stopped by {process.signal_name(done.signalled)} (mpirun ended with code {code}); "
+        print(f"mpi: stopped by {signal_name(done.signalled)} (mpirun ended with code {code}); "
               f"stopping all {len(hosts)} host(s)", file=sys.stderr)
         code = 128 + done.signalled
     elif code != 0:
@@ -146,12 +146,12 @@ def run_worker(opts: argparse.Namespace) -> int:
                              f"{opts.start_timeout:g} s (TOOLKIT_MPI_START_TIMEOUT)"))
         return "the job ended" if ended else None
 
-    with process.Supervisor(SSHD_GRACE, stop_when=job_ended, poll=0.2) as supervisor:
+    with Supervisor(SSHD_GRACE, stop_when=job_ended, poll=0.2) as supervisor:
         sshd = supervisor.start(ssh.sshd_command(ssh_dir, opts.port, state_dir, name=opts.host),
                                 stdin=subprocess.DEVNULL, name="sshd")
         done = supervisor.wait()
     if done.signalled is not None:
-        code, reason = 128 + done.signalled, f"stopped by {process.signal_name(done.signalled)}"
+        code, reason = 128 + done.signalled, f"stopped by {signal_name(done.signalled)}"
     elif ended:
         code, reason = ended[0]
     else:

@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
-from toolkit import process
+from toolkit import Supervisor
 
 log = logging.getLogger("toolkit")
 DECISION_GRACE = 60.0  # after the first failure, how long the others get to report theirs
@@ -239,7 +239,7 @@ def run(opts: argparse.Namespace, torchrun: list[str]) -> int:
             return f"torchrun: another host failed; on {opts.host}"
         return None
 
-    with process.Supervisor(STOP_GRACE, stop_when=another_failed) as supervisor:
+    with Supervisor(STOP_GRACE, stop_when=another_failed) as supervisor:
         supervisor.start([sys.executable, "-m", "torch.distributed.run", *torchrun], env=env, name="torchrun")
         done = supervisor.wait()
     signalled = [done.signalled] if done.signalled is not None else []
