@@ -9,11 +9,21 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, NoReturn, Optional
 
 import click
 
 from toolkit import __version__
+
+if TYPE_CHECKING:
+    from toolkit.errors import ToolkitError
+
+
+def fail(command: str, exc: ToolkitError) -> NoReturn:
+    """How every ``toolkit`` command reports an error the user can fix: one line on stderr,
+    ``toolkit <command>: <what and how>``, and the error's exit code (2 for configuration)."""
+    click.echo(f"toolkit {command}: {exc}", err=True)
+    sys.exit(exc.exit_code)
 
 
 @click.group(name="toolkit")
@@ -32,7 +42,7 @@ def plugins_command(as_json: bool) -> None:
     try:
         infos = describe(get_plugin_manager(os.environ))
     except ToolkitError as exc:
-        raise click.ClickException(str(exc)) from exc
+        fail("plugins", exc)
     if as_json:
         click.echo(json.dumps([i.to_dict() for i in infos], indent=2))
         return
@@ -53,8 +63,7 @@ def env_command(base_dir: Optional[str], variables: bool) -> None:
     try:
         env = TrainingEnv.from_environ(os.environ, base_dir)
     except ToolkitError as exc:
-        click.echo(f"toolkit env: {exc}", err=True)
-        sys.exit(exc.exit_code)
+        fail("env", exc)
     if variables:
         from toolkit.builtin.variables import sm_variables
 

@@ -26,10 +26,11 @@ DEFAULT_ATTEMPTS = int(settings.TRAINING_NUMBERS["TOOLKIT_FETCH_ATTEMPTS"][0])
 HEAD = 512  # enough to sniff every archive format (tar's magic sits at byte 257)
 
 
-class TransferError(Exception):
+class InterruptedRead(Exception):
     """The connection failed while reading a body (wraps the original error); worth a retry.
 
-    Deliberately not an OSError, so the extractor does not mistake it for a corrupt archive.
+    Deliberately not an OSError, so the extractor does not mistake it for a corrupt archive; and
+    not a ToolkitError: it never reaches the user (the fetcher retries, then explains ``cause``).
     """
 
     def __init__(self, cause: BaseException) -> None:
@@ -40,7 +41,7 @@ class TransferError(Exception):
 class ReadAhead:
     """Reads ``body`` on a background thread, ``chunk`` bytes at a time, up to ``depth`` chunks
     ahead of the consumer, so that the network, decompression and disk writes overlap (each
-    releases the GIL). Any error reading the body is raised to the consumer as TransferError."""
+    releases the GIL). Any error reading the body is raised to the consumer as InterruptedRead."""
 
     def __init__(self, body: IO[bytes], chunk: int = 1024 * 1024, depth: int = 16,
                  expected: Optional[int] = None) -> None:
@@ -86,7 +87,7 @@ class ReadAhead:
         item = self._queue.get()
         if isinstance(item, BaseException):
             self._done = True
-            raise TransferError(item) from item
+            raise InterruptedRead(item) from item
         if not item:
             self._done = True
             return False
@@ -163,7 +164,7 @@ def with_retries(
 
 
 def describe(exc: BaseException) -> str:
-    cause = exc.cause if isinstance(exc, TransferError) else exc
+    cause = exc.cause if isinstance(exc, InterruptedRead) else exc
     return " ".join(f"{type(cause).__name__}: {cause}".split())
 
 

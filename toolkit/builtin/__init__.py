@@ -4,11 +4,15 @@ The names are what ``toolkit plugins`` lists and ``TOOLKIT_DISABLE_PLUGINS`` acc
 ``SERVING_ONLY`` names the built-ins that implement serving hooks alone: ``train`` does not
 import or register them (a job start would pay for modules it never calls); everything else,
 ``toolkit plugins`` included, gets them all.
+
+A plugin's name outlives its module's: ``local`` (the fetcher for paths on this machine) lives in
+file.py, so that it is not read as toolkit/local/ (the emulator), and keeps its name for the
+``TOOLKIT_DISABLE_PLUGINS`` settings that already block it.
 """
 
 BUILTIN_PLUGINS: dict[str, str] = {
     "variables": "toolkit.builtin.variables",
-    "local": "toolkit.builtin.local",
+    "local": "toolkit.builtin.file",
     "s3": "toolkit.builtin.s3",
     "git": "toolkit.builtin.git",
     "https": "toolkit.builtin.https",

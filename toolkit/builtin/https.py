@@ -56,7 +56,7 @@ def transient(exc: BaseException) -> bool:
         if isinstance(exc.reason, ssl.SSLCertVerificationError):
             return False  # the same certificate again: no use asking twice
         return not isinstance(exc.reason, (socket.gaierror, str)) or "timed out" in str(exc.reason)
-    return isinstance(exc, (download.TransferError, http.client.HTTPException, ConnectionError, TimeoutError))
+    return isinstance(exc, (download.InterruptedRead, http.client.HTTPException, ConnectionError, TimeoutError))
 
 
 def explain(exc: BaseException, shown: str, host: str = "") -> FetchError:
@@ -120,5 +120,5 @@ def toolkit_fetch_code(uri: str, dest: Path, settings: Mapping[str, str]) -> Opt
         return download.with_retries(attempt, transient=transient, tries=download.attempts(settings), what=shown)
     except FetchError:
         raise
-    except (OSError, http.client.HTTPException, download.TransferError) as exc:
-        raise explain(exc.cause if isinstance(exc, download.TransferError) else exc, shown, host) from exc
+    except (OSError, http.client.HTTPException, download.InterruptedRead) as exc:
+        raise explain(exc.cause if isinstance(exc, download.InterruptedRead) else exc, shown, host) from exc

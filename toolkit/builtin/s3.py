@@ -43,7 +43,7 @@ def client(env: Mapping[str, str]) -> Any:
 def transient(exc: BaseException) -> bool:
     """Only a body that broke off while streaming: botocore has already retried the request
     itself (connection errors, 5xx, SlowDown, throttling) in its standard retry mode."""
-    return isinstance(exc, download.TransferError)
+    return isinstance(exc, download.InterruptedRead)
 
 
 def _code(exc: Any) -> str:
@@ -112,14 +112,14 @@ def toolkit_fetch_code(uri: str, dest: Path, settings: Mapping[str, str]) -> Opt
         raise
     except Exception as exc:
         if _is_botocore(exc):
-            raise explain(exc.cause if isinstance(exc, download.TransferError) else exc, uri, bucket) from exc
+            raise explain(exc.cause if isinstance(exc, download.InterruptedRead) else exc, uri, bucket) from exc
         raise
 
 
 def _is_botocore(exc: BaseException) -> bool:
     from botocore.exceptions import BotoCoreError, ClientError
 
-    return isinstance(exc, (BotoCoreError, ClientError, download.TransferError))
+    return isinstance(exc, (BotoCoreError, ClientError, download.InterruptedRead))
 
 
 def _is_missing_key(exc: BaseException) -> bool:

@@ -15,12 +15,8 @@ from typing import Any, Callable, Optional
 
 import click
 
+from toolkit.cli import fail
 from toolkit.errors import ToolkitError
-
-
-def _fail(command: str, exc: ToolkitError) -> None:
-    click.echo(f"toolkit {command}: {exc}", err=True)
-    sys.exit(exc.exit_code)
 
 
 def _setup_logging() -> None:
@@ -115,7 +111,7 @@ def package_command(entry_point: Optional[str], source_dir: Optional[str], code_
         request = _build_request(None, overrides, _default_workdir(), entry_point, source_dir, code_location,
                                  container_log_level, Storage(os.environ))
     except ToolkitError as exc:
-        _fail("package", exc)
+        fail("package", exc)
     click.echo(json.dumps(dict(request.hyperparameters), indent=2))
 
 
@@ -184,7 +180,7 @@ def train_command(request_file: Optional[str], entry_point: Optional[str], sourc
             request = dataclasses.replace(request, image=None)
         sync_interval = _sync_interval()
     except ToolkitError as exc:
-        _fail("local train", exc)
+        fail("local train", exc)
     _sigterm_stops_the_job()
     local_source = None if (source_dir or "").startswith("s3://") else (source_dir or entry_point)
     options = RunOptions(workdir=root, engine=engine, kill_after=kill_after, sync_interval=sync_interval,
@@ -281,7 +277,7 @@ def serve_command(model: str, port: int, bind_host: str, environment: tuple[str,
         server = start_server(base, port, os.environ, env, bind_host=bind_host, image=image, engine=engine,
                               name=base.name, jobenv=own)
     except ToolkitError as exc:
-        _fail("local serve", exc)
+        fail("local serve", exc)
     _sigterm_stops_the_job()
     try:
         seconds = server.wait_ready(ready_timeout)
@@ -290,7 +286,7 @@ def serve_command(model: str, port: int, bind_host: str, environment: tuple[str,
         server.process.wait()
     except ToolkitError as exc:
         server.stop()
-        _fail("local serve", exc)
+        fail("local serve", exc)
     except KeyboardInterrupt:
         pass
     sys.exit(server.stop())
@@ -318,7 +314,7 @@ def clean_command(names: tuple[str, ...], everything: bool, older_than: Optional
         age = parse_age(older_than) if older_than else None
         chosen = select(entries(root), names, everything, age)
     except ToolkitError as exc:
-        _fail("local clean", exc)
+        fail("local clean", exc)
     total = 0
     for entry in chosen:
         size = entry.bytes if dry_run else remove(entry)
@@ -402,7 +398,7 @@ def transform_command(model: Optional[str], endpoint_url: Optional[str], input_u
     except ToolkitError as exc:
         if server is not None:
             server.stop()
-        _fail("local transform", exc)
+        fail("local transform", exc)
     except KeyboardInterrupt:
         if server is not None:
             server.stop()

@@ -65,8 +65,9 @@ def process_command(request_file: Optional[str], job_name: Optional[str], base_j
     --code FILE it is the script's arguments (`--code prep.py -- --alpha 1`), as a ScriptProcessor runs it.
     Exits with the job's exit code (the first failed host's), or 2 when the request is wrong.
     """
+    from toolkit.cli import fail
     from toolkit.errors import ConfigError, ToolkitError
-    from toolkit.local.cli import _default_workdir, _fail, _setup_logging, _sigterm_stops_the_job, _sync_interval
+    from toolkit.local.cli import _default_workdir, _setup_logging, _sigterm_stops_the_job, _sync_interval
     from toolkit.local.processjob import run_processing_job
     from toolkit.local.procrequest import ProcessOverrides, apply_process_overrides, parse_processing_request
     from toolkit.local.request import load_request_file
@@ -92,7 +93,7 @@ def process_command(request_file: Optional[str], job_name: Optional[str], base_j
         check_unique(root, request)
         sync_interval = _sync_interval()
     except ToolkitError as exc:
-        _fail("local process", exc)
+        fail("local process", exc)
     _sigterm_stops_the_job()
     options = RunOptions(workdir=root, engine=engine, kill_after=kill_after, sync_interval=sync_interval)
     result = run_processing_job(request, options, os.environ, storage)

@@ -16,6 +16,7 @@ from typing import Any, Callable, Optional
 
 import click
 
+from toolkit.cli import fail
 from toolkit.errors import ToolkitError
 
 LOCAL_ONLY = {"kill_after", "engine", "in_process", "workdir", "endpoint_url"}
@@ -55,11 +56,6 @@ def _service_options(fn: Callable) -> Callable:
     return fn
 
 
-def _fail(command: str, exc: ToolkitError) -> None:
-    click.echo(f"toolkit {command}: {exc}", err=True)
-    sys.exit(exc.exit_code)
-
-
 def _echo(line: str) -> None:
     click.echo(line, err=True)
 
@@ -75,7 +71,7 @@ def _submit(command: str, kw: dict[str, Any], build: Callable[[Any, Any], Any]) 
         target = resolve_target(account, kw["bucket"], kw["role"], kw["volume_size"])
         submission = build(account, target)
     except ToolkitError as exc:
-        _fail(command, exc)
+        fail(command, exc)
     kind, job = submission.kind, submission.job_name
     _echo(f"{kind.api} {job} ({account.region}): where its files are")
     for line in format_plan(submission.places):
@@ -94,7 +90,7 @@ def _submit(command: str, kw: dict[str, Any], build: Callable[[Any, Any], Any]) 
     try:
         answer = send(account, submission, target)
     except ToolkitError as exc:
-        _fail(command, exc)
+        fail(command, exc)
     _echo(f"created {answer.get(kind.api + 'Arn', job)}")
     if not (kw["wait"] or kw["download_dir"]):
         _echo(f"follow it: toolkit logs {job} --wait")
@@ -109,7 +105,7 @@ def _wait(command: str, account: Any, kind: Any, job: str, download_dir: Optiona
     try:
         answer = follow(account, kind, job, _echo, logs=logs, poll_seconds=_poll_seconds())
     except ToolkitError as exc:
-        _fail(command, exc)
+        fail(command, exc)
     except KeyboardInterrupt:
         _interrupted(command, account, kind, job)
     status = answer.get(kind.status_field)
@@ -117,7 +113,7 @@ def _wait(command: str, account: Any, kind: Any, job: str, download_dir: Optiona
         try:
             download(account, kind, answer, Path(download_dir), _echo)
         except ToolkitError as exc:
-            _fail(command, exc)
+            fail(command, exc)
     if status == "Completed":
         sys.exit(0)
     reason = failure_line(answer)
@@ -143,7 +139,7 @@ def _interrupted(command: str, account: Any, kind: Any, job: str) -> None:
         try:
             account.call("sagemaker", kind.operation("stop"), **{kind.name_field: job})
         except ToolkitError as exc:
-            _fail(command, exc)
+            fail(command, exc)
         _echo(f"stopping {job}; see it end: toolkit logs {job} --wait")
     else:
         _echo(f"{job} goes on running on SageMaker; follow it again: toolkit logs {job} --wait")
@@ -294,7 +290,7 @@ def logs_command(job: str, wait: bool, region: Optional[str]) -> None:
             LogTail(account, kind, job, _echo).poll()
             return
     except ToolkitError as exc:
-        _fail("logs", exc)
+        fail("logs", exc)
     _wait("logs", account, kind, job, None)
 
 
@@ -309,6 +305,6 @@ def describe_command(job: str, region: Optional[str]) -> None:
     try:
         _, answer = find(Account.from_environ(os.environ, region), job)
     except ToolkitError as exc:
-        _fail("describe", exc)
+        fail("describe", exc)
     answer.pop("ResponseMetadata", None)
     click.echo(json.dumps(answer, indent=2, sort_keys=True, default=str))
