@@ -567,6 +567,13 @@ class ServingEnv:
     stop_seconds: float = 28.0
     max_models: int = 0  # multi-model: at most this many loaded at once; 0 = no limit
     memory_headroom_mb: int = 512  # multi-model: refuse a load (507) with less memory than this available
+    max_batch_size: int = 1  # dynamic batching for models that declare none; 1 = off (toolkit.serving.batching)
+    max_batch_wait_ms: float = 5.0
+    metrics_port: int = 0  # Prometheus metrics on this port, served by the supervisor; 0 = off
+    access_log: bool = True  # one line per request (toolkit.serving.observer)
+    max_requests: int = 0  # recycle a worker after this many requests (plus jitter); 0 = never
+    max_requests_jitter: int = 0
+    max_rss_mb: int = 0  # recycle a worker whose RSS passes this; 0 = never
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str], base_dir: Optional[str] = None) -> ServingEnv:
@@ -581,15 +588,20 @@ class ServingEnv:
         strategy = (environ.get("SAGEMAKER_BATCH_STRATEGY") or "MULTI_RECORD").strip().upper()
         if strategy not in {"MULTI_RECORD", "SINGLE_RECORD"}:
             raise ConfigError(f"SAGEMAKER_BATCH_STRATEGY={strategy!r}: expected MULTI_RECORD or SINGLE_RECORD")
-        def seconds(name: str, default: float) -> float:
+        def seconds(name: str, default: float, unit: str = "seconds") -> float:
             raw = (environ.get(name) or "").strip()
             try:
                 return float(raw) if raw else default
             except ValueError:
-                raise ConfigError(f"{name}={raw!r} is not a number of seconds, e.g. {default:g}") from None
+                raise ConfigError(f"{name}={raw!r} is not a number of {unit}, e.g. {default:g}") from None
 
         timeout = seconds("SAGEMAKER_MODEL_SERVER_TIMEOUT", 60.0)
         stop_seconds = seconds("TOOLKIT_SERVE_STOP_SECONDS", 28.0)
+        metrics_port = _int_setting(environ, "TOOLKIT_METRICS_PORT", 0)
+        if metrics_port > 65535 or (metrics_port and metrics_port == port):
+            raise ConfigError(f"TOOLKIT_METRICS_PORT={metrics_port} is not a free TCP port beside "
+                              f"SAGEMAKER_BIND_TO_PORT={port}; expected e.g. 9090, or 0 for no metrics")
+        access_log = (environ.get("TOOLKIT_ACCESS_LOG") or "").strip()
         return cls(
             base_dir=Path(base_dir or environ.get("SAGEMAKER_BASE_DIR") or DEFAULT_BASE_DIR),
             environ=MappingProxyType(dict(environ)),
@@ -614,6 +626,13 @@ class ServingEnv:
             stop_seconds=stop_seconds,
             max_models=_int_setting(environ, "TOOLKIT_MAX_MODELS", 0),
             memory_headroom_mb=_int_setting(environ, "TOOLKIT_MEMORY_HEADROOM_MB", 512),
+            max_batch_size=_int_setting(environ, "TOOLKIT_MAX_BATCH_SIZE", 1, minimum=1),
+            max_batch_wait_ms=max(seconds("TOOLKIT_MAX_BATCH_WAIT_MS", 5.0, "milliseconds"), 0.0),
+            metrics_port=metrics_port,
+            access_log=_true(access_log) if access_log else cls.access_log,
+            max_requests=_int_setting(environ, "TOOLKIT_MAX_REQUESTS", 0),
+            max_requests_jitter=_int_setting(environ, "TOOLKIT_MAX_REQUESTS_JITTER", 0),
+            max_rss_mb=_int_setting(environ, "TOOLKIT_MAX_RSS_MB", 0),
         )
 
     @property

@@ -4,9 +4,11 @@ inference.py files run unchanged.
 User functions, all optional: ``model_fn(model_dir)``, ``input_fn(body, content_type)``,
 ``predict_fn(data, model)``, ``output_fn(prediction, accept)``,
 ``transform_fn(model, body, content_type, accept)`` (instead of the three before it),
-``pre_model_fn(model_dir)``, ``model_warmup_fn(model_dir, model)``, ``execution_parameters_fn()``.
-Each may take one more, trailing ``context`` argument (a ``RequestContext``). Functions the module
-lacks use the codecs (``toolkit_decoder`` / ``toolkit_encoder``) and ``model(data)`` or
+``pre_model_fn(model_dir)``, ``model_warmup_fn(model_dir, model)``, ``execution_parameters_fn()``,
+and for dynamic batching ``predict_batch_fn(inputs, model)`` with the module-level settings
+``max_batch_size`` and ``max_batch_wait_ms`` (``toolkit.serving.batching``). Each may take one
+more, trailing ``context`` argument (a ``RequestContext``). Functions the module lacks use the
+codecs (``toolkit_decoder`` / ``toolkit_encoder``) and ``model(data)`` or
 ``model.predict(data)``.
 """
 
@@ -21,7 +23,7 @@ from types import ModuleType
 from typing import Any, Callable, Iterator, Mapping, Optional
 
 from toolkit.errors import ClientError, CodeError
-from toolkit.serving import mediatypes, streaming
+from toolkit.serving import batching, mediatypes, streaming
 from toolkit.serving.codecs import Codecs
 from toolkit.serving.context import RequestContext
 from toolkit.serving.handler import Handler
@@ -31,7 +33,7 @@ log = logging.getLogger("toolkit")
 # function name -> number of arguments before the optional trailing context
 ARITY = {
     "model_fn": 1, "input_fn": 2, "predict_fn": 2, "output_fn": 2, "transform_fn": 4,
-    "pre_model_fn": 1, "model_warmup_fn": 2, "execution_parameters_fn": 0,
+    "pre_model_fn": 1, "model_warmup_fn": 2, "execution_parameters_fn": 0, "predict_batch_fn": 2,
 }
 
 
@@ -83,6 +85,8 @@ class _Call:
 class InferenceHandler(Handler):
     """The handler for one model: a user module (maybe none) plus the codecs."""
 
+    batcher: Any = None  # a toolkit.serving.batching.Batcher when batching is on (set by batching.attach)
+
     def __init__(self, model_dir: Path, module: Optional[ModuleType], codecs: Codecs, default_accept: str,
                  origin: str) -> None:
         self.model_dir = model_dir
@@ -97,6 +101,7 @@ class InferenceHandler(Handler):
             fn = getattr(module, name, None) if module is not None else None
             if callable(fn):
                 self.fns[name] = _Call(fn, name)
+        self.declared = {k: getattr(module, k) for k in batching.DECLARED if hasattr(module, k)}
         self.problem = self._check()
         self._needs_context = any(c.with_context for c in self.fns.values())
 
@@ -145,7 +150,10 @@ class InferenceHandler(Handler):
         input_fn = fns.get("input_fn")
         data = input_fn(context, body, media) if input_fn else self.codecs.decode(body, content_type or "")
         predict_fn = fns.get("predict_fn")
-        prediction = predict_fn(context, data, self.model) if predict_fn else self._predict(data)
+        if self.batcher is not None:
+            prediction = self.batcher.submit(data, context)
+        else:
+            prediction = predict_fn(context, data, self.model) if predict_fn else self._predict(data)
         if output_fn:
             return self._response(output_fn(context, prediction, answer_as), answer_as)
         if streaming.is_stream(prediction):
