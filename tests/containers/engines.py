@@ -26,7 +26,9 @@ import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
+from typing import Any, Iterator, Mapping, Optional, Sequence
+
+from helpers import wait_for  # noqa: F401 - the container tests import it from here
 
 REPO = Path(__file__).resolve().parents[2]
 DEBIAN = "localhost/toolkit-standin/debian:bookworm-slim"
@@ -59,17 +61,6 @@ RUN apt-get update \\
 # Copied into each build context; .dockerignore then decides what the build sees.
 CONTEXT_SKIP = (".git", ".venv", "build", "dist", "__pycache__", ".pytest_cache", ".ruff_cache",
                 ".mypy_cache", "wheels")
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    """Poll ``predicate`` until it returns something true; fail the test after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 class EngineError(RuntimeError):
