@@ -114,7 +114,7 @@ def test_recycling_under_load_drops_no_request_and_keeps_the_counts(start_server
     seen = wait_for(lambda: (s := scrape(port)) and s[OK] == 800 and s, 30, "every request to be counted")
     assert seen["toolkit_workers_recycled_total"] >= 2
     assert seen['toolkit_requests_in_flight{model="model"}'] == 0
-    assert len(server.worker_pids()) == 2  # as many as configured, once the recycled ones are gone
+    wait_for(lambda: len(server.worker_pids()) == 2, 30, "as many workers as configured, the recycled ones gone")
 
 
 LEAKING = """

@@ -236,7 +236,8 @@ class Supervisor:
         assert self.recycling is not None
         for pid, index in list(self.slots.items()):
             if (self.recycling.asked(index) and pid not in self.retiring and pid not in self.draining
-                    and pid not in self.retiring.values() and time.monotonic() >= self.recycle_after):
+                    and pid not in self.retiring.values() and time.monotonic() >= self.recycle_after
+                    and len(self.slots) < self.balance.slots):  # else: once a draining worker has gone
                 self.retiring[pid] = self._spawn()
                 log.info("worker %d asked to be recycled: started worker %d to replace it", pid, self.retiring[pid])
         ready = self.balance.counts()
