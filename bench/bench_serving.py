@@ -318,9 +318,10 @@ def stop(proc) -> None:
         time.sleep(0.05)
 
 
-def wrk(threads: int, conns: int, seconds: int, files: Path, log) -> dict:
+def wrk(threads: int, conns: int, seconds: int, files: Path, log, script: str = "post.lua",
+        path: str = "/invocations") -> dict:
     cmd = ["wrk", f"-t{threads}", f"-c{conns}", f"-d{seconds}s", "--latency", "--timeout", "5s",
-           "-s", str(files / "post.lua"), f"http://127.0.0.1:{PORT}/invocations"]
+           "-s", str(files / script), f"http://127.0.0.1:{PORT}{path}"]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60)
     log.write(("\n$ " + " ".join(cmd) + "\n" + out.stdout + out.stderr).encode())
     for line in out.stdout.splitlines():
