@@ -153,11 +153,17 @@ class Supervisor:
             threading.Thread(target=self.app.load, name="toolkit-load-model", daemon=True).start()
         assert self.sock is not None
         env = self.env
+        if env.gil_switch_ms > 0:  # the tail at 16 connections: see "The tail" in docs/serving.md
+            sys.setswitchinterval(env.gil_switch_ms / 1000)
         threads = batching.worker_threads(env, self.app)
         if threads != env.threads:
             env = replace(env, threads=threads)
         app = observer.wrap(self.app, env, recycle.Recycler.for_worker(env, self.recycling, slot.index))
-        served = self.pm.hook.toolkit_serve(app=app, sock=self.sock, env=env, slot=slot)
+        try:
+            served = self.pm.hook.toolkit_serve(app=app, sock=self.sock, env=env, slot=slot)
+        finally:
+            if app is not self.app:
+                app.close()  # the access lines still buffered
         if not served:
             log.error("no plugin served the app (toolkit_serve): is the waitress plugin disabled?")
             return 2
