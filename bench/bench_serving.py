@@ -7,7 +7,10 @@ Peers (each installed in its own venv under $TOOLKIT_BENCH_DIR, default ~/.cache
   waitress  a plain Flask app on one waitress process
   gunicorn  the same Flask app on gunicorn with 2 sync workers
 and `toolkit`: this checkout's `serve`, pip-installed into its own venv the same way
-(SAGEMAKER_MODEL_SERVER_WORKERS defaults to the CPU count).
+(SAGEMAKER_MODEL_SERVER_WORKERS defaults to the CPU count), with its defaults, and three variants of it
+that each change one setting: `toolkit-nolog` (TOOLKIT_ACCESS_LOG=false: the access log's cost),
+`toolkit-metrics` (TOOLKIT_METRICS_PORT set: the metrics' cost) and `toolkit-gil5`
+(TOOLKIT_GIL_SWITCH_MS=0, Python's 5 ms switch interval: what the 1 ms default does for the tail).
 All run the same JSON echo model (model_fn + echo predict_fn; Flask echoes the same JSON).
 
 For each rep (configs interleaved, a fresh server each time): start, first /ping 200, one POST
@@ -48,7 +51,11 @@ ROOT = Path(__file__).resolve().parent.parent
 WORK = Path(os.environ.get("TOOLKIT_BENCH_DIR", str(Path.home() / ".cache" / "toolkit-bench")))
 PORT = int(os.environ.get("TOOLKIT_BENCH_PORT", "18080"))
 BODY = "[[1.5, 2.25, 3.125, 4.0, 5.5, 6.75, 7.0, 8.125], [9.5, 10.25, 11.0, 12.5, 13.75, 14.0, 15.5, 16.0]]"
-CONFIGS = ("toolkit", "mms", "waitress", "gunicorn")
+CONFIGS = ("toolkit", "mms", "waitress", "gunicorn", "toolkit-nolog", "toolkit-metrics", "toolkit-gil5")
+# `serve` variants, each one setting away from the default, for what it costs or brings
+VARIANTS = {"toolkit-nolog": {"TOOLKIT_ACCESS_LOG": "false"},
+            "toolkit-metrics": {"TOOLKIT_METRICS_PORT": str(PORT + 10)},
+            "toolkit-gil5": {"TOOLKIT_GIL_SWITCH_MS": "0"}}
 
 INFERENCE = '''\
 """The echo model every server runs: model_fn returns a trivial model, predict_fn echoes."""
@@ -181,10 +188,12 @@ def setup(serve: Path | None) -> dict:
 def configs(paths: dict) -> dict:
     files, flask, mms = paths["files"], paths["flask"] / "bin", paths["mms"] / "bin"
     address = ["--host", "127.0.0.1", "--port", str(PORT)]
+    toolkit = dict(argv=[str(paths["serve"])], cwd=files, env={
+        "SAGEMAKER_BASE_DIR": str(files / "optml"), "SAGEMAKER_BIND_TO_PORT": str(PORT),
+        "TOOLKIT_BIND_HOST": "127.0.0.1"})
     return {
-        "toolkit": dict(argv=[str(paths["serve"])], cwd=files, env={
-            "SAGEMAKER_BASE_DIR": str(files / "optml"), "SAGEMAKER_BIND_TO_PORT": str(PORT),
-            "TOOLKIT_BIND_HOST": "127.0.0.1"}),
+        "toolkit": toolkit,
+        **{name: {**toolkit, "env": {**toolkit["env"], **extra}} for name, extra in VARIANTS.items()},
         "mms": dict(argv=[str(mms / "python"), str(files / "mms" / "start_mms.py")], cwd=files / "mms", env={
             "PATH": f"{mms}:{os.environ['PATH']}", "SAGEMAKER_BASE_DIR": str(files / "optml"),
             "SAGEMAKER_BIND_TO_PORT": str(PORT), "PYTHONPATH": str(files / "mms"),
@@ -445,7 +454,10 @@ def summarize(results: list, names: list, args, csv, loadavg) -> str:
             "procs": max([r["procs"] for r in loads], default=0),
         }
     label = {"toolkit": "`serve` (this project, 2 workers)", "mms": "AWS inference toolkit on MMS",
-             "waitress": "Flask on 1 waitress process", "gunicorn": "Flask on gunicorn, 2 sync workers"}
+             "waitress": "Flask on 1 waitress process", "gunicorn": "Flask on gunicorn, 2 sync workers",
+             "toolkit-nolog": "`serve`, TOOLKIT_ACCESS_LOG=false",
+             "toolkit-metrics": "`serve`, TOOLKIT_METRICS_PORT set",
+             "toolkit-gil5": "`serve`, TOOLKIT_GIL_SWITCH_MS=0 (Python's 5 ms)"}
     out = [
         f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} by `bench/bench_serving.py` on this machine "
         f"({os.cpu_count()} CPUs, shared with wrk and with other work: compare ratios from the same run, not "
@@ -468,7 +480,7 @@ def summarize(results: list, names: list, args, csv, loadavg) -> str:
                 "| peer | throughput, 16 conn | throughput, 1 conn | p99, 16 conn | cold start | RSS |",
                 "| --- | --- | --- | --- | --- | --- |"]
         for name in names:
-            if name == "toolkit":
+            if name.startswith("toolkit"):
                 continue
             p = rows[name]
             out.append(f"| {label.get(name, name)} | {t['rps16'] / p['rps16']:.2f}x | {t['rps1'] / p['rps1']:.2f}x "
@@ -482,7 +494,19 @@ def summarize(results: list, names: list, args, csv, loadavg) -> str:
                    f"- first /ping 200 within 0.3 s of start: {t['cold']:.2f} s",
                    f"- RSS at most a fifth of the AWS toolkit's: {t['rss'] / rows['mms']['rss']:.2f}"
                    if "mms" in rows else ""]
-        out += ["", "Targets from the serving issue, as measured in this run:", "", *[x for x in targets if x]]
+        costs = {"toolkit-nolog": "the access log (on by default) costs {:.1%} of throughput at 16 connections "
+                                  "(`serve` against `serve` with TOOLKIT_ACCESS_LOG=false; target: under 5 %)",
+                 "toolkit-metrics": "metrics on cost {:.1%} of throughput at 16 connections (target: under 3 %)"}
+        for name, text in costs.items():
+            if name in rows:
+                slow, fast = (t, rows[name]) if name == "toolkit-nolog" else (rows[name], t)
+                targets.append("- " + text.format(1 - slow["rps16"] / fast["rps16"]))
+        if "gunicorn" in rows:
+            targets.append(f"- p99 at 16 connections no worse than gunicorn's: {t['p99_16']:.1f} ms against "
+                           f"{rows['gunicorn']['p99_16']:.1f} ms" + (
+                               f" (with Python's 5 ms switch interval: {rows['toolkit-gil5']['p99_16']:.1f} ms)"
+                               if "toolkit-gil5" in rows else ""))
+        out += ["", "Targets from the serving issues, as measured in this run:", "", *[x for x in targets if x]]
     if csv:
         out += ["", f"8 MB CSV body (`serve`, one worker, 10 numeric columns, decoded to a numpy array): the "
                     f"worker's peak RSS rose {csv['extra_mb']} MB over its resting {csv['resting_mb']} MB for a "
