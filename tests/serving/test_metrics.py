@@ -1,4 +1,4 @@
-"""Metrics (TOOLKIT_METRICS_PORT), the access log and worker recycling, seen from outside: the real
+"""Metrics (TOOLKIT_METRICS_PORT), the access log, worker recycling and the GIL switch interval, seen from
 `serve` with 2 workers, scraped over HTTP, its log read, its workers killed or recycled under load."""
 
 from __future__ import annotations
@@ -169,3 +169,10 @@ def test_access_log_can_be_turned_off(start_server) -> None:
     server.stop()
     assert "POST /invocations" not in server.log and "/nowhere" not in server.log
     assert "model loaded in process" in server.log
+
+
+def test_workers_hand_the_gil_over_as_often_as_set(start_server) -> None:
+    switch = "import sys\n\ndef model_fn(model_dir):\n    return 1\n\ndef predict_fn(data, model):\n" \
+             "    return sys.getswitchinterval()\n"
+    assert start_server(switch).invoke("1").json() == 0.001  # TOOLKIT_GIL_SWITCH_MS=1, the default
+    assert start_server(switch, TOOLKIT_GIL_SWITCH_MS="0").invoke("1").json() == 0.005  # Python's own
