@@ -1,5 +1,6 @@
-"""Metrics (TOOLKIT_METRICS_PORT), the access log, worker recycling and the GIL switch interval, seen from
-`serve` with 2 workers, scraped over HTTP, its log read, its workers killed or recycled under load."""
+"""Metrics (TOOLKIT_METRICS_PORT), the access log, worker recycling and the GIL switch interval,
+seen from outside: the real `serve` with 2 workers, scraped over HTTP, its log read, its workers killed
+or recycled under load."""
 
 from __future__ import annotations
 
