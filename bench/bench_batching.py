@@ -140,8 +140,8 @@ class MLPHandler(BaseHandler):
 '''
 TS_CONFIG = f'''\
 inference_address=http://127.0.0.1:{bs.PORT}
-management_address=http://127.0.0.1:{bs.PORT + 1}
-metrics_address=http://127.0.0.1:{bs.PORT + 2}
+management_address=http://127.0.0.1:{bs.PORT + 11}
+metrics_address=http://127.0.0.1:{bs.PORT + 12}
 disable_token_authorization=true
 enable_model_api=true
 install_py_dep_per_model=false
@@ -250,7 +250,7 @@ def ready(cfg: dict, proc, started: float, reference: list, limit: float = 180.0
                 if cfg.get("register"):
                     query = (f"url={cfg['register']}.mar&model_name={cfg['register']}&batch_size=32"
                              f"&max_batch_delay=5&initial_workers=2&synchronous=true")
-                    conn = http.client.HTTPConnection("127.0.0.1", bs.PORT + 1, timeout=120)
+                    conn = http.client.HTTPConnection("127.0.0.1", bs.PORT + 11, timeout=120)
                     conn.request("POST", f"/models?{query}")
                     resp = conn.getresponse()
                     if resp.status != 200:
