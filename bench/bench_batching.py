@@ -150,18 +150,7 @@ async_logging=true
 default_response_timeout=60
 job_queue_size=1000
 '''
-WRK_LUA = '''\
-wrk.method = "POST"
-wrk.body = '@BODY@'
-wrk.headers["Content-Type"] = "application/json"
-done = function(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format(
-    'WRKJSON {"requests": %d, "duration_us": %d, "rps": %.1f, "p50_us": %d, "p99_us": %d, "errors": %d}\\n',
-    summary.requests, summary.duration, summary.requests / (summary.duration / 1e6),
-    latency:percentile(50), latency:percentile(99), e.connect + e.read + e.write + e.status + e.timeout))
-end
-'''.replace("@BODY@", BODY)
+WRK_LUA = bs.wrk_lua(BODY)
 
 
 def pip(venv: Path, *packages: str) -> None:
@@ -227,45 +216,25 @@ def configs(paths: dict, model: str) -> dict:
     }
 
 
-def post(path: str, port: int = bs.PORT, timeout: float = 10.0) -> tuple[int, bytes]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        conn.request("POST", path, body=BODY, headers={"Content-Type": "application/json"})
-        resp = conn.getresponse()
-        return resp.status, resp.read()
-    finally:
-        conn.close()
-
-
-def ready(cfg: dict, proc, started: float, reference: list, limit: float = 180.0) -> float:
+def ready(cfg: dict, proc, started: float, reference: list) -> float:
     """Seconds to the first /ping 200 (TorchServe: then registers the model); checks one answer."""
-    path = cfg.get("path", "/invocations")
-    ping = None
-    while time.monotonic() - started < limit:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode} before it was ready")
-        try:
-            if ping is None and bs.request_safe("/ping") == 200:
-                ping = time.monotonic() - started
-                if cfg.get("register"):
-                    query = (f"url={cfg['register']}.mar&model_name={cfg['register']}&batch_size=32"
-                             f"&max_batch_delay=5&initial_workers=2&synchronous=true")
-                    conn = http.client.HTTPConnection("127.0.0.1", bs.PORT + 11, timeout=120)
-                    conn.request("POST", f"/models?{query}")
-                    resp = conn.getresponse()
-                    if resp.status != 200:
-                        raise RuntimeError(f"TorchServe did not register: {resp.status} {resp.read()[:300]!r}")
-            if ping is not None:
-                status, body = post(path)
-                if status == 200:
-                    got = json.loads(body)
-                    if len(got) != len(reference) or max(abs(a - b) for a, b in zip(got, reference)) > 1e-4:
-                        raise RuntimeError(f"{path} answered {body[:200]!r}, not the model's output")
-                    return ping
-        except (OSError, http.client.HTTPException):
-            pass
-        time.sleep(0.02)
-    raise RuntimeError(f"not ready after {limit} s")
+
+    def register() -> None:
+        query = (f"url={cfg['register']}.mar&model_name={cfg['register']}&batch_size=32&max_batch_delay=5"
+                 f"&initial_workers=2&synchronous=true")
+        conn = http.client.HTTPConnection("127.0.0.1", bs.PORT + 11, timeout=120)
+        conn.request("POST", f"/models?{query}")
+        resp = conn.getresponse()
+        if resp.status != 200:
+            raise RuntimeError(f"TorchServe did not register: {resp.status} {resp.read()[:300]!r}")
+
+    def check(answer: bytes) -> None:
+        got = json.loads(answer)
+        if len(got) != len(reference) or max(abs(a - b) for a, b in zip(got, reference)) > 1e-4:
+            raise RuntimeError(f"answered {answer[:200]!r}, not the model's output")
+
+    return bs.wait_ready(proc, started, 180.0, cfg.get("path", "/invocations"), BODY, check,
+                         register if cfg.get("register") else None)
 
 
 def main() -> None:

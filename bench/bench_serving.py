@@ -114,7 +114,7 @@ from sagemaker_inference import model_server
 model_server.MMS_CONFIG_FILE = os.environ["BENCH_MMS_CONFIG"]
 model_server.start_model_server(handler_service="bench_handler_service")
 '''
-WRK_LUA = '''\
+WRK_TEMPLATE = '''\
 wrk.method = "POST"
 wrk.body = '@BODY@'
 wrk.headers["Content-Type"] = "application/json"
@@ -125,7 +125,15 @@ done = function(summary, latency, requests)
     summary.requests, summary.duration, summary.requests / (summary.duration / 1e6),
     latency:percentile(50), latency:percentile(99), e.connect + e.read + e.write + e.status + e.timeout))
 end
-'''.replace("@BODY@", BODY)
+'''
+
+
+def wrk_lua(body: str) -> str:
+    """A wrk script that POSTs ``body`` as JSON and prints a ``WRKJSON {...}`` summary line."""
+    return WRK_TEMPLATE.replace("@BODY@", body)
+
+
+WRK_LUA = wrk_lua(BODY)
 
 
 # ---------------------------------------------------------------------------------- set-up
@@ -284,8 +292,16 @@ def start(cfg: dict, log) -> tuple:
     return proc, started
 
 
-def wait_ready(proc, started: float, limit: float = 120.0) -> float:
-    """Seconds from Popen to the first /ping 200; then checks that /invocations echoes."""
+def wait_ready(proc, started: float, limit: float = 120.0, path: str = "/invocations", body: str = BODY,
+               check=None, on_ping=None) -> float:
+    """Seconds from Popen to the first /ping 200; then checks one POST of ``body`` to ``path``:
+    ``check(answer)`` raises when the answer is wrong (default: it must echo ``body``). ``on_ping()``
+    runs once, after the first /ping 200 (to register a model, say)."""
+
+    def echoes(answer: bytes) -> None:
+        if json.loads(answer) != json.loads(body):
+            raise RuntimeError(f"{path} did not echo: {answer[:200]!r}")
+
     ping = None
     while time.monotonic() - started < limit:
         if proc.poll() is not None:
@@ -293,11 +309,12 @@ def wait_ready(proc, started: float, limit: float = 120.0) -> float:
         try:
             if ping is None and request("GET", "/ping", timeout=2)[0] == 200:
                 ping = time.monotonic() - started
+                if on_ping is not None:
+                    on_ping()
             if ping is not None:
-                status, body = request("POST", "/invocations", BODY)
+                status, answer = request("POST", path, body)
                 if status == 200:
-                    if json.loads(body) != json.loads(BODY):
-                        raise RuntimeError(f"/invocations did not echo: {body[:200]!r}")
+                    (check or echoes)(answer)
                     return ping
         except (OSError, http.client.HTTPException):
             pass
