@@ -15,7 +15,7 @@ of the decoded inputs in, a list of as many predictions out (an ``Exception`` in
 only that request). Without it, the default stacks the inputs along their first axis (numpy arrays,
 torch tensors, or lists of rows), calls ``predict_fn`` (or the model) once on the whole, and gives
 each request its own rows of the output. A request whose input cannot join (not such a type, or
-rows of another shape than the batch's) fails alone with 400; a batch call that raises fails every
+rows of another kind or shape than most of the batch's) fails alone with 400; a batch call that raises fails every
 request in it (500, or the status of a ``ClientError``).
 """
 
@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import Counter
 from typing import Any, Callable, Optional, Sequence
 
 from toolkit.errors import ClientError, CodeError, ToolkitError
@@ -195,9 +196,9 @@ def stacked(predict: Callable[[Any], Any]) -> BatchCall:
 
     def call(inputs: list, contexts: list) -> list:
         results: list[Any] = [None] * len(inputs)
-        first = next((data for data in inputs if _kind(data)), None)  # the batch is made of its kind
-        kind = _kind(first)
-        shape = tuple(getattr(first, "shape", ())[1:])
+        # the batch is made of the most common kind and row shape (the earliest, between equals)
+        keys = Counter((_kind(data), tuple(getattr(data, "shape", ())[1:])) for data in inputs if _kind(data))
+        kind, shape = keys.most_common(1)[0][0] if keys else ("", ())
         joined, counts = [], []
         for i, data in enumerate(inputs):
             own = _kind(data)
