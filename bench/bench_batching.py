@@ -331,6 +331,11 @@ def summarize(results: list, names: list, models: list, inproc: dict, args, load
                 if "mms" in rows:
                     parts.append(f"{b[conns]['rps'] / rows['mms'][conns]['rps']:.2f}x the AWS toolkit on MMS")
                 out.append(f"- {conns} connections: " + "; ".join(parts))
+            out += ["", f"wrk keeps every connection busy, so the mean latency is connections / throughput (Little's "
+                        f"law): {32000 / b[32]['rps']:.1f} ms at 32 and {64000 / b[64]['rps']:.1f} ms at 64 "
+                        f"connections for batched `serve`, and p99 is above the mean. The bound of max wait + "
+                        f"two batch calls counts the model alone (measured in-process), not the HTTP, JSON and "
+                        f"tensor work of each request around it, which on 2 CPUs shared with wrk is most of the time."]
         out.append("")
     return "\n".join(out)
 
