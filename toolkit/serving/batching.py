@@ -284,11 +284,20 @@ def attach(handler: Any, env: Any, observe: Optional[Observer] = None, name: str
         if predict_fn is not None:
             call = stacked(lambda batch: predict_fn(None, batch, handler.model))
         else:
-            call = stacked(handler._predict)
+            call = stacked(lambda batch: _default_predict(handler, batch))
     handler.batcher = Batcher(call, size, wait, env.timeout, observe, name)
     log.info("model %r: dynamic batching, up to %d requests per call, waiting up to %g ms (workers run at least "
              "%d request threads)", name, size, wait * 1000, 2 * size)
     return handler.batcher
+
+
+def _default_predict(handler: Any, batch: Any) -> Any:
+    """What the handler predicts with when inference.py has no predict_fn: its framework's default
+    (``handler.defaults``, read at call time: it is set once the model is loaded), else its own."""
+    defaults = getattr(handler, "defaults", None)
+    if defaults is not None:
+        return defaults.predict_fn(batch, handler.model)
+    return handler._predict(batch)
 
 
 def _is_generator(fn: Any) -> bool:
