@@ -82,8 +82,9 @@ class ServingApp:
         if self.handler.problem:
             log.error("not ready: %s", self.handler.problem)
         else:
-            self.record_load(time.perf_counter() - started)
-            log.info("model loaded in process %d in %.2f s", os.getpid(), time.perf_counter() - started)
+            took = time.perf_counter() - started
+            self.record_load(took)
+            log.info("model loaded in process %d in %.2f s", os.getpid(), took)
             self.ready = True
 
     def record_load(self, seconds: float) -> None:

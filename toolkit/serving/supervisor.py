@@ -25,7 +25,7 @@ from typing import Any, Optional
 
 from toolkit.environment import ServingEnv
 from toolkit.process import exit_code_of
-from toolkit.serving import batching, observer, recycle
+from toolkit.serving import batching, metrics, observer, recycle
 from toolkit.serving.app import error_body
 from toolkit.serving.balance import Balance
 
@@ -87,8 +87,6 @@ class Supervisor:
         log.info("listening on %s:%d with %d worker(s), %d thread(s) each, timeout %gs",
                  self.env.host, self.env.port, self.env.workers, self.env.threads, self.env.timeout)
         if self.metrics is not None and self.env.metrics_port:
-            from toolkit.serving import metrics
-
             self.metrics_server = metrics.serve(self.metrics, self.env.host, self.env.metrics_port)
         if self.env.preload_model:
             log.info("loading the model before forking (TOOLKIT_PRELOAD_MODEL)")
@@ -128,8 +126,6 @@ class Supervisor:
         code = 1
         try:
             if self.metrics is not None:
-                from toolkit.serving import metrics
-
                 metrics.close_in_child(self.metrics_server)
                 self.metrics.bind(index)
             if channel is not None:
