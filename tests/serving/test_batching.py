@@ -4,11 +4,12 @@ threads, each answer checked against what its own client sent. Batches are made 
 
 from __future__ import annotations
 
+import http.client
 import json
 import textwrap
 import threading
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 import serving_helpers
 from helpers import free_port, wait_for
@@ -41,13 +42,28 @@ RECORDING = """
 """
 
 
-def send_together(server: Server, bodies: list, headers: Optional[dict] = None) -> list[Response]:
-    """POST each body from its own thread, all at once; the answers in the same order."""
+def send_together(server: Server, bodies: list, headers: Optional[dict] = None, paths: Optional[list] = None,
+                  timeout: float = 60) -> list[Response]:
+    """POST each body (to its path in ``paths``, else /invocations) from its own thread and connection,
+    all at once; the answers in the same order.
+
+    Each connection is opened and answered once (GET /ping) before any body is sent, so the server
+    holds them all: a batch closes as soon as every open connection's request is in it."""
     answers: list = [None] * len(bodies)
+    ready = threading.Barrier(len(bodies))
 
     def one(i: int) -> None:
-        answers[i] = server.request("POST", "/invocations", json.dumps(bodies[i]).encode(),
-                                    {"Content-Type": "application/json", **(headers or {})}, timeout=60)
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=timeout)
+        try:
+            conn.request("GET", "/ping")
+            conn.getresponse().read()
+            ready.wait()
+            conn.request("POST", paths[i] if paths else "/invocations", json.dumps(bodies[i]).encode(),
+                         {"Content-Type": "application/json", **(headers or {})})
+            resp = conn.getresponse()
+            answers[i] = Response(resp.status, dict(resp.getheaders()), resp.read())
+        finally:
+            conn.close()
 
     threads = [threading.Thread(target=one, args=(i,)) for i in range(len(bodies))]
     for thread in threads:
@@ -200,27 +216,22 @@ def test_multi_model_endpoints_batch_each_model_on_its_own(tmp_path) -> None:
         for name, folder in folders.items():
             assert server.request("POST", "/models", json.dumps({"model_name": name, "url": str(folder)}).encode(),
                                   {"Content-Type": "application/json"}, timeout=60).status == 200
-        answers: dict = {}
-
-        def call(name: str, value: str) -> Callable[[], None]:
-            def run() -> None:
-                answers[value] = server.request("POST", f"/models/{name}/invoke", json.dumps(value).encode(),
-                                                {"Content-Type": "application/json"}, timeout=60)
-            return run
-
-        threads = [threading.Thread(target=call(name, f"{name}-{i}")) for name in folders for i in range(2)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        assert {k: v.json() for k, v in answers.items()} == {f"{n}-{i}": {"echo": f"{n}-{i}", "batch": 2}
-                                                             for n in folders for i in range(2)}
+        bodies = [f"{name}-{i}" for name in folders for i in range(2)]
+        answers = send_together(server, bodies, paths=[f"/models/{body.split('-')[0]}/invoke" for body in bodies])
+        assert [a.json() for a in answers] == [{"echo": body, "batch": 2} for body in bodies]
         assert sorted(sorted(b) for b in batches(tmp_path / "batches.jsonl")) == [["left-0", "left-1"],
                                                                                   ["right-0", "right-1"]]
         seen = scrape(port)
         assert seen['toolkit_batch_size_count{model="left"}'] == seen['toolkit_batch_size_count{model="right"}'] == 1
     finally:
         server.stop(timeout=10)
+
+
+def test_a_batch_closes_once_every_open_connection_has_its_request_in(start_server, tmp_path) -> None:
+    log = tmp_path / "batches.jsonl"  # max_batch_size 4, a wait of 20 s: 3 clients must not wait for it
+    server = start_server(RECORDING, SAGEMAKER_MODEL_SERVER_WORKERS="1", BATCH_LOG=str(log))
+    answers = send_together(server, ["a", "b", "c"], timeout=10)
+    assert [a.json() for a in answers] == [{"echo": x, "batch": 3} for x in "abc"]
 
 
 def test_a_malformed_declaration_is_a_clear_503(start_server) -> None:

@@ -87,6 +87,11 @@ class ServingApp:
             log.info("model loaded in process %d in %.2f s", os.getpid(), took)
             self.ready = True
 
+    def use_connections(self, count: Any) -> None:
+        """In a worker: ``count()`` is its open connections (batches close once all of them are in)."""
+        if self.batcher is not None:
+            self.batcher.capacity = count
+
     def record_load(self, seconds: float) -> None:
         if self.metrics is not None:
             self.metrics.model(self.model_name).observe("toolkit_model_load_seconds", seconds)

@@ -82,6 +82,10 @@ class Slot:
         beats[self.index] = now
         return connections <= fewest
 
+    def connections(self) -> int:
+        """This worker's open connections, as it last published them."""
+        return int(self._counts[self.index])
+
     def leave(self) -> None:
         """This worker stops accepting (SIGTERM): the others stop counting it at once."""
         self._beats[self.index] = 0.0

@@ -5,9 +5,13 @@ waits, and is encoded there (``output_fn``), so each client gets its own answer,
 The first request of a batch leads it: it waits until the batch holds ``max_batch_size`` requests
 or ``max_batch_wait_ms`` have passed, then makes the one call and hands each request its part.
 No thread is added and no request changes thread on the way (a dedicated batching thread would add
-two hand-offs per request). One batch call runs at a time per model in a worker: while one runs,
-the next batch keeps filling past its wait (up to the size), which is what makes batches grow under
-load. A call that has run longer than SAGEMAKER_MODEL_SERVER_TIMEOUT (its requests have had their
+two hand-offs per request). A batch also closes as soon as it holds every request that could still
+join it: when its requests and those of the running call are as many as the worker's open
+connections (a client waits for its answer before sending again), waiting longer would only add
+latency; this is what keeps a worker with fewer connections than ``max_batch_size`` from waiting the
+whole ``max_batch_wait_ms`` on every batch. One batch call runs at a time per model in a worker:
+while one runs, the next batch keeps filling past its wait (up to the size), which is what makes
+batches grow under load. A call that has run longer than SAGEMAKER_MODEL_SERVER_TIMEOUT (its requests have had their
 504) no longer holds the next batch back.
 
 The batch call is ``predict_batch_fn(inputs, model)`` from inference.py when it is defined: a list
@@ -62,8 +66,8 @@ class Batcher:
         self.name = name
         self._cond = threading.Condition(threading.Lock())
         self._open: Optional[list[_Item]] = None
-        self._running = 0
-        self._run_started = 0.0
+        self._calls: list[tuple[float, int]] = []  # the running batch calls: (when it started, its size)
+        self.capacity: Optional[Callable[[], int]] = None  # the worker's open connections (set per worker)
 
     def submit(self, data: Any, context: Any = None) -> Any:
         """Predict ``data`` as part of a batch; its prediction, or the exception meant for this request."""
@@ -74,7 +78,7 @@ class Batcher:
             if leader:
                 batch = self._open = []
             batch.append(item)  # type: ignore[union-attr]
-            if len(batch) >= self.max_size:  # type: ignore[arg-type]
+            if len(batch) >= self.max_size or self._all_in(len(batch)):  # type: ignore[arg-type]
                 self._open = None  # full: the next request opens a new one
                 if not leader:
                     self._cond.notify_all()
@@ -86,13 +90,24 @@ class Batcher:
             raise item.outcome
         return item.outcome
 
+    def _all_in(self, size: int) -> bool:
+        """Whether no other request can join: every open connection of the worker has its request
+        in this batch or in a running call."""
+        capacity = self.capacity
+        return capacity is not None and size + sum(n for _, n in self._live_calls()) >= capacity()
+
     # -- the leader's part ------------------------------------------------------------------------
+
+    def _live_calls(self) -> list[tuple[float, int]]:
+        """The running calls that have not run past the time limit (their requests have had no 504)."""
+        if self.timeout <= 0:
+            return self._calls
+        cutoff = time.monotonic() - self.timeout
+        return [call for call in self._calls if call[0] > cutoff]
 
     def _held_back(self) -> bool:
         """Whether a batch call is running (one that has not yet run past the time limit)."""
-        if not self._running:
-            return False
-        return not (self.timeout > 0 and time.monotonic() - self._run_started > self.timeout)
+        return bool(self._live_calls())
 
     def _lead(self, batch: list[_Item], deadline: float) -> None:
         cond = self._cond
@@ -108,21 +123,22 @@ class Batcher:
                 self._open = None
             while self._held_back():  # a full batch waits for the call before it
                 cond.wait(self._until_stale())
-            self._running += 1
-            started = self._run_started = time.monotonic()
+            call = (time.monotonic(), len(batch))
+            self._calls.append(call)
         try:
-            self._run(batch, started)
+            self._run(batch, call[0])
         finally:
             with cond:
-                self._running -= 1
+                self._calls.remove(call)
                 cond.notify_all()
             for item in batch:
                 item.done.release()
 
     def _until_stale(self) -> Optional[float]:
+        """How long until the running calls have all run past the time limit (None: no limit)."""
         if self.timeout <= 0:
             return None
-        return max(self._run_started + self.timeout - time.monotonic(), 0.001)
+        return max(max(started for started, _ in self._calls) + self.timeout - time.monotonic(), 0.001)
 
     def _run(self, batch: list[_Item], started: float) -> None:
         if self.observe is not None:

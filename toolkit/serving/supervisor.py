@@ -143,6 +143,9 @@ class Supervisor:
             os._exit(code)
 
     def _worker(self, slot: Any) -> int:
+        use_connections = getattr(self.app, "use_connections", None)
+        if use_connections is not None:
+            use_connections(slot.connections)
         if self.channel is not None:
             self._join_models()
         if not self.app.ready:

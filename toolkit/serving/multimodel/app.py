@@ -106,6 +106,10 @@ class MultiModelApp:
     def load(self) -> None:
         """Nothing to load at start (models come through POST /models)."""
 
+    def use_connections(self, count: Any) -> None:
+        """In a worker: the models loaded from now on batch knowing its open connections."""
+        self.registry.connections = count
+
     def join(self, agent: Agent) -> None:
         """In a new worker, before serving: load what the supervisor has loaded, then take commands."""
         self.agent = agent

@@ -42,6 +42,7 @@ class Registry:
                  metrics: Any = None) -> None:
         self.env = env
         self.metrics = metrics
+        self.connections: Any = None  # the worker's open connections (ServingApp.use_connections)
         self.pm = pm
         self.codecs = codecs
         self.shared_code = shared_code  # the server's own code folder, for models without code/
@@ -81,6 +82,7 @@ class Registry:
             return failed(ack)
         app = ServingApp(handler, self.env, model_dir=url, model_name=name, metrics=self.metrics)
         app.record_load(time.perf_counter() - started)
+        app.use_connections(self.connections)
         app.ready = True
         self.models = {**self.models, name: Model(name, url, app, modules)}
         log.info("model %r loaded in worker %d in %.2f s", name, os.getpid(), time.perf_counter() - started)
