@@ -388,6 +388,38 @@ def csv_memory(paths: dict, log) -> dict:
             "extra_x_body": round((peak - resting) * 1024 / len(body), 2)}
 
 
+PER_REQUEST = '''\
+import json, os, sys, time
+from toolkit.serving.metrics import Metrics
+from toolkit.serving.observer import AccessLog, line
+metrics = Metrics(2)
+metrics.bind(0)
+lines = AccessLog()
+environ = {"REMOTE_ADDR": "127.0.0.1", "REQUEST_METHOD": "POST", "PATH_INFO": "/invocations", "toolkit.model": "model"}
+seen = ["200 OK", [("Content-Length", "99")]]
+sys.stderr = open(os.devnull, "w")  # the lines are made and written, to nowhere
+def timed(step, n=100000):
+    best = float("inf")
+    for _ in range(5):
+        started = time.perf_counter()
+        for _ in range(n):
+            step()
+        best = min(best, (time.perf_counter() - started) / n)
+    return best * 1e6
+def count():
+    series = metrics.model("model")
+    series.started()
+    series.finished(200, 0.0012)
+print(json.dumps({"metrics_us": timed(count), "access_us": timed(lambda: line(lines, environ, seen, "99", 0.0))}))
+'''
+
+
+def per_request_costs(serve: Path) -> dict:
+    """The metrics' and the access line's own time per request, timed in-process (best of 5)."""
+    out = subprocess.run([str(serve.parent / "python"), "-c", PER_REQUEST], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.splitlines()[-1])
+
+
 def request_safe(path: str) -> int:
     try:
         return request("GET", path, timeout=2)[0]
@@ -448,14 +480,16 @@ def main() -> None:
     csv = csv_memory(paths, log) if "toolkit" in names else None
     if csv:
         emit({"kind": "csv", **csv})
+        emit({"kind": "costs", **per_request_costs(paths["serve"])})
     log.close()
-    report = summarize(results, names, args, csv, (load_before, os.getloadavg()))
+    costs = next((r for r in results if r["kind"] == "costs"), None)
+    report = summarize(results, names, args, csv, (load_before, os.getloadavg()), costs)
     print("\n" + report)
     if not args.no_docs:
         write_docs(report)
 
 
-def summarize(results: list, names: list, args, csv, loadavg) -> str:
+def summarize(results: list, names: list, args, csv, loadavg, costs=None) -> str:
     def med(values):
         return statistics.median(values) if values else float("nan")
 
@@ -518,6 +552,12 @@ def summarize(results: list, names: list, args, csv, loadavg) -> str:
             if name in rows:
                 slow, fast = (t, rows[name]) if name == "toolkit-nolog" else (rows[name], t)
                 targets.append("- " + text.format(1 - slow["rps16"] / fast["rps16"]))
+        if costs:
+            budget = 2e6 / t["rps16"]  # CPU microseconds per request at 16 connections, the server's and wrk's
+            targets.append(f"- timed in-process (best of 5, free of the machine's noise): the metrics take "
+                           f"{costs['metrics_us']:.2f} us and the access line {costs['access_us']:.2f} us per request, "
+                           f"against {budget:.0f} us of CPU per request (server and wrk) at 16 connections: "
+                           f"{costs['metrics_us'] / budget:.1%} and {costs['access_us'] / budget:.1%} of it")
         if "gunicorn" in rows:
             targets.append(f"- p99 at 16 connections no worse than gunicorn's: {t['p99_16']:.1f} ms against "
                            f"{rows['gunicorn']['p99_16']:.1f} ms" + (
