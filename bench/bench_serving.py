@@ -7,13 +7,17 @@ Peers (each installed in its own venv under $TOOLKIT_BENCH_DIR, default ~/.cache
   waitress  a plain Flask app on one waitress process
   gunicorn  the same Flask app on gunicorn with 2 sync workers
 and `toolkit`: this checkout's `serve`, pip-installed into its own venv the same way
-(SAGEMAKER_MODEL_SERVER_WORKERS defaults to the CPU count).
+(SAGEMAKER_MODEL_SERVER_WORKERS defaults to the CPU count), with its defaults, and three variants of it
+that each change one setting: `toolkit-nolog` (TOOLKIT_ACCESS_LOG=false: the access log's cost),
+`toolkit-metrics` (TOOLKIT_METRICS_PORT set: the metrics' cost) and `toolkit-gil5`
+(TOOLKIT_GIL_SWITCH_MS=0, Python's 5 ms switch interval: what the 1 ms default does for the tail).
 All run the same JSON echo model (model_fn + echo predict_fn; Flask echoes the same JSON).
 
-For each rep (configs interleaved, a fresh server each time): start, first /ping 200, one POST
-/invocations checked to echo, 3 s warm-up, then wrk -t2 -c16 and wrk -t1 -c1 (POST of a 99-byte JSON
-body), sampling RSS summed over all the server's processes. Cold start: separate start/stop cycles,
-Popen -> first /ping 200. Memory with an 8 MB CSV body: `serve` with one worker, the worker's peak RSS
+For each rep (configs interleaved, in an order rotated from rep to rep, a fresh server each time):
+start, first /ping 200, one POST /invocations checked to echo, 3 s warm-up, then wrk -t2 -c16 and
+wrk -t1 -c1 (POST of a 99-byte JSON body), sampling RSS summed over all the server's processes.
+Cold start: separate start/stop cycles, Popen -> first /ping 200. Memory with an 8 MB CSV body:
+`serve` with one worker, the worker's peak RSS
 (VmHWM) over its resting RSS while it decodes the body.
 
     python3 bench/bench_serving.py                    # ~8 min; writes docs/benchmarks.md ## Serving
@@ -50,7 +54,11 @@ ROOT = Path(__file__).resolve().parent.parent
 WORK = Path(os.environ.get("TOOLKIT_BENCH_DIR", str(Path.home() / ".cache" / "toolkit-bench")))
 PORT = int(os.environ.get("TOOLKIT_BENCH_PORT", "18080"))
 BODY = "[[1.5, 2.25, 3.125, 4.0, 5.5, 6.75, 7.0, 8.125], [9.5, 10.25, 11.0, 12.5, 13.75, 14.0, 15.5, 16.0]]"
-CONFIGS = ("toolkit", "mms", "waitress", "gunicorn")
+CONFIGS = ("toolkit", "mms", "waitress", "gunicorn", "toolkit-nolog", "toolkit-metrics", "toolkit-gil5")
+# `serve` variants, each one setting away from the default, for what it costs or brings
+VARIANTS = {"toolkit-nolog": {"TOOLKIT_ACCESS_LOG": "false"},
+            "toolkit-metrics": {"TOOLKIT_METRICS_PORT": str(PORT + 10)},
+            "toolkit-gil5": {"TOOLKIT_GIL_SWITCH_MS": "0"}}
 
 INFERENCE = '''\
 """The echo model every server runs: model_fn returns a trivial model, predict_fn echoes."""
@@ -109,7 +117,7 @@ from sagemaker_inference import model_server
 model_server.MMS_CONFIG_FILE = os.environ["BENCH_MMS_CONFIG"]
 model_server.start_model_server(handler_service="bench_handler_service")
 '''
-WRK_LUA = '''\
+WRK_TEMPLATE = '''\
 wrk.method = "POST"
 wrk.body = '@BODY@'
 wrk.headers["Content-Type"] = "application/json"
@@ -120,7 +128,15 @@ done = function(summary, latency, requests)
     summary.requests, summary.duration, summary.requests / (summary.duration / 1e6),
     latency:percentile(50), latency:percentile(99), e.connect + e.read + e.write + e.status + e.timeout))
 end
-'''.replace("@BODY@", BODY)
+'''
+
+
+def wrk_lua(body: str) -> str:
+    """A wrk script that POSTs ``body`` as JSON and prints a ``WRKJSON {...}`` summary line."""
+    return WRK_TEMPLATE.replace("@BODY@", body)
+
+
+WRK_LUA = wrk_lua(BODY)
 
 
 # ---------------------------------------------------------------------------------- set-up
@@ -183,10 +199,12 @@ def setup(serve: Path | None) -> dict:
 def configs(paths: dict) -> dict:
     files, flask, mms = paths["files"], paths["flask"] / "bin", paths["mms"] / "bin"
     address = ["--host", "127.0.0.1", "--port", str(PORT)]
+    toolkit = dict(argv=[str(paths["serve"])], cwd=files, env={
+        "SAGEMAKER_BASE_DIR": str(files / "optml"), "SAGEMAKER_BIND_TO_PORT": str(PORT),
+        "TOOLKIT_BIND_HOST": "127.0.0.1"})
     return {
-        "toolkit": dict(argv=[str(paths["serve"])], cwd=files, env={
-            "SAGEMAKER_BASE_DIR": str(files / "optml"), "SAGEMAKER_BIND_TO_PORT": str(PORT),
-            "TOOLKIT_BIND_HOST": "127.0.0.1"}),
+        "toolkit": toolkit,
+        **{name: {**toolkit, "env": {**toolkit["env"], **extra}} for name, extra in VARIANTS.items()},
         "mms": dict(argv=[str(mms / "python"), str(files / "mms" / "start_mms.py")], cwd=files / "mms", env={
             "PATH": f"{mms}:{os.environ['PATH']}", "SAGEMAKER_BASE_DIR": str(files / "optml"),
             "SAGEMAKER_BIND_TO_PORT": str(PORT), "PYTHONPATH": str(files / "mms"),
@@ -277,8 +295,16 @@ def start(cfg: dict, log) -> tuple:
     return proc, started
 
 
-def wait_ready(proc, started: float, limit: float = 120.0) -> float:
-    """Seconds from Popen to the first /ping 200; then checks that /invocations echoes."""
+def wait_ready(proc, started: float, limit: float = 120.0, path: str = "/invocations", body: str = BODY,
+               check=None, on_ping=None) -> float:
+    """Seconds from Popen to the first /ping 200; then checks one POST of ``body`` to ``path``:
+    ``check(answer)`` raises when the answer is wrong (default: it must echo ``body``). ``on_ping()``
+    runs once, after the first /ping 200 (to register a model, say)."""
+
+    def echoes(answer: bytes) -> None:
+        if json.loads(answer) != json.loads(body):
+            raise RuntimeError(f"{path} did not echo: {answer[:200]!r}")
+
     ping = None
     while time.monotonic() - started < limit:
         if proc.poll() is not None:
@@ -286,11 +312,12 @@ def wait_ready(proc, started: float, limit: float = 120.0) -> float:
         try:
             if ping is None and request("GET", "/ping", timeout=2)[0] == 200:
                 ping = time.monotonic() - started
+                if on_ping is not None:
+                    on_ping()
             if ping is not None:
-                status, body = request("POST", "/invocations", BODY)
+                status, answer = request("POST", path, body)
                 if status == 200:
-                    if json.loads(body) != json.loads(BODY):
-                        raise RuntimeError(f"/invocations did not echo: {body[:200]!r}")
+                    (check or echoes)(answer)
                     return ping
         except (OSError, http.client.HTTPException):
             pass
@@ -320,9 +347,10 @@ def stop(proc) -> None:
         time.sleep(0.05)
 
 
-def wrk(threads: int, conns: int, seconds: int, files: Path, log) -> dict:
+def wrk(threads: int, conns: int, seconds: int, files: Path, log, script: str = "post.lua",
+        path: str = "/invocations") -> dict:
     cmd = ["wrk", f"-t{threads}", f"-c{conns}", f"-d{seconds}s", "--latency", "--timeout", "5s",
-           "-s", str(files / "post.lua"), f"http://127.0.0.1:{PORT}/invocations"]
+           "-s", str(files / script), f"http://127.0.0.1:{PORT}{path}"]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60)
     log.write(("\n$ " + " ".join(cmd) + "\n" + out.stdout + out.stderr).encode())
     for line in out.stdout.splitlines():
@@ -361,6 +389,38 @@ def csv_memory(paths: dict, log) -> dict:
             "resting_mb": round(resting / 1024, 1), "peak_before_mb": round(before_peak / 1024, 1),
             "peak_mb": round(peak / 1024, 1), "extra_mb": round((peak - resting) / 1024, 1),
             "extra_x_body": round((peak - resting) * 1024 / len(body), 2)}
+
+
+PER_REQUEST = '''\
+import json, os, sys, time
+from toolkit.serving.metrics import Metrics
+from toolkit.serving.observer import AccessLog, line
+metrics = Metrics(2)
+metrics.bind(0)
+lines = AccessLog()
+environ = {"REMOTE_ADDR": "127.0.0.1", "REQUEST_METHOD": "POST", "PATH_INFO": "/invocations", "toolkit.model": "model"}
+seen = ["200 OK", [("Content-Length", "99")]]
+sys.stderr = open(os.devnull, "w")  # the lines are made and written, to nowhere
+def timed(step, n=100000):
+    best = float("inf")
+    for _ in range(5):
+        started = time.perf_counter()
+        for _ in range(n):
+            step()
+        best = min(best, (time.perf_counter() - started) / n)
+    return best * 1e6
+def count():
+    series = metrics.model("model")
+    series.started()
+    series.finished(200, 0.0012)
+print(json.dumps({"metrics_us": timed(count), "access_us": timed(lambda: line(lines, environ, seen, "99", 0.0))}))
+'''
+
+
+def per_request_costs(serve: Path) -> dict:
+    """The metrics' and the access line's own time per request, timed in-process (best of 5)."""
+    out = subprocess.run([str(serve.parent / "python"), "-c", PER_REQUEST], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.splitlines()[-1])
 
 
 def request_safe(path: str) -> int:
@@ -407,7 +467,10 @@ def main() -> None:
             finally:
                 stop(proc)
     for rep in range(args.reps):
-        for name in names:
+        # each rep starts one config further on: a config that always ran right after the Java peer
+        # (MMS winding down) measured ~10 % slower whatever it was
+        shift = (rep * 3) % len(names)
+        for name in names[shift:] + names[:shift]:
             log.write(f"\n==== load {name} {rep}\n".encode())
             proc, started = start(cfgs[name], log)
             try:
@@ -428,14 +491,16 @@ def main() -> None:
     csv = csv_memory(paths, log) if "toolkit" in names else None
     if csv:
         emit({"kind": "csv", **csv})
+        emit({"kind": "costs", **per_request_costs(paths["serve"])})
     log.close()
-    report = summarize(results, names, args, csv, (load_before, os.getloadavg()))
+    per_request = next((r for r in results if r["kind"] == "costs"), None)
+    report = summarize(results, names, args, csv, (load_before, os.getloadavg()), per_request)
     print("\n" + report)
     if not args.no_docs:
         write_docs(report)
 
 
-def summarize(results: list, names: list, args, csv, loadavg) -> str:
+def summarize(results: list, names: list, args, csv, loadavg, per_request=None) -> str:
     def med(values):
         return statistics.median(values) if values else float("nan")
 
@@ -451,7 +516,10 @@ def summarize(results: list, names: list, args, csv, loadavg) -> str:
             "procs": max([r["procs"] for r in loads], default=0),
         }
     label = {"toolkit": "`serve` (this project, 2 workers)", "mms": "AWS inference toolkit on MMS",
-             "waitress": "Flask on 1 waitress process", "gunicorn": "Flask on gunicorn, 2 sync workers"}
+             "waitress": "Flask on 1 waitress process", "gunicorn": "Flask on gunicorn, 2 sync workers",
+             "toolkit-nolog": "`serve`, TOOLKIT_ACCESS_LOG=false",
+             "toolkit-metrics": "`serve`, TOOLKIT_METRICS_PORT set",
+             "toolkit-gil5": "`serve`, TOOLKIT_GIL_SWITCH_MS=0 (Python's 5 ms)"}
     out = [
         f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} by `bench/bench_serving.py` on this machine "
         f"({os.cpu_count()} CPUs, shared with wrk and with other work: compare ratios from the same run, not "
@@ -474,7 +542,7 @@ def summarize(results: list, names: list, args, csv, loadavg) -> str:
                 "| peer | throughput, 16 conn | throughput, 1 conn | p99, 16 conn | cold start | RSS |",
                 "| --- | --- | --- | --- | --- | --- |"]
         for name in names:
-            if name == "toolkit":
+            if name.startswith("toolkit"):
                 continue
             p = rows[name]
             out.append(f"| {label.get(name, name)} | {t['rps16'] / p['rps16']:.2f}x | {t['rps1'] / p['rps1']:.2f}x "
@@ -488,7 +556,26 @@ def summarize(results: list, names: list, args, csv, loadavg) -> str:
                    f"- first /ping 200 within 0.3 s of start: {t['cold']:.2f} s",
                    f"- RSS at most a fifth of the AWS toolkit's: {t['rss'] / rows['mms']['rss']:.2f}"
                    if "mms" in rows else ""]
-        out += ["", "Targets from the serving issue, as measured in this run:", "", *[x for x in targets if x]]
+        costs = {"toolkit-nolog": "the access log (on by default) costs {:.1%} of throughput at 16 connections "
+                                  "(`serve` against `serve` with TOOLKIT_ACCESS_LOG=false; target: under 5 %)",
+                 "toolkit-metrics": "metrics on cost {:.1%} of throughput at 16 connections (target: under 3 %)"}
+        for name, text in costs.items():
+            if name in rows:
+                slow, fast = (t, rows[name]) if name == "toolkit-nolog" else (rows[name], t)
+                targets.append("- " + text.format(1 - slow["rps16"] / fast["rps16"]))
+        if per_request:
+            budget = 2e6 / t["rps16"]  # CPU microseconds per request at 16 connections, the server's and wrk's
+            targets.append(f"- timed in-process (best of 5, free of the machine's noise): the metrics take "
+                           f"{per_request['metrics_us']:.2f} us and the access line {per_request['access_us']:.2f} us "
+                           f"per request, against {budget:.0f} us of CPU per request (server and wrk) at 16 "
+                           f"connections: {per_request['metrics_us'] / budget:.1%} and "
+                           f"{per_request['access_us'] / budget:.1%} of it")
+        if "gunicorn" in rows:
+            targets.append(f"- p99 at 16 connections no worse than gunicorn's: {t['p99_16']:.1f} ms against "
+                           f"{rows['gunicorn']['p99_16']:.1f} ms" + (
+                               f" (with Python's 5 ms switch interval: {rows['toolkit-gil5']['p99_16']:.1f} ms)"
+                               if "toolkit-gil5" in rows else ""))
+        out += ["", "Targets from the serving issues, as measured in this run:", "", *[x for x in targets if x]]
     if csv:
         out += ["", f"8 MB CSV body (`serve`, one worker, 10 numeric columns, decoded to a numpy array): the "
                     f"worker's peak RSS rose {csv['extra_mb']} MB over its resting {csv['resting_mb']} MB for a "

@@ -610,6 +610,14 @@ class ServingEnv:
     header_seconds: float = 20.0  # a request's line and headers must arrive within this of its first byte
     body_seconds: float = 60.0  # its body within this of the end of its headers
     probe_model_loads: bool = True  # multi-model: load each model once in a throwaway process first
+    max_batch_size: int = 1  # dynamic batching for models that declare none; 1 = off (toolkit.serving.batching)
+    max_batch_wait_ms: float = 5.0
+    metrics_port: int = 0  # Prometheus metrics on this port, served by the supervisor; 0 = off
+    access_log: bool = True  # one line per request (toolkit.serving.observer)
+    max_requests: int = 0  # recycle a worker after this many requests (plus jitter); 0 = never
+    max_requests_jitter: int = 0
+    max_rss_mb: int = 0  # recycle a worker whose RSS passes this; 0 = never
+    gil_switch_ms: float = 1.0  # a worker's sys.setswitchinterval; 0 = Python's own (5 ms). See serving.md
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str], base_dir: Optional[str] = None) -> ServingEnv:
@@ -626,6 +634,11 @@ class ServingEnv:
             raise ConfigError(f"SAGEMAKER_BATCH_STRATEGY={strategy!r}: expected MULTI_RECORD or SINGLE_RECORD")
         timeout = float(settings.number(environ, "SAGEMAKER_MODEL_SERVER_TIMEOUT", 60.0, minimum=0))
         stop_seconds = float(settings.number(environ, "TOOLKIT_SERVE_STOP_SECONDS", 28.0, minimum=0))
+        metrics_port = _int_setting(environ, "TOOLKIT_METRICS_PORT", 0)
+        if metrics_port > 65535 or (metrics_port and metrics_port == port):
+            raise ConfigError(f"TOOLKIT_METRICS_PORT={metrics_port} is not a free TCP port beside "
+                              f"SAGEMAKER_BIND_TO_PORT={port}; expected e.g. 9090, or 0 for no metrics")
+        access_log = (environ.get("TOOLKIT_ACCESS_LOG") or "").strip()
         return cls(
             base_dir=Path(base_dir or environ.get("SAGEMAKER_BASE_DIR") or DEFAULT_BASE_DIR),
             environ=MappingProxyType(dict(environ)),
@@ -655,6 +668,14 @@ class ServingEnv:
             header_seconds=float(settings.number(environ, "TOOLKIT_HEADER_SECONDS", 20.0, minimum=0)),
             body_seconds=float(settings.number(environ, "TOOLKIT_BODY_SECONDS", 60.0, minimum=0)),
             probe_model_loads=_true(environ.get("TOOLKIT_PROBE_MODEL_LOADS") or "true"),
+            max_batch_size=_int_setting(environ, "TOOLKIT_MAX_BATCH_SIZE", 1, minimum=1),
+            max_batch_wait_ms=float(settings.number(environ, "TOOLKIT_MAX_BATCH_WAIT_MS", 5.0, minimum=0)),
+            metrics_port=metrics_port,
+            access_log=_true(access_log) if access_log else cls.access_log,
+            max_requests=_int_setting(environ, "TOOLKIT_MAX_REQUESTS", 0),
+            max_requests_jitter=_int_setting(environ, "TOOLKIT_MAX_REQUESTS_JITTER", 0),
+            max_rss_mb=_int_setting(environ, "TOOLKIT_MAX_RSS_MB", 0),
+            gil_switch_ms=float(settings.number(environ, "TOOLKIT_GIL_SWITCH_MS", 1.0, minimum=0)),
         )
 
     @property

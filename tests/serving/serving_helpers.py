@@ -125,6 +125,20 @@ def write_model(base: Path, inference: Optional[str], files: Optional[Mapping[st
     return model
 
 
+def scrape(port: int) -> dict[str, float]:
+    """The Prometheus text served on ``port`` as {'name{labels}': value} (TOOLKIT_METRICS_PORT)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("GET", "/metrics")
+        resp = conn.getresponse()
+        assert resp.status == 200 and resp.getheader("Content-Type", "").startswith("text/plain")
+        text = resp.read().decode()
+    finally:
+        conn.close()
+    return {name: float(value) for name, _, value in
+            (line.rpartition(" ") for line in text.splitlines() if line and not line.startswith("#"))}
+
+
 ServerT = TypeVar("ServerT", bound=Server)
 
 
@@ -188,4 +202,4 @@ def echo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     server.stop(timeout=10)
 
 
-__all__ = ["BIN", "ECHO", "Server", "clean_environ", "free_port"]
+__all__ = ["BIN", "ECHO", "Server", "clean_environ", "free_port", "scrape"]

@@ -11,7 +11,10 @@
   An app with an ``untimed(environ)`` method exempts the requests it returns True for (a multi-model
   endpoint's model loads and unloads, which take as long as ``model_fn`` takes).
 - SIGTERM: stop accepting, wait for in-flight requests to be answered (until 2 s before the
-  supervisor's TOOLKIT_SERVE_STOP_SECONDS deadline), return.
+  supervisor's TOOLKIT_SERVE_STOP_SECONDS deadline), return. Answers given while stopping carry
+  ``Connection: close``, and the worker waits until its connections are closed or have been idle
+  for ``IDLE_AFTER`` seconds, so that a kept-alive client reconnects (to another worker, e.g. the
+  replacement of a recycled one) rather than sending its next request into a closing socket.
 """
 
 from __future__ import annotations
@@ -26,10 +29,12 @@ import time
 from typing import Any, Callable, Iterable, Iterator, Optional
 
 from toolkit.hookspecs import hookimpl
+from toolkit.serving.observer import TIMED_OUT_KEY
 from toolkit.serving.streaming import Stream
 
 log = logging.getLogger("toolkit")
 ACCEPT_BATCH = 64  # at most this many connections accepted per turn of a worker's event loop
+IDLE_AFTER = 0.1  # seconds: while stopping, a kept-alive connection this quiet is closed
 
 
 class Watchdog:
@@ -57,7 +62,7 @@ class Watchdog:
             if untimed is not None and untimed(environ):
                 return app(environ, start_response)
             check = environ.get("waitress.client_disconnected")
-            entry = [monotonic(), getattr(check, "__self__", None), False, False]
+            entry = [monotonic(), getattr(check, "__self__", None), False, False, environ]
             key = get_ident()
             active[key] = entry
             try:
@@ -111,6 +116,8 @@ class Watchdog:
         channel = entry[1]
         with self.lock:
             entry[2] = True
+            if len(entry) > 4:
+                entry[4][TIMED_OUT_KEY] = True  # the access log and the metrics count it as the 504 it was
             self.active.pop(key, None)
             self.stuck += 1
             stuck = self.stuck
@@ -162,6 +169,27 @@ def _bound_connections(server: Any, env: Any) -> None:
         connections.sweep(server, time.monotonic())
 
     server.maintenance = maintain
+
+
+def _recently_used(server: Any) -> bool:
+    """Whether a connection is still open and was used within ``IDLE_AFTER`` seconds."""
+    cutoff = time.time() - IDLE_AFTER
+    return any(channel is not server and getattr(channel, "last_activity", 0) > cutoff
+               for channel in list(server._map.values()))
+
+
+def _close_after_answering(server: Any) -> None:
+    """While stopping: each answer still to come closes its connection (``Connection: close``)."""
+    from waitress.task import WSGITask
+
+    class ClosingTask(WSGITask):
+        def build_response_header(self) -> Any:
+            self.set_close_on_finish()
+            return super().build_response_header()
+
+    for channel in list(server._map.values()):
+        if channel is not server and hasattr(channel, "task_class"):
+            channel.task_class = ClosingTask
 
 
 def _balance(server: Any, app: Any, slot: Any) -> None:
@@ -250,7 +278,7 @@ def toolkit_serve(app: Any, sock: Any, env: Any, slot: Any) -> Optional[bool]:
 
     def drain() -> None:
         deadline = time.monotonic() + max(env.stop_seconds - 2.0, 0.5)
-        while time.monotonic() < deadline and (watchdog.active or _busy(server)):
+        while time.monotonic() < deadline and (watchdog.active or _busy(server) or _recently_used(server)):
             time.sleep(0.02)
         done.set()
         server.pull_trigger()
@@ -263,6 +291,7 @@ def toolkit_serve(app: Any, sock: Any, env: Any, slot: Any) -> Optional[bool]:
         server.accepting = False
         server.del_channel()
         server.socket.close()
+        _close_after_answering(server)
         threading.Thread(target=drain, name="toolkit-drain", daemon=True).start()
 
     signal.signal(signal.SIGTERM, on_term)

@@ -10,18 +10,21 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
+import time
 from typing import Any, Callable, Iterable, Mapping, Optional
 
 from toolkit.environment import ServingEnv
 from toolkit.errors import ClientError, ToolkitError
+from toolkit.serving import batching
 from toolkit.serving.context import MAX_CUSTOM_ATTRIBUTES, RequestContext, headers_of
 from toolkit.serving.handler import HANDLER_FAILURES, Handler
+from toolkit.serving.observer import MODEL_KEY, TIMED_OUT_KEY
 from toolkit.serving.streaming import EVENT_STREAM, Stream, is_stream, split_event_stream
 from toolkit.serving.streaming import start as start_stream
 
 log = logging.getLogger("toolkit")
-access = logging.getLogger("toolkit.access")
 
 JSON_TYPE = [("Content-Type", "application/json")]
 REASONS = {200: "200 OK", 400: "400 Bad Request", 404: "404 Not Found", 405: "405 Method Not Allowed",
@@ -60,7 +63,7 @@ class ServingApp:
     """The WSGI callable every worker serves."""
 
     def __init__(self, handler: Handler, env: ServingEnv, model_dir: Optional[str] = None,
-                 model_name: str = "model") -> None:
+                 model_name: str = "model", metrics: Any = None) -> None:
         self.handler = handler
         self.env = env
         self.limit = env.max_payload_bytes
@@ -71,17 +74,38 @@ class ServingApp:
         self._flask: Any = None
         self._flask_lock = threading.Lock()
         self.ready = False  # set once the model is loaded in this process
+        self.metrics = metrics  # toolkit.serving.metrics.Metrics when TOOLKIT_METRICS_PORT is set
+        self.batcher = batching.attach(handler, env, self._observe_batch if metrics is not None else None,
+                                       model_name)
 
     # -- lifecycle ----------------------------------------------------------------------------
 
     def load(self) -> None:
         """Load the model in this process (the server is already answering /ping with 503)."""
+        started = time.perf_counter()
         if not self.handler.problem:
             self.handler.load_model()
         if self.handler.problem:
             log.error("not ready: %s", self.handler.problem)
         else:
+            took = time.perf_counter() - started
+            self.record_load(took)
+            log.info("model loaded in process %d in %.2f s", os.getpid(), took)
             self.ready = True
+
+    def use_connections(self, count: Any) -> None:
+        """In a worker: ``count()`` is its open connections (batches close once all of them are in)."""
+        if self.batcher is not None:
+            self.batcher.capacity = count
+
+    def record_load(self, seconds: float) -> None:
+        if self.metrics is not None:
+            self.metrics.model(self.model_name).observe("toolkit_model_load_seconds", seconds)
+
+    def _observe_batch(self, size: int, waits: list) -> None:
+        series = self.metrics.model(self.model_name)
+        series.observe("toolkit_batch_size", size)
+        series.observe_many("toolkit_batch_queue_seconds", waits)
 
     def idle(self) -> bool:
         return self.inflight == 0
@@ -105,22 +129,35 @@ class ServingApp:
         path = environ.get("PATH_INFO", "")
         method = environ.get("REQUEST_METHOD", "GET")
         if path == "/invocations" and method == "POST":
+            environ[MODEL_KEY] = self.model_name
             with self._count_lock:
                 self.inflight += 1
+            series = self.metrics.model(self.model_name) if self.metrics is not None else None
+            if series is not None:
+                series.started()
+                started = time.perf_counter()
             body = b""
+            code = 500
             try:
                 code, headers, body = self.invocations(environ)
             finally:
                 if not isinstance(body, Stream):  # a stream counts as in flight until it is closed
                     self._done()
+                    if series is not None:
+                        series.finished(504 if environ.get(TIMED_OUT_KEY) else code, time.perf_counter() - started)
             if isinstance(body, Stream):
-                body.on_close = self._done
+                if series is None:
+                    body.on_close = self._done
+                else:
+                    def closed() -> None:
+                        self._done()
+                        series.finished(504 if environ.get(TIMED_OUT_KEY) else code, time.perf_counter() - started)
+
+                    body.on_close = closed
                 start_response(status_line(code), headers)
                 return body
         elif path == "/ping" and method in ("GET", "HEAD"):
             code, headers, body = self.ping()
-            if self.env.log_ping:
-                access.info("GET /ping %d", code)
         elif path == "/execution-parameters" and method == "GET":
             code, headers, body = self.execution_parameters(environ)
         else:

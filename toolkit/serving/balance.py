@@ -109,6 +109,10 @@ class Slot:
                 except OSError:  # the pipe is full: that worker has a wake-up pending already
                     pass
 
+    def connections(self) -> int:
+        """This worker's open connections, as it last published them."""
+        return int(self._counts[self.index])
+
     def leave(self) -> None:
         """This worker stops accepting (SIGTERM): the others stop counting it at once."""
         self._beats[self.index] = 0.0

@@ -4,7 +4,9 @@ inference.py files run unchanged.
 User functions, all optional: ``model_fn(model_dir)``, ``input_fn(body, content_type)``,
 ``predict_fn(data, model)``, ``output_fn(prediction, accept)``,
 ``transform_fn(model, body, content_type, accept)`` (instead of the three before it),
-``pre_model_fn(model_dir)``, ``model_warmup_fn(model_dir, model)``, ``execution_parameters_fn()``.
+``pre_model_fn(model_dir)``, ``model_warmup_fn(model_dir, model)``, ``execution_parameters_fn()``,
+and for dynamic batching ``predict_batch_fn(inputs, model)`` with the module-level settings
+``max_batch_size`` and ``max_batch_wait_ms`` (``toolkit.serving.batching``).
 Each may take one more, trailing ``context`` argument (a ``RequestContext``). Functions the module
 lacks are the model's framework defaults (``toolkit.serving.frameworks``: the codecs, then what the
 framework's AWS container does for its models); without ``model_fn``, a ``toolkit_load_model`` plugin may
@@ -26,7 +28,7 @@ from types import ModuleType
 from typing import Any, Callable, Iterator, Mapping, Optional, Union
 
 from toolkit.errors import ClientError, CodeError, ToolkitError
-from toolkit.serving import mediatypes, streaming
+from toolkit.serving import batching, mediatypes, streaming
 from toolkit.serving.codecs import Codecs
 from toolkit.serving.context import RequestContext
 from toolkit.serving.frameworks import ModelDefaults
@@ -37,7 +39,7 @@ log = logging.getLogger("toolkit")
 # function name -> number of arguments before the optional trailing context
 ARITY = {
     "model_fn": 1, "input_fn": 2, "predict_fn": 2, "output_fn": 2, "transform_fn": 4,
-    "pre_model_fn": 1, "model_warmup_fn": 2, "execution_parameters_fn": 0,
+    "pre_model_fn": 1, "model_warmup_fn": 2, "execution_parameters_fn": 0, "predict_batch_fn": 2,
 }
 
 
@@ -142,6 +144,8 @@ class _Call:
 class InferenceHandler(Handler):
     """The handler for one model: a user module (maybe none) plus the codecs."""
 
+    batcher: Any = None  # a toolkit.serving.batching.Batcher when batching is on (set by batching.attach)
+
     def __init__(self, model_dir: Path, module: Optional[ModuleType], codecs: Codecs, default_accept: str,
                  origin: str) -> None:
         self.model_dir = model_dir
@@ -159,6 +163,7 @@ class InferenceHandler(Handler):
         self.defaults = ModelDefaults()  # replaced by the model's framework defaults once it is loaded
         # why there is no model when the module has no model_fn and no toolkit_load_model plugin loads the folder
         self.no_model = f"{origin} defines no model_fn(model_dir): add one that loads and returns the model"
+        self.declared = {k: getattr(module, k) for k in batching.DECLARED if hasattr(module, k)}
         self.problem = self._check()
         self._needs_context = any(c.with_context for c in self.fns.values())
 
@@ -229,7 +234,12 @@ class InferenceHandler(Handler):
                 defaults.input_fn(body, content_type or "", self.codecs)
             stage = "predict"
             predict_fn = fns.get("predict_fn")
-            prediction = predict_fn(context, data, self.model) if predict_fn else defaults.predict_fn(data, self.model)
+            if self.batcher is not None:
+                prediction = self.batcher.submit(data, context)
+            elif predict_fn:
+                prediction = predict_fn(context, data, self.model)
+            else:
+                prediction = defaults.predict_fn(data, self.model)
             stage = "output"
             if output_fn:
                 return self._response(output_fn(context, prediction, answer_as), answer_as)

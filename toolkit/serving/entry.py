@@ -47,14 +47,20 @@ def build_app(env: ServingEnv, pm: Any) -> Any:
             steps.install(code_dir, env.settings_view(), pm)
         importlib.invalidate_caches()  # what was just installed must be importable by the user module
     codecs = Codecs(pm.hook)
+    metrics = None
+    if env.metrics_port:  # the shared table is made here, before the supervisor forks
+        from toolkit.serving import recycle
+        from toolkit.serving.metrics import Metrics
+
+        metrics = Metrics(recycle.slots(env))
     if env.multi_model:
         from toolkit.serving.multimodel.app import MultiModelApp
 
-        return MultiModelApp(env, pm, codecs, code_dir)
+        return MultiModelApp(env, pm, codecs, code_dir, metrics)
     handler = pm.hook.toolkit_load_handler(model_dir=env.model_dir, code_dir=code_dir, env=env, codecs=codecs)
     if handler is None:
         raise CodeError("no plugin returned a handler (toolkit_load_handler); is the 'inference' plugin disabled?")
-    return ServingApp(handler, env)
+    return ServingApp(handler, env, metrics=metrics)
 
 
 def main(environ: Mapping[str, str]) -> int:

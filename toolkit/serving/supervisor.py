@@ -3,7 +3,8 @@ gracefully on SIGTERM, and reap every child (we are PID 1 in a container).
 
 Each worker inherits the listening socket and serves the app through ``toolkit_serve`` (waitress
 by default); a shared table (``toolkit.serving.balance``) lets the least loaded worker accept each
-new connection. With TOOLKIT_PRELOAD_MODEL=true the model
+new connection. Workers that ask to be recycled (``toolkit.serving.recycle``) are replaced once
+their replacement is ready. With TOOLKIT_PRELOAD_MODEL=true the model
 is loaded here, before forking, so its memory is shared copy-on-write; otherwise each worker
 loads it in a background thread while already answering /ping with 503.
 """
@@ -19,10 +20,12 @@ import socket
 import sys
 import threading
 import time
-from typing import Any
+from dataclasses import replace
+from typing import Any, Optional
 
 from toolkit.environment import ServingEnv
 from toolkit.process import exit_code_of
+from toolkit.serving import batching, metrics, observer, recycle
 from toolkit.serving.app import error_body
 from toolkit.serving.balance import Balance
 
@@ -66,7 +69,13 @@ class Supervisor:
         self.pm = pm
         self.workers: dict[int, float] = {}  # pid -> start time
         self.slots: dict[int, int] = {}  # pid -> its slot in the balance table
-        self.balance = Balance(env.workers)
+        self.balance = Balance(recycle.slots(env))
+        self.recycling = recycle.Flags(self.balance.slots) if recycle.enabled(env) else None
+        self.retiring: dict[int, int] = {}  # a worker that asked to be recycled -> its replacement
+        self.draining: set[int] = set()  # recycled workers told to stop
+        self.recycle_after = 0.0  # after a replacement died young: when to try again
+        self.metrics: Any = getattr(app, "metrics", None)  # toolkit.serving.metrics.Metrics, or None
+        self.metrics_server: Any = None
         self.stopping = False
         self.sock: socket.socket | None = None
         self.backoff = 0.0
@@ -77,10 +86,11 @@ class Supervisor:
         self.sock = bind(self.env)
         log.info("listening on %s:%d with %d worker(s), %d thread(s) each, timeout %gs",
                  self.env.host, self.env.port, self.env.workers, self.env.threads, self.env.timeout)
+        if self.metrics is not None and self.env.metrics_port:
+            self.metrics_server = metrics.serve(self.metrics, self.env.host, self.env.metrics_port)
         if self.env.preload_model:
-            started = time.perf_counter()
+            log.info("loading the model before forking (TOOLKIT_PRELOAD_MODEL)")
             self.app.load()
-            log.info("model loaded before forking (TOOLKIT_PRELOAD_MODEL) in %.2f s", time.perf_counter() - started)
         if self.env.multi_model:
             self._start_model_control()
         signal.signal(signal.SIGTERM, self._on_stop)
@@ -95,7 +105,7 @@ class Supervisor:
 
     # -- workers ------------------------------------------------------------------------------
 
-    def _spawn(self) -> None:
+    def _spawn(self) -> int:
         # Block the stop signals across fork: otherwise a SIGTERM landing between fork() and the
         # child's own handlers would run the supervisor's stop handler inside the new worker.
         stops = {signal.SIGTERM, signal.SIGINT}
@@ -103,6 +113,8 @@ class Supervisor:
         signal.pthread_sigmask(signal.SIG_BLOCK, stops)
         index = min(set(range(self.balance.slots)) - set(self.slots.values()))
         slot = self.balance.slot(index)
+        if self.recycling is not None:
+            self.recycling.clear(index)
         pid = os.fork()
         if pid:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, stops)
@@ -110,9 +122,12 @@ class Supervisor:
             self.slots[pid] = index
             if channel is not None:
                 self.models.adopt(pid, channel)
-            return
+            return pid
         code = 1
         try:
+            if self.metrics is not None:
+                metrics.close_in_child(self.metrics_server)
+                self.metrics.bind(index)
             if channel is not None:
                 self.channel = self.models.in_child(channel)
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -128,12 +143,26 @@ class Supervisor:
             os._exit(code)
 
     def _worker(self, slot: Any) -> int:
+        use_connections = getattr(self.app, "use_connections", None)
+        if use_connections is not None:
+            use_connections(slot.connections)
         if self.channel is not None:
             self._join_models()
         if not self.app.ready:
             threading.Thread(target=self.app.load, name="toolkit-load-model", daemon=True).start()
         assert self.sock is not None
-        served = self.pm.hook.toolkit_serve(app=self.app, sock=self.sock, env=self.env, slot=slot)
+        env = self.env
+        if env.gil_switch_ms > 0:  # the tail at 16 connections: see "The tail" in docs/serving.md
+            sys.setswitchinterval(env.gil_switch_ms / 1000)
+        threads = batching.worker_threads(env, self.app)
+        if threads != env.threads:
+            env = replace(env, threads=threads)
+        app = observer.wrap(self.app, env, recycle.Recycler.for_worker(env, self.recycling, slot.index))
+        try:
+            served = self.pm.hook.toolkit_serve(app=app, sock=self.sock, env=env, slot=slot)
+        finally:
+            if app is not self.app:
+                app.close()  # the access lines still buffered
         if not served:
             log.error("no plugin served the app (toolkit_serve): is the waitress plugin disabled?")
             return 2
@@ -157,6 +186,8 @@ class Supervisor:
 
     def _supervise(self) -> int:
         while True:
+            if self.recycling is not None and not self.stopping:
+                self._recycle()
             if not self.workers and self.stopping:
                 log.info("stopped")
                 return 0
@@ -167,7 +198,8 @@ class Supervisor:
                     self._spawn()
                 continue
             try:
-                pid, status = os.waitpid(-1, os.WNOHANG if self.stopping else 0)
+                # with recycling on, the loop also looks at the workers' flags, so it does not block
+                pid, status = os.waitpid(-1, os.WNOHANG if self.stopping or self.recycling is not None else 0)
             except ChildProcessError:
                 self.workers.clear()
                 for index in self.slots.values():
@@ -182,9 +214,14 @@ class Supervisor:
             started = self.workers.pop(pid, None)
             if started is None:
                 continue  # an orphan we reaped as PID 1
-            self.balance.clear(self.slots.pop(pid))  # the others stop leaving connections to it
+            index = self.slots.pop(pid)
+            self.balance.clear(index)  # the others stop leaving connections to it
+            if self.metrics is not None:
+                self.metrics.clear_gauges(index)
             if self.stopping:
                 log.info("worker %d stopped (%s)", pid, describe_status(status))
+                continue
+            if self._recycled(pid, status, time.monotonic() - started):
                 continue
             lived = time.monotonic() - started
             log.error("worker %d %s after %.1f s: starting a new one", pid, describe_status(status), lived)
@@ -196,6 +233,47 @@ class Supervisor:
                 continue  # with no worker left, the loop answers 503 during the backoff
             self.backoff = 0.0
             self._spawn()
+
+    # -- recycling (TOOLKIT_MAX_REQUESTS, TOOLKIT_MAX_RSS_MB) ---------------------------------------
+
+    def _recycle(self) -> None:
+        """Fork a replacement for each worker that asks; stop the asker once its replacement is ready."""
+        assert self.recycling is not None
+        for pid, index in list(self.slots.items()):
+            if (self.recycling.asked(index) and pid not in self.retiring and pid not in self.draining
+                    and pid not in self.retiring.values() and time.monotonic() >= self.recycle_after
+                    and len(self.slots) < self.balance.slots):  # else: once a draining worker has gone
+                self.retiring[pid] = self._spawn()
+                log.info("worker %d asked to be recycled: started worker %d to replace it", pid, self.retiring[pid])
+        ready = self.balance.counts()
+        for old, new in list(self.retiring.items()):
+            if self.slots.get(new) in ready:
+                del self.retiring[old]
+                self.draining.add(old)
+                _kill(old, signal.SIGTERM)  # it drains: answers what it has, then exits
+
+    def _recycled(self, pid: int, status: int, lived: float) -> bool:
+        """Whether the exit of ``pid`` is part of a recycling (so no replacement is to be started)."""
+        if pid in self.draining:
+            self.draining.discard(pid)
+            log.info("worker %d recycled (%s)", pid, describe_status(status))
+            if self.metrics is not None:
+                self.metrics.count("toolkit_workers_recycled_total")
+            return True
+        if pid in self.retiring:  # it died before its replacement was ready: that one takes its place
+            log.error("worker %d %s after %.1f s while being recycled; worker %d replaces it", pid,
+                      describe_status(status), lived, self.retiring.pop(pid))
+            return True
+        old: Optional[int] = next((o for o, n in self.retiring.items() if n == pid), None)
+        if old is not None:  # the replacement died: the old worker serves on, and asks again later
+            del self.retiring[old]
+            if lived < QUICK_DEATH:
+                self.backoff = min(max(self.backoff * 2, 0.25), 5.0)
+                self.recycle_after = time.monotonic() + self.backoff
+            log.error("worker %d, the replacement of worker %d, %s after %.1f s; worker %d serves on", pid, old,
+                      describe_status(status), lived, old)
+            return True
+        return False
 
     def _answer_503_for(self, seconds: float) -> None:
         """With no worker alive, answer connections with 503 ourselves instead of leaving them queued."""

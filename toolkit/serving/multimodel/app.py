@@ -95,14 +95,20 @@ class MultiModelApp:
 
     ready = True  # no model to load at start: /ping is 200 with zero models
 
-    def __init__(self, env: ServingEnv, pm: Any, codecs: Any, shared_code: Optional[Path]) -> None:
+    def __init__(self, env: ServingEnv, pm: Any, codecs: Any, shared_code: Optional[Path],
+                 metrics: Any = None) -> None:
         self.env = env
-        self.registry = Registry(env, pm, codecs, shared_code)
+        self.metrics = metrics  # the supervisor serves it (TOOLKIT_METRICS_PORT)
+        self.registry = Registry(env, pm, codecs, shared_code, metrics)
         self.agent: Optional[Agent] = None
         self._flask: Any = None
 
     def load(self) -> None:
         """Nothing to load at start (models come through POST /models)."""
+
+    def use_connections(self, count: Any) -> None:
+        """In a worker: the models loaded from now on batch knowing its open connections."""
+        self.registry.connections = count
 
     def join(self, agent: Agent) -> None:
         """In a new worker, before serving: load what the supervisor has loaded, then take commands."""

@@ -39,8 +39,11 @@ class Registry:
     """name -> Model. A model is added only once fully loaded, by replacing the dict (a reader sees
     the old dict or the new one, never a half-made entry)."""
 
-    def __init__(self, env: ServingEnv, pm: Any, codecs: Any, shared_code: Optional[Path]) -> None:
+    def __init__(self, env: ServingEnv, pm: Any, codecs: Any, shared_code: Optional[Path],
+                 metrics: Any = None) -> None:
         self.env = env
+        self.metrics = metrics
+        self.connections: Any = None  # the worker's open connections (ServingApp.use_connections)
         self.pm = pm
         self.codecs = codecs
         self.shared_code = shared_code  # the server's own code folder, for models without code/
@@ -78,7 +81,9 @@ class Registry:
             ack = {"ok": False, "memory": isinstance(failure, MemoryError), "error": handler.problem}
             del handler, failure, modules
             return failed(ack)
-        app = ServingApp(handler, self.env, model_dir=url, model_name=name)
+        app = ServingApp(handler, self.env, model_dir=url, model_name=name, metrics=self.metrics)
+        app.record_load(time.perf_counter() - started)
+        app.use_connections(self.connections)
         app.ready = True
         self.models = {**self.models, name: Model(name, url, app, modules)}
         log.info("model %r loaded in worker %d in %.2f s", name, os.getpid(), time.perf_counter() - started)

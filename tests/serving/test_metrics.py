@@ -1,0 +1,179 @@
+"""Metrics (TOOLKIT_METRICS_PORT), the access log, worker recycling and the GIL switch interval,
+seen from outside: the real `serve` with 2 workers, scraped over HTTP, its log read, its workers killed
+or recycled under load."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import re
+import signal
+import threading
+
+import serving_helpers
+from helpers import free_port, wait_for
+from serving_helpers import Server, scrape
+
+start_server = serving_helpers.start_server  # the fixture
+
+COUNTED = """
+    import os
+
+    def model_fn(model_dir):
+        return "model"
+
+    def predict_fn(data, model):
+        return {"pid": os.getpid(), "data": data}
+"""
+OK = 'toolkit_requests_total{model="model",status="200"}'
+
+
+def metrics_server(start_server, **variables: str) -> tuple[Server, int]:
+    port = free_port()
+    return start_server(COUNTED, TOOLKIT_METRICS_PORT=str(port), **variables), port
+
+
+def test_metrics_totals_equal_what_was_sent(start_server) -> None:
+    server, port = metrics_server(start_server)
+    for i in range(20):
+        assert server.invoke(str(i)).status == 200
+    for _ in range(3):
+        assert server.invoke("1", content_type="application/x-unknown").status == 415
+    seen = scrape(port)
+    assert seen[OK] == 20
+    assert seen['toolkit_requests_total{model="model",status="415"}'] == 3
+    assert seen['toolkit_request_duration_seconds_count{model="model"}'] == 23
+    assert seen['toolkit_request_duration_seconds_bucket{model="model",le="+Inf"}'] == 23
+    assert seen['toolkit_requests_in_flight{model="model"}'] == 0
+    assert seen['toolkit_model_load_seconds_count{model="model"}'] == 2  # each of the 2 workers loaded it
+    assert "toolkit_batch_size_count" not in str(seen)  # not batched: no batch series
+
+
+def test_metrics_survive_a_worker_crash(start_server) -> None:
+    server, port = metrics_server(start_server)
+    pids = {server.invoke(str(i)).json()["pid"] for i in range(30)}
+    victim = pids.pop() if pids else server.worker_pids()[0]
+    os.kill(victim, signal.SIGKILL)
+    wait_for(lambda: victim not in server.worker_pids() and len(server.worker_pids()) == 2, 30,
+             "the killed worker to be replaced")
+    server.wait_ready()
+    for i in range(10):
+        assert server.invoke(str(i)).status == 200
+    seen = scrape(port)
+    assert seen[OK] == 40  # the dead worker's 200s are still counted
+    assert seen['toolkit_requests_in_flight{model="model"}'] == 0
+    assert seen['toolkit_model_load_seconds_count{model="model"}'] == 3  # 2 workers, then the replacement
+
+
+def test_recycling_under_load_drops_no_request_and_keeps_the_counts(start_server) -> None:
+    server, port = metrics_server(start_server, TOOLKIT_MAX_REQUESTS="60", TOOLKIT_MAX_REQUESTS_JITTER="20")
+    first = set(server.worker_pids())
+    failures: list = []
+    pids: set = set()
+    pings: list = []
+    stop = threading.Event()
+
+    def client(n: int) -> None:  # a kept-alive connection, as SageMaker's front end keeps them
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+        for i in range(n):
+            try:
+                conn.request("POST", "/invocations", body=str(i).encode(), headers={"Content-Type": "application/json"})
+                resp = conn.getresponse()
+                body = resp.read()
+                if resp.status != 200:
+                    failures.append((resp.status, body))
+                else:
+                    pids.add(json.loads(body)["pid"])
+                if resp.getheader("Connection", "").lower() == "close":
+                    conn.close()
+            except (OSError, http.client.HTTPException) as exc:
+                failures.append(repr(exc))
+                conn.close()
+        conn.close()
+
+    def pinger() -> None:
+        while not stop.is_set():
+            pings.append(server.ping())
+            stop.wait(0.02)
+
+    watcher = threading.Thread(target=pinger)
+    watcher.start()
+    clients = [threading.Thread(target=client, args=(100,)) for _ in range(8)]
+    for thread in clients:
+        thread.start()
+    for thread in clients:
+        thread.join()
+    stop.set()
+    watcher.join()
+    assert failures == []
+    assert pings and set(pings) == {200}
+    assert len(pids - first) >= 2, (pids, first)  # answers came from the replacements too
+    log = server.log
+    assert re.search(r"worker \d+ asks to be replaced: it has answered \d+ requests \(TOOLKIT_MAX_REQUESTS\)", log)
+    assert re.search(r"worker \d+ recycled \(exited with code 0\)", log)
+    seen = wait_for(lambda: (s := scrape(port)) and s[OK] == 800 and s, 30, "every request to be counted")
+    assert seen["toolkit_workers_recycled_total"] >= 2
+    assert seen['toolkit_requests_in_flight{model="model"}'] == 0
+    wait_for(lambda: len(server.worker_pids()) == 2, 30, "as many workers as configured, the recycled ones gone")
+
+
+LEAKING = """
+    import os
+
+    kept = []
+
+    def model_fn(model_dir):
+        return "model"
+
+    def predict_fn(data, model):
+        kept.append(bytearray(20 * 1024 * 1024))  # 20 MB per request, never given back
+        for block in kept[-1:]:
+            block[::4096] = b"x" * len(block[::4096])  # touch every page: resident
+        return {"pid": os.getpid()}
+"""
+
+
+def test_a_worker_past_the_rss_limit_is_replaced(start_server) -> None:
+    server = start_server(LEAKING, SAGEMAKER_MODEL_SERVER_WORKERS="1", TOOLKIT_MAX_RSS_MB="150")
+    first = server.invoke("1").json()["pid"]
+
+    def replaced() -> bool:
+        answer = server.invoke("1")
+        assert answer.status == 200, answer
+        return answer.json()["pid"] != first
+
+    wait_for(replaced, 60, "the leaking worker to be replaced")
+    assert re.search(r"asks to be replaced: its RSS is \d+ MB, over TOOLKIT_MAX_RSS_MB=150", server.log)
+
+
+def test_access_log_lines(start_server) -> None:
+    server = start_server(COUNTED)
+    assert server.invoke("[1]", X_Amzn_SageMaker_Inference_Id="req-42").status == 200
+    assert server.invoke("1", content_type="application/x-unknown").status == 415
+    assert server.ping() == 200
+    assert server.request("GET", "/nowhere").status == 404
+    pattern = r"toolkit INFO (127\.0\.0\.1 \S+ \S+ \d+ \S+ [\d.]+ms model=\S+ id=\S+)"
+    # each worker writes its own lines (every 0.2 s): the two workers' lines may come in either order
+    lines = sorted(wait_for(lambda: len(found := re.findall(pattern, server.log)) >= 3 and found, 10, "the lines"))
+    assert re.fullmatch(r"127\.0\.0\.1 GET /nowhere 404 \d+ [\d.]+ms model=- id=-", lines[0])
+    assert re.fullmatch(r"127\.0\.0\.1 POST /invocations 200 \d+ [\d.]+ms model=model id=req-42", lines[1])
+    assert re.fullmatch(r"127\.0\.0\.1 POST /invocations 415 \d+ [\d.]+ms model=model id=-", lines[2])
+    assert len(lines) == 3  # /ping is not logged (TOOLKIT_LOG_PING)
+    assert re.search(r"model loaded in process \d+ in [\d.]+ s", server.log)  # the load line, with its time
+
+
+def test_access_log_can_be_turned_off(start_server) -> None:
+    server = start_server(COUNTED, TOOLKIT_ACCESS_LOG="false")
+    assert server.invoke("[1]").status == 200
+    assert server.request("GET", "/nowhere").status == 404
+    server.stop()
+    assert "POST /invocations" not in server.log and "/nowhere" not in server.log
+    assert "model loaded in process" in server.log
+
+
+def test_workers_hand_the_gil_over_as_often_as_set(start_server) -> None:
+    switch = "import sys\n\ndef model_fn(model_dir):\n    return 1\n\ndef predict_fn(data, model):\n" \
+             "    return sys.getswitchinterval()\n"
+    assert start_server(switch).invoke("1").json() == 0.001  # TOOLKIT_GIL_SWITCH_MS=1, the default
+    assert start_server(switch, TOOLKIT_GIL_SWITCH_MS="0").invoke("1").json() == 0.005  # Python's own
