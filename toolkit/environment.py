@@ -617,7 +617,7 @@ class ServingEnv:
     max_requests: int = 0  # recycle a worker after this many requests (plus jitter); 0 = never
     max_requests_jitter: int = 0
     max_rss_mb: int = 0  # recycle a worker whose RSS passes this; 0 = never
-    gil_switch_ms: float = 1.0  # a worker's sys.setswitchinterval; 0 = Python's own (5 ms). See serving.md
+    gil_switch_ms: float = 0.0  # a worker's sys.setswitchinterval; 0 = Python's own (5 ms). See serving.md
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str], base_dir: Optional[str] = None) -> ServingEnv:
@@ -675,7 +675,7 @@ class ServingEnv:
             max_requests=_int_setting(environ, "TOOLKIT_MAX_REQUESTS", 0),
             max_requests_jitter=_int_setting(environ, "TOOLKIT_MAX_REQUESTS_JITTER", 0),
             max_rss_mb=_int_setting(environ, "TOOLKIT_MAX_RSS_MB", 0),
-            gil_switch_ms=float(settings.number(environ, "TOOLKIT_GIL_SWITCH_MS", 1.0, minimum=0)),
+            gil_switch_ms=float(settings.number(environ, "TOOLKIT_GIL_SWITCH_MS", 0.0, minimum=0)),
         )
 
     @property

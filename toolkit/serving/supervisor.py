@@ -152,7 +152,7 @@ class Supervisor:
             threading.Thread(target=self.app.load, name="toolkit-load-model", daemon=True).start()
         assert self.sock is not None
         env = self.env
-        if env.gil_switch_ms > 0:  # the tail at 16 connections: see "The tail" in docs/serving.md
+        if env.gil_switch_ms > 0:  # an experiment with the p99 tail: see "The tail" in docs/serving.md
             sys.setswitchinterval(env.gil_switch_ms / 1000)
         threads = batching.worker_threads(env, self.app)
         if threads != env.threads:
