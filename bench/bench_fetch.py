@@ -37,6 +37,8 @@ from pathlib import Path
 
 from benchdoc import write_section
 
+from toolkit.testing import free_port
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 BUCKET = "bench-fetch"
@@ -155,7 +157,7 @@ def main() -> None:
             write_section(table)
         return
     print(f"fixtures ready ({time.time() - started:.1f} s)", flush=True)
-    port = _free_port()
+    port = free_port()
     endpoint = f"http://127.0.0.1:{port}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     env.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_REGION="us-east-1",
@@ -279,14 +281,6 @@ def _version(name: str) -> str:
     from importlib.metadata import version
 
     return version(name)
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _wait(endpoint: str) -> None:

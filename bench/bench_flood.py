@@ -34,6 +34,8 @@ from pathlib import Path
 
 from benchdoc import write_section
 
+from toolkit.testing import free_port
+
 ECHO = """
 def model_fn(model_dir):
     return "echo"
@@ -43,12 +45,6 @@ def predict_fn(data, model):
     return data
 """
 TRICKLE_HEAD = b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Server:

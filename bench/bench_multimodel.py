@@ -41,6 +41,8 @@ from pathlib import Path
 
 from benchdoc import write_section
 
+from toolkit.testing import free_port
+
 ROOT = Path(__file__).resolve().parent.parent
 BODY = "[[1.5, 2.25, 3.125, 4.0, 5.5, 6.75, 7.0, 8.125], [9.5, 10.25, 11.0, 12.5, 13.75, 14.0, 15.5, 16.0]]"
 INFERENCE = '''\
@@ -83,14 +85,6 @@ request = function()
                                              ["X-Amzn-SageMaker-Target-Model"] = name}, body)
 end
 ''' + WRK_DONE
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def request(port: int, method: str, path: str, body: bytes | None = None, headers: dict | None = None,
