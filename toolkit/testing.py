@@ -143,11 +143,12 @@ class Job:
         return subprocess.run([*console_script("train"), *args], env=self.environ(**extra),
                               capture_output=True, text=True, timeout=timeout)
 
-    def serve(self, **extra: str) -> Server:
-        """Start the real ``serve`` on this job's model folder; ready once it answers /ping."""
+    def serve(self, timeout: float = 30.0, **extra: str) -> Server:
+        """Start the real ``serve`` on this job's model folder; returned once /ping answers 200, else
+        stopped and an AssertionError with its log after ``timeout`` seconds."""
         server = Server.start(self.base, **extra)
         try:
-            return server.wait_ready()
+            return server.wait_ready(timeout)
         except BaseException:
             server.stop()
             raise
