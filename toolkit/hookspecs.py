@@ -6,10 +6,11 @@ called before the built-ins (pluggy calls the last registered first), so a plugi
 built-in by answering first. ``firstresult`` hooks stop at the first implementation that returns
 something other than None: return None to say "not mine".
 
-The code and training hooks have a one-line docstring here; docs/hooks.md explains each one in
+The code and training hooks and ``toolkit_serve`` have a one-line docstring here; docs/hooks.md explains each one in
 full, with an example, and says what changed since 0.1 (tests/test_hooks_documented.py keeps the
 two in step). Argument names say what a hook receives: ``env`` is the job's parsed environment
-(``toolkit.TrainingEnv`` or ``toolkit.ServingEnv``), ``settings`` a read-only mapping of variables.
+(``toolkit.TrainingEnv`` or ``toolkit.ServingEnv``), ``settings`` a read-only mapping of variables,
+``worker`` the ``toolkit.Worker`` a server serves in.
 """
 
 from __future__ import annotations

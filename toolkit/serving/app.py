@@ -33,10 +33,6 @@ def too_large_message(size: Optional[int], env: ServingEnv) -> str:
     return f"{what} than SAGEMAKER_MAX_PAYLOAD_IN_MB={env.max_payload_mb} allows ({env.max_payload_bytes} bytes)"
 
 
-class _Empty:
-    """A request with no context-reading handler function shares this (nothing to set)."""
-
-
 class ServingApp(RoutedApp):
     """The WSGI callable every worker serves."""
 

@@ -15,7 +15,8 @@ with the WSGI app. What every server must also do, and what the toolkit owns, is
 
 A request that times out keeps its thread (Python cannot kill one): the watchdog adds a thread
 for it (``set_threads``), and a worker with more than ``2 * threads`` stuck asks to be replaced.
-A streamed answer is timed per chunk: the time to its first chunk and each wait between chunks.
+A streamed answer is timed per chunk: the time to its first chunk and each wait between chunks
+(handed off: only the time to the answer).
 An app with an ``untimed(environ)`` method exempts the requests it returns True for (a
 multi-model endpoint's model loads and unloads, which take as long as ``model_fn`` takes).
 """
@@ -76,11 +77,9 @@ class Worker:
         Without ``abort`` the requests are handed to threads of the worker's own."""
         if self.env.timeout <= 0:
             return self.app
-        if abort is None:
-            runner = _Runner()
+        if abort is None:  # the server's thread times its own request out: no watching thread
             self.watchdog = Watchdog(self.env.timeout, self.threads, None, None)
-            self.watchdog.start()
-            return self.watchdog.handed_off(self.app, runner)
+            return self.watchdog.handed_off(self.app, _Runner())
         self.watchdog = Watchdog(self.env.timeout, self.threads, abort, set_threads)
         self.watchdog.start()
         return self.watchdog.wrap(self.app)
@@ -235,8 +234,6 @@ class Watchdog:
         tick = min(0.1, self.timeout / 4)
         while True:
             time.sleep(tick)
-            if self.abort is None:
-                continue  # handed off: the server's thread times its own request out
             now = time.monotonic()
             for key, entry in list(self.active.items()):
                 if now - entry[0] > self.timeout and not entry[2]:
