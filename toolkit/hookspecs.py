@@ -88,7 +88,7 @@ def toolkit_load_handler(model_dir: Path, code_dir: Optional[Path], env: Serving
 
     ``code_dir`` is where the user's code is (the fetched SAGEMAKER_SUBMIT_DIRECTORY, or
     ``model_dir/code``), None when there is none. The result must be a
-    ``toolkit.serving.handler.Handler``: ``load_model()`` is called once per process (in the
+    ``toolkit.Handler``: ``load_model()`` is called once per process (in the
     supervisor before forking when TOOLKIT_PRELOAD_MODEL=true), then ``invoke(request)`` for every
     POST /invocations, from several threads at once. ``codecs`` decodes and encodes bodies by media
     type, for handlers that want the default codecs.
