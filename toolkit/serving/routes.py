@@ -73,9 +73,9 @@ def refusal(exc: ClientError) -> Answer:
 def _wsgi(handler: Callable[..., Answer], head: bool = False) -> Callable[..., Iterable[bytes]]:
     """``handler`` as a WSGI callable (a HEAD answer leaves out the body, keeping its Content-Length)."""
 
-    def serve(environ: dict, start_response: Callable[..., Any], **segments: str) -> Iterable[bytes]:
-        try:
-            code, headers, body = handler(environ, **segments)
+    def serve(environ: dict, start_response: Callable[..., Any], segments: Optional[dict] = None) -> Iterable[bytes]:
+        try:  # (segments as a dict, not **: a call with ** makes a dict per request, ~0.1 us)
+            code, headers, body = handler(environ, **segments) if segments else handler(environ)
         except ClientError as exc:
             code, headers, body = refusal(exc)
         if isinstance(body, Stream):
@@ -118,7 +118,7 @@ class RoutedApp:
             path, method = environ.get("PATH_INFO", ""), environ.get("REQUEST_METHOD", "GET")
             for pattern, wanted, serve in self._patterns:
                 if method == wanted and (match := pattern.fullmatch(path)) is not None:
-                    return serve(environ, start_response, **match.groupdict())
+                    return serve(environ, start_response, match.groupdict())
         return self.flask(environ, start_response)
 
     @property
