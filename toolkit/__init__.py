@@ -15,19 +15,25 @@ if TYPE_CHECKING:  # pragma: no cover - what type checkers and IDEs see
     from toolkit.errors import ClientError, CodeError, ConfigError, FetchError, ToolkitError
     from toolkit.hookspecs import hookimpl
     from toolkit.process import Supervisor, signal_name
+    from toolkit.serving.codecs import Codecs
+    from toolkit.serving.handler import Handler
+    from toolkit.serving.worker import Worker
     from toolkit.types import Command, Outcome
 
 __version__ = "0.1.0"
 
-# Everything a plugin needs: the marker, what hooks receive (the environments, Outcome) and return
-# (Command), the errors to raise, the helpers the first-party launchers read settings with, and
-# the core's one process supervisor (launchers that start their own children use it).
+# Everything a plugin needs: the marker, what hooks receive (the environments, Outcome, a serving
+# worker, the codecs) and return (Command, a Handler), the errors to raise, the helpers the
+# first-party launchers read settings with, and the core's one process supervisor (launchers that
+# start their own children use it).
 _EXPORTS = {
     "ClientError": "toolkit.errors",
     "CodeError": "toolkit.errors",
+    "Codecs": "toolkit.serving.codecs",
     "Command": "toolkit.types",
     "ConfigError": "toolkit.errors",
     "FetchError": "toolkit.errors",
+    "Handler": "toolkit.serving.handler",
     "Outcome": "toolkit.types",
     "ProcessingEnv": "toolkit.environment",
     "ServingEnv": "toolkit.environment",
@@ -35,6 +41,7 @@ _EXPORTS = {
     "ToolkitError": "toolkit.errors",
     "TrainingEnv": "toolkit.environment",
     "V3_MASTER_PORT": "toolkit.environment",
+    "Worker": "toolkit.serving.worker",
     "hookimpl": "toolkit.hookspecs",
     "positive_int": "toolkit.environment",
     "signal_name": "toolkit.process",
@@ -44,15 +51,18 @@ __all__ = [
     "V3_MASTER_PORT",
     "ClientError",
     "CodeError",
+    "Codecs",
     "Command",
     "ConfigError",
     "FetchError",
+    "Handler",
     "Outcome",
     "ProcessingEnv",
     "ServingEnv",
     "Supervisor",
     "ToolkitError",
     "TrainingEnv",
+    "Worker",
     "__version__",
     "hookimpl",
     "positive_int",

@@ -6,10 +6,11 @@ called before the built-ins (pluggy calls the last registered first), so a plugi
 built-in by answering first. ``firstresult`` hooks stop at the first implementation that returns
 something other than None: return None to say "not mine".
 
-The code and training hooks have a one-line docstring here; docs/hooks.md explains each one in
+The code and training hooks and ``toolkit_serve`` have a one-line docstring here; docs/hooks.md explains each one in
 full, with an example, and says what changed since 0.1 (tests/test_hooks_documented.py keeps the
 two in step). Argument names say what a hook receives: ``env`` is the job's parsed environment
-(``toolkit.TrainingEnv`` or ``toolkit.ServingEnv``), ``settings`` a read-only mapping of variables.
+(``toolkit.TrainingEnv`` or ``toolkit.ServingEnv``), ``settings`` a read-only mapping of variables,
+``worker`` the ``toolkit.Worker`` a server serves in.
 """
 
 from __future__ import annotations
@@ -20,12 +21,10 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, Sequence
 import pluggy
 
 if TYPE_CHECKING:  # pragma: no cover - types only
-    import socket
-
     from toolkit.environment import ServingEnv, TrainingEnv
-    from toolkit.serving.balance import Slot
     from toolkit.serving.codecs import Codecs
     from toolkit.serving.frameworks import ModelDefaults
+    from toolkit.serving.worker import Worker
     from toolkit.types import Command, Outcome
 
 PROJECT = "toolkit"
@@ -89,7 +88,7 @@ def toolkit_load_handler(model_dir: Path, code_dir: Optional[Path], env: Serving
 
     ``code_dir`` is where the user's code is (the fetched SAGEMAKER_SUBMIT_DIRECTORY, or
     ``model_dir/code``), None when there is none. The result must be a
-    ``toolkit.serving.handler.Handler``: ``load_model()`` is called once per process (in the
+    ``toolkit.Handler``: ``load_model()`` is called once per process (in the
     supervisor before forking when TOOLKIT_PRELOAD_MODEL=true), then ``invoke(request)`` for every
     POST /invocations, from several threads at once. ``codecs`` decodes and encodes bodies by media
     type, for handlers that want the default codecs.
@@ -161,22 +160,5 @@ def toolkit_media_types() -> Sequence[str]:
 
 
 @hookspec(firstresult=True)
-def toolkit_serve(
-    app: Callable[..., Any], sock: socket.socket, env: ServingEnv, slot: Slot
-) -> Optional[bool]:
-    """Serve the WSGI ``app`` on the listening ``sock`` in this worker process; True when you did.
-
-    The supervisor binds the port once and forks SAGEMAKER_MODEL_SERVER_WORKERS workers; each
-    calls this hook. Serve until the process gets SIGTERM, then stop accepting, let in-flight
-    requests finish (until 2 s before ``env.stop_seconds``, when the supervisor sends SIGKILL) and
-    return. ``app.idle()`` says whether no request is in progress. The built-in implementation uses
-    waitress with TOOLKIT_SERVER_THREADS threads and answers requests that run past
-    SAGEMAKER_MODEL_SERVER_TIMEOUT with 504; a replacement should enforce that limit too. A
-    streamed answer (``toolkit.serving.streaming.Stream``) is a body of several chunks without
-    Content-Length: send each as it comes, and ``close()`` the body when the client goes away.
-
-    ``slot`` spreads kept-alive connections evenly over the workers: call
-    ``slot.may_accept(open_connections, app.ready)`` before each accept and accept only when it
-    says True (a less loaded worker takes the connection), and ``slot.leave()`` when you stop
-    accepting. A server that ignores it still works, with the kernel's uneven spread.
-    """
+def toolkit_serve(worker: Worker) -> Optional[bool]:
+    """Serve ``worker.timed_app()`` on ``worker.sock`` in this worker process until it stops; True when you did."""

@@ -7,15 +7,18 @@ wsgiref instead of waitress."""
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Optional
 
 import pytest
 import serving_helpers
+from helpers import wait_for
 from serving_helpers import Server, clean_environ, free_port
 from werkzeug.test import Client
 
@@ -118,8 +121,9 @@ def test_builtin_loader_without_code_says_what_is_missing(tmp_path) -> None:
     assert "inference.py does not exist" in resp.get_json()["message"]
 
 
+# A replacement server on the standard library's wsgiref, written against the Worker object: it maps
+# HTTP and leaves the time limit and draining to the worker (single-threaded, so it ignores balancing).
 WSGIREF_PLUGIN = """
-    import signal
     import threading
     from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
@@ -129,20 +133,36 @@ WSGIREF_PLUGIN = """
         def log_message(self, *args):
             pass
 
+    def serve_on(sock, app, stop):
+        server = WSGIServer(sock.getsockname(), Quiet, bind_and_activate=False)
+        # every worker polls the one listening socket: non-blocking, so that a worker whose
+        # select woke for a connection another took does not block in accept() (and miss the stop)
+        sock.setblocking(False)
+        server.socket = sock
+        server.server_name, server.server_port = "127.0.0.1", sock.getsockname()[1]
+        server.setup_environ()
+        server.set_app(lambda environ, start: _tag(app, environ, start))
+        stop(server)
+        server.serve_forever(poll_interval=0.05)
+        return True
+
     class Plugin:
         @toolkit.hookimpl
+        def toolkit_serve(self, worker):
+            def stop(server):
+                def drain_then_shut():
+                    worker.drain()
+                    server.shutdown()
+                worker.on_stop(lambda: threading.Thread(target=drain_then_shut).start())
+            return serve_on(worker.sock, worker.timed_app(), stop)
+
+    class OldPlugin:  # 0.1's signature: the toolkit calls it through hookcompat
+        @toolkit.hookimpl
         def toolkit_serve(self, app, sock, env):
-            server = WSGIServer(sock.getsockname(), Quiet, bind_and_activate=False)
-            # every worker polls the one listening socket: non-blocking, so that a worker whose
-            # select woke for a connection another took does not block in accept() (and miss the stop)
-            sock.setblocking(False)
-            server.socket = sock
-            server.server_name, server.server_port = "127.0.0.1", sock.getsockname()[1]
-            server.setup_environ()
-            server.set_app(lambda environ, start: _tag(app, environ, start))
-            signal.signal(signal.SIGTERM, lambda *a: threading.Thread(target=server.shutdown).start())
-            server.serve_forever(poll_interval=0.05)
-            return True
+            import signal
+            stop = lambda server: signal.signal(
+                signal.SIGTERM, lambda *a: threading.Thread(target=server.shutdown).start())
+            return serve_on(sock, app, stop)
 
     def _tag(app, environ, start):
         def tagged(status, headers, exc_info=None):
@@ -153,7 +173,7 @@ WSGIREF_PLUGIN = """
 RUN_SUPERVISOR = """
 import os, sys
 sys.path.insert(0, sys.argv[1])
-from wsgiref_plugin import Plugin
+import wsgiref_plugin
 from toolkit import log
 from toolkit.environment import ServingEnv
 from toolkit.manager import get_plugin_manager
@@ -161,30 +181,78 @@ from toolkit.serving.entry import build_app
 from toolkit.serving.supervisor import Supervisor
 log.setup(20)
 env = ServingEnv.from_environ(os.environ)
-pm = get_plugin_manager(os.environ, extra=[Plugin()])
+pm = get_plugin_manager(os.environ, extra=[getattr(wsgiref_plugin, sys.argv[2])()])
 sys.exit(Supervisor(env, build_app(env, pm), pm).run())
 """
 
+SLEEPY = """
+    import os, time
 
-def test_hook_serve(tmp_path) -> None:
-    (tmp_path / "wsgiref_plugin.py").write_text(textwrap.dedent(WSGIREF_PLUGIN))
-    serving_helpers.write_model(tmp_path, serving_helpers.ECHO)
+    def model_fn(model_dir):
+        return "sleepy"
+
+    def predict_fn(data, model):
+        if data.get("sleep"):
+            open(os.path.join(model_dir_of(), "started"), "w").close()
+            time.sleep(data["sleep"])
+        return data
+
+    def model_dir_of():
+        return os.environ["SAGEMAKER_BASE_DIR"]
+"""
+
+
+def start_wsgiref(tmp_path: Path, source: str, plugin: str, **variables: str) -> Server:
+    (tmp_path / "wsgiref_plugin.py").write_text(textwrap.dedent(source))
+    serving_helpers.write_model(tmp_path, SLEEPY)
     port = free_port()
     env = clean_environ(SAGEMAKER_BASE_DIR=str(tmp_path), SAGEMAKER_BIND_TO_PORT=str(port),
-                        TOOLKIT_BIND_HOST="127.0.0.1", SAGEMAKER_MODEL_SERVER_WORKERS="2")
+                        TOOLKIT_BIND_HOST="127.0.0.1", **variables)
     log = tmp_path / "log"
     with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-c", RUN_SUPERVISOR, str(tmp_path)], env=env, stdout=out,
-                                stderr=subprocess.STDOUT)
+        proc = subprocess.Popen([sys.executable, "-c", RUN_SUPERVISOR, str(tmp_path), plugin], env=env,
+                                stdout=out, stderr=subprocess.STDOUT)
     server = Server(tmp_path, port, proc, log)
+    server.wait_ready()
+    return server
+
+
+def test_hook_serve(tmp_path) -> None:
+    """A server that only maps HTTP gets the time limit and draining from the worker."""
+    server = start_wsgiref(tmp_path, WSGIREF_PLUGIN, "Plugin", SAGEMAKER_MODEL_SERVER_TIMEOUT="1",
+                           SAGEMAKER_MODEL_SERVER_WORKERS="1")
     try:
-        server.wait_ready()
         resp = server.invoke(json.dumps({"a": 1}))
         assert resp.status == 200 and resp.json() == {"a": 1}
         assert resp.headers["x-served-by"] == "wsgiref"
+        late = server.invoke(json.dumps({"sleep": 3}))
+        assert late.status == 504 and "SAGEMAKER_MODEL_SERVER_TIMEOUT" in late.json()["message"], late
+        assert server.invoke(json.dumps({"b": 2})).json() == {"b": 2}  # the stuck request does not block it
+        # SIGTERM with a request in the handler: it is answered before the worker stops
+        (tmp_path / "started").unlink(missing_ok=True)
+        answers: list = []
+        client = threading.Thread(target=lambda: answers.append(server.invoke(json.dumps({"sleep": 0.5}))))
+        client.start()
+        wait_for(lambda: (tmp_path / "started").exists(), 10, "the request to reach the handler")
+        server.proc.send_signal(signal.SIGTERM)
+        client.join(10)
+        assert answers and answers[0].status == 200, answers
+    finally:
+        code = server.stop()
+    assert code == 0, server.log
+    assert "0.1 arguments" not in server.log
+
+
+def test_hook_serve_with_the_0_1_signature_still_serves(tmp_path) -> None:
+    server = start_wsgiref(tmp_path, WSGIREF_PLUGIN, "OldPlugin", SAGEMAKER_MODEL_SERVER_WORKERS="2")
+    try:
+        resp = server.invoke(json.dumps({"a": 1}))
+        assert resp.status == 200 and resp.headers["x-served-by"] == "wsgiref"
     finally:
         code = server.stop()
     assert code == 0, server.log  # stopped by the plugin's own SIGTERM handling (stop() kills after 35 s)
+    assert ("plugin 'OldPlugin': toolkit_serve takes (app, sock, env), the 0.1 arguments; take the one "
+            "argument 'worker'") in server.log, server.log
 
 
 @pytest.mark.parametrize("variable,value,expected", [

@@ -12,7 +12,6 @@ from toolkit.manager import get_plugin_manager
 from toolkit.serving.app import ServingApp
 from toolkit.serving.codecs import Codecs
 from toolkit.serving.handler import Handler
-from toolkit.serving.multimodel.app import ROUTES as MULTI_MODEL_ROUTES
 from toolkit.serving.multimodel.app import MultiModelApp
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "openapi.yaml"
@@ -35,7 +34,7 @@ def test_openapi_document_matches_the_app_routes(tmp_path) -> None:
     assert routes_of(single.flask) <= routes_of(multi.flask)  # a multi-model endpoint has every route
     assert documented == routes_of(multi.flask)
     # the routes the 404 / 405 messages list are the routes there are
-    assert {(p, m) for p, methods in MULTI_MODEL_ROUTES.items() for m in methods} == documented
+    assert {(route.path, m) for route in MultiModelApp.ROUTES for m in route.methods} == documented
 
 
 def test_openapi_document_lists_the_builtin_media_types() -> None:

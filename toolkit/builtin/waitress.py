@@ -1,149 +1,44 @@
 """Built-in server: waitress in each worker, on the socket the supervisor bound.
 
-- The time limit (SAGEMAKER_MODEL_SERVER_TIMEOUT, seconds): the app runs on waitress's own threads
-  with no hand-off; a watchdog thread answers a request that runs past the limit with 504 itself
-  (the connection is then closed) and adds a thread so that the stuck one does not reduce capacity.
-  When more than ``2 * threads`` requests are stuck at once, the worker asks to be replaced.
-  A streamed response (``toolkit.serving.streaming.Stream``) is timed per chunk: the limit applies to
-  the time to the first chunk and to each wait between chunks, not to the whole stream. A stream
-  that stalls past it after its status line was sent cannot get a 504: its connection is closed
-  without the last chunk, which clients report as a cut-off body.
-  An app with an ``untimed(environ)`` method exempts the requests it returns True for (a multi-model
-  endpoint's model loads and unloads, which take as long as ``model_fn`` takes).
-- SIGTERM: stop accepting, wait for in-flight requests to be answered (until 2 s before the
-  supervisor's TOOLKIT_SERVE_STOP_SECONDS deadline), return. Answers given while stopping carry
-  ``Connection: close``, and the worker waits until its connections are closed or have been idle
-  for ``IDLE_AFTER`` seconds, so that a kept-alive client reconnects (to another worker, e.g. the
-  replacement of a recycled one) rather than sending its next request into a closing socket.
+The worker (``toolkit.serving.worker.Worker``) owns the time limit, the balancing and stopping;
+this plugin connects them to waitress:
+
+- The time limit (SAGEMAKER_MODEL_SERVER_TIMEOUT): the app runs on waitress's own threads with no
+  hand-off; when the worker's watchdog times a request out, ``_abort`` writes the 504 on its channel
+  (the connection is then closed) and waitress gets a thread more for the stuck one.
+- SIGTERM: stop accepting, wait for in-flight requests to be answered (``worker.drain``), return.
+  Answers given while stopping carry ``Connection: close``, and the worker waits until its
+  connections are closed or have been idle for ``IDLE_AFTER`` seconds, so that a kept-alive client
+  reconnects (to another worker, e.g. the replacement of a recycled one) rather than sending its
+  next request into a closing socket.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
-import signal
 import threading
 import time
-from typing import Any, Callable, Iterable, Iterator, Optional
+from typing import Any, Optional
 
 from toolkit.hookspecs import hookimpl
-from toolkit.serving.observer import TIMED_OUT_KEY
-from toolkit.serving.streaming import Stream
 
 log = logging.getLogger("toolkit")
 ACCEPT_BATCH = 64  # at most this many connections accepted per turn of a worker's event loop
 IDLE_AFTER = 0.1  # seconds: while stopping, a kept-alive connection this quiet is closed
 
 
-class Watchdog:
-    """Tracks the requests in progress on this worker's threads and times them out."""
-
-    def __init__(self, server: Any, timeout: float, threads: int) -> None:
-        self.server = server
-        self.timeout = timeout
-        self.threads = threads
-        self.active: dict[int, list] = {}  # thread id -> [started, channel, timed_out, streaming]
-        self.stuck = 0
-        self.lock = threading.Lock()
-        body = json.dumps({"message": f"the model did not answer within {timeout:g} s "
-                                      f"(SAGEMAKER_MODEL_SERVER_TIMEOUT)"}).encode()
-        self.response = (b"HTTP/1.1 504 Gateway Timeout\r\nContent-Type: application/json\r\n"
-                         b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
-
-    def wrap(self, app: Callable[..., Iterable[bytes]]) -> Callable[..., Iterable[bytes]]:
-        active = self.active
-        get_ident = threading.get_ident
-        monotonic = time.monotonic
-        untimed = getattr(app, "untimed", None)  # e.g. a multi-model endpoint's POST /models (a model load)
-
-        def timed(environ: dict, start_response: Callable[..., Any]) -> Iterable[bytes]:
-            if untimed is not None and untimed(environ):
-                return app(environ, start_response)
-            check = environ.get("waitress.client_disconnected")
-            entry = [monotonic(), getattr(check, "__self__", None), False, False, environ]
-            key = get_ident()
-            active[key] = entry
-            try:
-                result = app(environ, start_response)
-            finally:
-                if active.get(key) is entry:
-                    del active[key]
-                if entry[2]:
-                    self._recovered()
-            if isinstance(result, Stream) and not entry[2]:
-                return self._timed_stream(result, entry[1])
-            return result
-
-        return timed
-
-    def _timed_stream(self, stream: Any, channel: Any) -> Iterator[bytes]:
-        """The chunks of ``stream``, each wait for one timed like a request."""
-        active = self.active
-        key = threading.get_ident()
-        try:
-            while True:
-                entry = [time.monotonic(), channel, False, True]
-                active[key] = entry
-                try:
-                    chunk = next(stream)
-                except StopIteration:
-                    return
-                finally:
-                    if active.get(key) is entry:
-                        del active[key]
-                    if entry[2]:
-                        self._recovered()
-                yield chunk
-        finally:
-            stream.close()
-
-    def start(self) -> None:
-        if self.timeout > 0:
-            threading.Thread(target=self._watch, name="toolkit-watchdog", daemon=True).start()
-
-    def _watch(self) -> None:
-        tick = min(0.1, self.timeout / 4)
-        while True:
-            time.sleep(tick)
-            now = time.monotonic()
-            for key, entry in list(self.active.items()):
-                if now - entry[0] > self.timeout and not entry[2]:
-                    self._time_out(key, entry)
-
-    def _time_out(self, key: int, entry: list) -> None:
-        channel = entry[1]
-        with self.lock:
-            entry[2] = True
-            if len(entry) > 4:
-                entry[4][TIMED_OUT_KEY] = True  # the access log and the metrics count it as the 504 it was
-            self.active.pop(key, None)
-            self.stuck += 1
-            stuck = self.stuck
-            self.server.task_dispatcher.set_thread_count(self.threads + stuck)
-        streaming = entry[3]
-        log.error("a request ran past SAGEMAKER_MODEL_SERVER_TIMEOUT=%gs%s (%d request(s) still running "
-                  "in the handler)", self.timeout,
-                  " waiting for its next chunk: connection closed" if streaming else ": answered 504", stuck)
-        if channel is not None:
-            try:
-                with channel.requests_lock:
-                    if not streaming:  # a stream's status line is out already: only closing is left
-                        channel.write_soon(self.response)
-                    channel.close_when_flushed = True
-                self.server.pull_trigger()
-            except Exception:  # the client is gone: nothing to answer
-                log.debug("could not send the 504", exc_info=True)
-        if stuck > 2 * self.threads:
-            log.error("worker %d: %d requests stuck in the handler: asking to be replaced", os.getpid(), stuck)
-            os.kill(os.getpid(), signal.SIGTERM)
-
-    def _recovered(self) -> None:
-        with self.lock:
-            self.stuck -= 1
-            self.server.task_dispatcher.set_thread_count(self.threads + self.stuck)
-        log.warning("a request that timed out has finished in the handler after all")
+def _abort(server: Any, environ: dict, response: bytes) -> None:
+    """Send ``response`` on the channel of the request ``environ`` and close it (the watchdog's thread)."""
+    channel = getattr(environ.get("waitress.client_disconnected"), "__self__", None)
+    if channel is None:
+        return
+    with channel.requests_lock:
+        if response:
+            channel.write_soon(response)
+        channel.close_when_flushed = True
+    server.pull_trigger()
 
 
 def _busy(server: Any) -> bool:
@@ -192,8 +87,8 @@ def _close_after_answering(server: Any) -> None:
             channel.task_class = ClosingTask
 
 
-def _balance(server: Any, app: Any, slot: Any) -> None:
-    """Poll the listening socket only while ``slot`` says this worker is among the least loaded.
+def _balance(server: Any, worker: Any) -> None:
+    """Poll the listening socket only while the worker says it is among the least loaded.
 
     Without it, wrk's 16 kept-alive connections split 8/8 over 2 workers only 1 run in 5 and 12/4
     or worse 1 in 3: p99 ~2.8x higher (numbers in toolkit.serving.balance).
@@ -202,7 +97,7 @@ def _balance(server: Any, app: Any, slot: Any) -> None:
     channels = server.active_channels
 
     def readable() -> bool:
-        return accepts() and slot.may_accept(len(channels), getattr(app, "ready", True))
+        return accepts() and worker.may_accept(len(channels))
 
     server.readable = readable
     accept_one = server.handle_accept
@@ -217,9 +112,8 @@ def _balance(server: Any, app: Any, slot: Any) -> None:
                 return
 
     server.handle_accept = handle_accept
-    wake_fd = getattr(slot, "wake_fd", None)
-    if wake_fd is not None:
-        _watch_wakes(wake_fd, server._map)
+    if worker.wake_fd is not None:
+        _watch_wakes(worker.wake_fd, server._map)
 
 
 def _watch_wakes(fd: int, socket_map: dict) -> None:
@@ -244,17 +138,18 @@ def _watch_wakes(fd: int, socket_map: dict) -> None:
 
 
 @hookimpl(trylast=True)
-def toolkit_serve(app: Any, sock: Any, env: Any, slot: Any) -> Optional[bool]:
+def toolkit_serve(worker: Any) -> Optional[bool]:
     from waitress import wasyncore
     from waitress.server import create_server
 
     from toolkit.serving import connections
 
+    env = worker.env
     limit = env.max_payload_bytes
     server = create_server(
-        app,
-        sockets=[sock],
-        threads=env.threads,
+        worker.app,
+        sockets=[worker.sock],
+        threads=worker.threads,
         ident="sagemaker-toolkit",
         # the exact limit is the channel's (toolkit.serving.connections); waitress's own counts chunked
         # bodies with their framing, so it only bounds what framing may cost
@@ -268,33 +163,26 @@ def toolkit_serve(app: Any, sock: Any, env: Any, slot: Any) -> Optional[bool]:
         backlog=1024,
     )
     _bound_connections(server, env)
-    _balance(server, app, slot)
-    watchdog = Watchdog(server, env.timeout, env.threads)
-    if env.timeout > 0:
-        server.application = watchdog.wrap(app)  # the tasks call server.application
-    watchdog.start()
+    _balance(server, worker)
+    server.application = worker.timed_app(  # the tasks call server.application
+        abort=lambda environ, response: _abort(server, environ, response),
+        set_threads=server.task_dispatcher.set_thread_count)
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # "task queue depth" under load is normal
     done = threading.Event()
 
     def drain() -> None:
-        deadline = time.monotonic() + max(env.stop_seconds - 2.0, 0.5)
-        while time.monotonic() < deadline and (watchdog.active or _busy(server) or _recently_used(server)):
-            time.sleep(0.02)
+        worker.drain(lambda: _busy(server) or _recently_used(server))
         done.set()
         server.pull_trigger()
 
-    def on_term(_signum: int, _frame: object) -> None:
-        if getattr(on_term, "called", False):
-            return
-        on_term.called = True  # type: ignore[attr-defined]
-        slot.leave()
+    def on_stop() -> None:
         server.accepting = False
         server.del_channel()
         server.socket.close()
         _close_after_answering(server)
         threading.Thread(target=drain, name="toolkit-drain", daemon=True).start()
 
-    signal.signal(signal.SIGTERM, on_term)
+    worker.on_stop(on_stop)
     while not done.is_set():
         wasyncore.loop(timeout=0.2, map=server._map, use_poll=True, count=1)
     return True

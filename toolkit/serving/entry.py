@@ -11,7 +11,7 @@ from typing import Any, Mapping, Optional
 from toolkit import log as tlog
 from toolkit import steps
 from toolkit.environment import ServingEnv, log_level_from
-from toolkit.errors import CodeError, FetchError, ToolkitError
+from toolkit.errors import CodeError, ToolkitError
 
 log = logging.getLogger("toolkit")
 
@@ -24,13 +24,7 @@ def fetch_code(env: ServingEnv, pm: Any) -> Optional[Path]:
     if env.submit_dir:
         folder = Path(tempfile.mkdtemp(prefix="toolkit-serve-"))
         _SCRATCH.append(folder)
-        dest = folder / "code"
-        found = pm.hook.toolkit_fetch_code(uri=env.submit_dir, dest=dest, settings=env.settings_view())
-        if found is None:
-            schemes = sorted({s for result in pm.hook.toolkit_fetch_schemes() for s in result or ()})
-            raise FetchError(f"SAGEMAKER_SUBMIT_DIRECTORY={env.submit_dir!r}: no fetcher accepts this URI; "
-                             f"supported: {', '.join(schemes)}")
-        return Path(found)
+        return steps.fetch(env.submit_dir, folder / "code", env.settings_view(), pm)
     return env.code_dir if env.code_dir.is_dir() else None
 
 

@@ -28,6 +28,7 @@ from toolkit.process import exit_code_of
 from toolkit.serving import batching, metrics, observer, recycle
 from toolkit.serving.app import error_body
 from toolkit.serving.balance import Balance
+from toolkit.serving.worker import Worker
 
 log = logging.getLogger("toolkit")
 QUICK_DEATH = 1.0  # a worker that dies sooner than this after starting is "crash looping"
@@ -159,7 +160,7 @@ class Supervisor:
             env = replace(env, threads=threads)
         app = observer.wrap(self.app, env, recycle.Recycler.for_worker(env, self.recycling, slot.index))
         try:
-            served = self.pm.hook.toolkit_serve(app=app, sock=self.sock, env=env, slot=slot)
+            served = self.pm.hook.toolkit_serve(worker=Worker(app, self.sock, env, slot))
         finally:
             if app is not self.app:
                 app.close()  # the access lines still buffered

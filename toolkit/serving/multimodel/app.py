@@ -14,21 +14,28 @@ import binascii
 import json
 import re
 from pathlib import Path
-from typing import Any, Callable, Iterable, Optional
+from typing import Any, Optional
 from urllib.parse import parse_qs
 
 from toolkit.environment import ServingEnv
-from toolkit.serving.app import JSON_TYPE, create_flask_app, error_body, status_line
+from toolkit.errors import ClientError
+from toolkit.serving.app import too_large_message
 from toolkit.serving.context import TARGET_MODEL
 from toolkit.serving.multimodel.worker import Agent, Registry
+from toolkit.serving.routes import JSON_TYPE, SAGEMAKER_ROUTES, Route, RoutedApp, error_body, read_body
 
 TOKEN = re.compile(r"[A-Za-z0-9_-]{1,400}")
 TARGET_KEY = "HTTP_" + TARGET_MODEL.upper().replace("-", "_")
 MAX_NAME = 256
 DEFAULT_LIMIT, MAX_LIMIT = 100, 1000
 EXAMPLE = '{"model_name": "resnet", "url": "/opt/ml/models/resnet/model"}'
-ROUTES = {"/ping": ("GET",), "/invocations": ("POST",), "/execution-parameters": ("GET",),
-          "/models": ("GET", "POST"), "/models/{name}": ("GET", "DELETE"), "/models/{name}/invoke": ("POST",)}
+MODEL_ROUTES = (
+    Route("/models", ("GET",), "list_models"),
+    Route("/models", ("POST",), "load_model"),
+    Route("/models/{name}", ("GET",), "describe"),
+    Route("/models/{name}", ("DELETE",), "unload_model"),
+    Route("/models/{name}/invoke", ("POST",), "invoke"),
+)
 
 
 def wsgi_text(value: Optional[str]) -> Optional[str]:
@@ -41,34 +48,30 @@ def wsgi_text(value: Optional[str]) -> Optional[str]:
         return value
 
 
-class BadRequest(Exception):
-    pass
-
-
 def check_name(name: Any) -> str:
     if not isinstance(name, str) or not name:
-        raise BadRequest(f'"model_name" must be a non-empty string, e.g. {EXAMPLE}')
+        raise ClientError(f'"model_name" must be a non-empty string, e.g. {EXAMPLE}')
     if len(name) > MAX_NAME or "/" in name or any(ord(c) < 32 for c in name):
-        raise BadRequest(f"model_name {name[:80]!r} is not usable: at most {MAX_NAME} characters, "
+        raise ClientError(f"model_name {name[:80]!r} is not usable: at most {MAX_NAME} characters, "
                          f"no '/' and no control characters")
     return name
 
 
 def parse_load(body: bytes) -> tuple[str, str]:
-    """(model_name, url) of a POST /models body; ``BadRequest`` saying what a right one looks like."""
+    """(model_name, url) of a POST /models body; a ``ClientError`` saying what a right one looks like."""
     try:
         data = json.loads(body or b"null")
     except ValueError:
         data = None
     if not isinstance(data, dict):
-        raise BadRequest(f"the body must be a JSON object like {EXAMPLE}")
+        raise ClientError(f"the body must be a JSON object like {EXAMPLE}")
     name = check_name(data.get("model_name"))
     url = data.get("url")
     if not isinstance(url, str) or not url:
-        raise BadRequest(f'"url" is missing: give the folder of model {name!r}, e.g. "/opt/ml/models/{name}/model"')
+        raise ClientError(f'"url" is missing: give the folder of model {name!r}, e.g. "/opt/ml/models/{name}/model"')
     path = url[len("file://"):] if url.startswith("file://") else url
     if not Path(path).is_dir():
-        raise BadRequest(f"url {url!r} is not a folder on this host; give the local folder the model was put in")
+        raise ClientError(f"url {url!r} is not a folder on this host; give the local folder the model was put in")
     return name, path
 
 
@@ -86,22 +89,23 @@ def decode_token(token: str) -> str:
             raise ValueError(token)
         return name
     except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise BadRequest(f"next_page_token {token[:80]!r} is not one this server gave; "
+        raise ClientError(f"next_page_token {token[:80]!r} is not one this server gave; "
                          f"use the nextPageToken of the previous page") from None
 
 
-class MultiModelApp:
+class MultiModelApp(RoutedApp):
     """The WSGI callable every worker of a multi-model endpoint serves."""
 
+    ROUTES = SAGEMAKER_ROUTES + MODEL_ROUTES
     ready = True  # no model to load at start: /ping is 200 with zero models
 
     def __init__(self, env: ServingEnv, pm: Any, codecs: Any, shared_code: Optional[Path],
                  metrics: Any = None) -> None:
+        super().__init__()
         self.env = env
         self.metrics = metrics  # the supervisor serves it (TOOLKIT_METRICS_PORT)
         self.registry = Registry(env, pm, codecs, shared_code, metrics)
         self.agent: Optional[Agent] = None
-        self._flask: Any = None
 
     def load(self) -> None:
         """Nothing to load at start (models come through POST /models)."""
@@ -122,63 +126,31 @@ class MultiModelApp:
         path = environ.get("PATH_INFO", "")
         return (method == "POST" and path == "/models") or (method == "DELETE" and path.startswith("/models/"))
 
-    @property
-    def flask(self) -> Any:
-        if self._flask is None:
-            self._flask = create_multi_model_flask_app(self)
-        return self._flask
+    # -- routes: invocations take the model's own single-model path ---------------------------
 
-    # -- WSGI ---------------------------------------------------------------------------------
+    def ping(self, environ: dict) -> tuple[int, list, bytes]:
+        return 200, [], b""
 
-    def __call__(self, environ: dict, start_response: Callable[..., Any]) -> Iterable[bytes]:
-        path = environ.get("PATH_INFO", "")
-        method = environ.get("REQUEST_METHOD", "GET")
-        if method == "POST":
-            if path == "/invocations":
-                return self.invoke(wsgi_text(environ.get(TARGET_KEY)), environ, start_response)
-            if path.startswith("/models/") and path.endswith("/invoke") and path.count("/") == 3:
-                return self.invoke(wsgi_text(path[8:-7]), environ, start_response)
-        elif path == "/ping" and method in ("GET", "HEAD"):
-            start_response("200 OK", [("Content-Length", "0")])
-            return (b"",)
-        return self.flask(environ, start_response)
+    def invocations(self, environ: dict) -> tuple[int, list, Any]:
+        """POST /invocations naming the model in the X-Amzn-SageMaker-Target-Model header."""
+        return self._invoke(wsgi_text(environ.get(TARGET_KEY)), environ)
 
-    def invoke(self, name: Optional[str], environ: dict, start_response: Callable[..., Any]) -> Iterable[bytes]:
-        code, headers, body = self.invocation_error(name)
-        if code == 200:
-            model = self.registry.get(name)  # type: ignore[arg-type]
-            if model is not None:  # (unloaded since the check: then 404 below)
-                environ.setdefault(TARGET_KEY, name)
-                environ["PATH_INFO"] = "/invocations"
-                return model.app(environ, start_response)
-            code, headers, body = self.invocation_error(name)
-        headers.append(("Content-Length", str(len(body))))
-        start_response(status_line(code), headers)
-        return (body,)
+    def invoke(self, environ: dict, name: str) -> tuple[int, list, Any]:
+        """POST /models/{name}/invoke."""
+        name = wsgi_text(name) or ""
+        environ.setdefault(TARGET_KEY, name)
+        environ["PATH_INFO"] = "/invocations"  # what the access log shows, as for the header's way
+        return self._invoke(name, environ)
 
-    def invocation_error(self, name: Optional[str]) -> tuple[int, list, bytes]:
+    def _invoke(self, name: Optional[str], environ: dict) -> tuple[int, list, Any]:
         if not name:
             return 400, list(JSON_TYPE), error_body(
                 f"this is a multi-model endpoint: name the model in the {TARGET_MODEL} header "
                 f"or POST to /models/{{name}}/invoke")
-        if self.registry.get(name) is None:
+        model = self.registry.get(name)
+        if model is None:
             return 404, list(JSON_TYPE), error_body(
                 f"model {name[:MAX_NAME]!r} is not loaded; load it with POST /models")
-        return 200, [], b""
-
-    # -- the routes Flask serves (and the route table) ----------------------------------------
-
-    def ping(self) -> tuple[int, list, bytes]:
-        return 200, [], b""
-
-    def invocations(self, environ: dict) -> tuple[int, list, Any]:
-        name = wsgi_text(environ.get(TARGET_KEY))
-        code, headers, body = self.invocation_error(name)
-        if code != 200:
-            return code, headers, body
-        model = self.registry.get(name)  # type: ignore[arg-type]
-        if model is None:
-            return self.invocation_error(name)
         return model.app.invocations(environ)
 
     def execution_parameters(self, environ: dict) -> tuple[int, list, bytes]:
@@ -186,88 +158,49 @@ class MultiModelApp:
                   "BatchStrategy": self.env.batch_strategy, "MaxPayloadInMB": self.env.max_payload_mb}
         return 200, list(JSON_TYPE), json.dumps(params).encode()
 
-    def list_models(self, query: str) -> tuple[int, dict]:
-        args = parse_qs(query, keep_blank_values=True)
+    def list_models(self, environ: dict) -> tuple[int, list, bytes]:
+        args = parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True)
         raw = (args.get("limit") or [None])[0]
         if raw is not None:
             if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
-                return 400, {"message": f"limit={raw[:40]!r} is not a whole number from 1 to {MAX_LIMIT}"}
+                raise ClientError(f"limit={raw[:40]!r} is not a whole number from 1 to {MAX_LIMIT}")
             limit = int(raw)
         else:
             limit = DEFAULT_LIMIT
         token = (args.get("next_page_token") or [""])[0]
-        try:
-            after = decode_token(token) if token else None
-        except BadRequest as exc:
-            return 400, {"message": str(exc)}
+        after = decode_token(token) if token else None
         names = sorted(n for n in self.registry.models if after is None or n > after)
         page = names[:limit]
         models = self.registry.models
         body: dict = {"models": [{"modelName": n, "modelUrl": models[n].url} for n in page if n in models]}
         if len(names) > limit:
             body["nextPageToken"] = encode_token(page[-1])
-        return 200, body
+        return _json(200, body)
 
-    def describe(self, name: str) -> tuple[int, dict]:
+    def describe(self, environ: dict, name: str) -> tuple[int, list, bytes]:
+        name = wsgi_text(name) or ""
         model = self.registry.get(name)
         if model is None:
-            return 404, {"message": f"model {name[:MAX_NAME]!r} is not loaded"}
-        return 200, {"modelName": model.name, "modelUrl": model.url}
+            return _json(404, {"message": f"model {name[:MAX_NAME]!r} is not loaded"})
+        return _json(200, {"modelName": model.name, "modelUrl": model.url})
 
-    def load_model(self, body: bytes) -> tuple[int, dict]:
-        try:
-            name, url = parse_load(body)
-        except BadRequest as exc:
-            return 400, {"message": str(exc)}
+    def load_model(self, environ: dict) -> tuple[int, list, bytes]:
+        name, url = parse_load(read_body(environ, self.env.max_payload_bytes,
+                                         lambda size: too_large_message(size, self.env)))
         return self._ask({"op": "load", "name": name, "url": url})
 
-    def unload_model(self, name: str) -> tuple[int, dict]:
+    def unload_model(self, environ: dict, name: str) -> tuple[int, list, bytes]:
+        name = wsgi_text(name) or ""
         if self.registry.get(name) is None:
-            return 404, {"message": f"model {name[:MAX_NAME]!r} is not loaded"}
+            return _json(404, {"message": f"model {name[:MAX_NAME]!r} is not loaded"})
         return self._ask({"op": "unload", "name": name})
 
-    def _ask(self, message: dict) -> tuple[int, dict]:
+    def _ask(self, message: dict) -> tuple[int, list, bytes]:
         if self.agent is None:
-            return 503, {"message": "this worker is not connected to the supervisor"}
+            return _json(503, {"message": "this worker is not connected to the supervisor"})
         answer = self.agent.ask(message)
-        return int(answer["status"]), answer["body"]
+        return _json(int(answer["status"]), answer["body"])
 
 
-def create_multi_model_flask_app(core: MultiModelApp) -> Any:
-    """The single-model Flask app's routes and errors, plus the /models routes."""
-    from flask import Response, request
-
-    app = create_flask_app(core, ROUTES)
-
-    def answer(result: tuple[int, dict]) -> Response:
-        code, body = result
-        return Response(json.dumps(body), status=code, mimetype="application/json")
-
-    @app.route("/models", methods=["GET"])
-    def list_models() -> Response:
-        return answer(core.list_models(request.query_string.decode("latin-1")))
-
-    @app.route("/models", methods=["POST"])
-    def load_model() -> Response:
-        return answer(core.load_model(request.get_data()))
-
-    @app.route("/models/<name>", methods=["GET"])
-    def describe_model(name: str) -> Response:
-        return answer(core.describe(name))
-
-    @app.route("/models/<name>", methods=["DELETE"])
-    def unload_model(name: str) -> Response:
-        return answer(core.unload_model(name))
-
-    @app.route("/models/<name>/invoke", methods=["POST"])
-    def invoke_model(name: str) -> Response:
-        environ = request.environ
-        environ.setdefault(TARGET_KEY, name)
-        code, headers, body = core.invocation_error(name)
-        if code == 200:
-            model = core.registry.get(name)
-            if model is not None:
-                code, headers, body = model.app.invocations(environ)
-        return Response(body, status=code, headers=headers)
-
-    return app
+def _json(code: int, body: dict) -> tuple[int, list, bytes]:
+    return code, list(JSON_TYPE), json.dumps(body).encode()
