@@ -13,13 +13,11 @@ import sys
 from pathlib import Path
 from typing import Mapping, Optional, Sequence
 
-from toolkit import Command, ConfigError, TrainingEnv, hookimpl, positive_int
+from toolkit import Command, ConfigError, TrainingEnv, hookimpl, positive_int, settings
 
 __version__ = "0.1.0"
 
 NAME = "mpi"
-DEFAULT_SSH_PORT = 22
-DEFAULT_STATE_DIR = "/tmp/toolkit-mpi"
 # The instance types the official toolkit and the SDK v3 drivers turn EFA on for.
 EFA_NCCL_INSTANCES = frozenset({
     "ml.g4dn.8xlarge", "ml.g4dn.12xlarge", "ml.g5.48xlarge", "ml.p3dn.24xlarge",
@@ -116,10 +114,8 @@ def efa_variables(instance_type: str) -> dict[str, str]:
 def ssh_options(environ: Mapping[str, str]) -> tuple[str, int, str]:
     """(key folder, sshd port, state folder): where keys live, which port sshd listens on and
     where workers find the job's status. Same on every host."""
-    ssh_dir = environ.get("TOOLKIT_SSH_DIR") or str(Path(environ.get("HOME") or "/root") / ".ssh")
-    port = positive_int(environ.get("TOOLKIT_SSH_PORT"), "TOOLKIT_SSH_PORT") or DEFAULT_SSH_PORT
-    state = environ.get("TOOLKIT_MPI_STATE_DIR") or DEFAULT_STATE_DIR
-    return ssh_dir, port, state
+    ssh_dir = settings.read(environ, "TOOLKIT_SSH_DIR") or str(Path(environ.get("HOME") or "/root") / ".ssh")
+    return ssh_dir, settings.read(environ, "TOOLKIT_SSH_PORT"), settings.read(environ, "TOOLKIT_MPI_STATE_DIR")
 
 
 def mpirun_argv(env: TrainingEnv, run: Sequence[str], extra_env: Mapping[str, str]) -> list[str]:
@@ -170,8 +166,8 @@ def toolkit_launch(
     for option, name in (("--wait-seconds", "TOOLKIT_MPI_WAIT_SECONDS"),
                          ("--start-timeout", "TOOLKIT_MPI_START_TIMEOUT"),
                          ("--report-grace", "TOOLKIT_MPI_REPORT_GRACE")):
-        if env.environ.get(name):
-            common += [option, str(positive_int(env.environ[name], name))]
+        if settings.is_set(env.environ, name):
+            common += [option, str(settings.read(env.environ, name))]
     helper = [sys.executable, "-m", "toolkit_mpi.worker"]
     if env.current_host != hosts[0]:
         argv = [*helper, "worker", "--host", env.current_host, "--master", hosts[0], *common]

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Mapping, Optional, Sequence
 
-from toolkit import V3_MASTER_PORT, Command, ConfigError, TrainingEnv, hookimpl, positive_int
+from toolkit import Command, ConfigError, TrainingEnv, hookimpl, positive_int, settings
 
 __version__ = "0.1.0"
 
@@ -45,7 +45,7 @@ def processes_per_host(env: TrainingEnv) -> int:
 
 
 def master_port(environ: Mapping[str, str]) -> int:
-    return positive_int(environ.get("TOOLKIT_MASTER_PORT"), "TOOLKIT_MASTER_PORT") or V3_MASTER_PORT
+    return int(settings.read(environ, "TOOLKIT_MASTER_PORT"))
 
 
 def network_variables(env: TrainingEnv) -> dict[str, str]:
@@ -92,12 +92,11 @@ def toolkit_launch(
     hosts = env.distribution_hosts or env.hosts
     torchrun = torchrun_argv(env, entry_point, code_dir, args)
     port = master_port(env.environ) + 1
-    coordinator = env.environ.get("TOOLKIT_TORCHRUN_COORDINATOR_PORT") or str(port)
+    coordinator = settings.read(env.environ, "TOOLKIT_TORCHRUN_COORDINATOR_PORT") or port
     helper = [sys.executable, "-m", "toolkit_torchrun.node",
               "--nnodes", str(len(hosts)), "--node-rank", str(hosts.index(env.current_host)),
               "--coordinator", f"{hosts[0] if len(hosts) > 1 else '127.0.0.1'}:{coordinator}",
               "--host", env.current_host]
-    wait = env.environ.get("TOOLKIT_TORCHRUN_WAIT_SECONDS")
-    if wait:
-        helper += ["--wait-seconds", str(positive_int(wait, "TOOLKIT_TORCHRUN_WAIT_SECONDS"))]
+    if settings.is_set(env.environ, "TOOLKIT_TORCHRUN_WAIT_SECONDS"):
+        helper += ["--wait-seconds", str(settings.read(env.environ, "TOOLKIT_TORCHRUN_WAIT_SECONDS"))]
     return Command([*helper, "--", *torchrun], cwd=code_dir, env=network_variables(env), name="torchrun")
