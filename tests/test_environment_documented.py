@@ -45,7 +45,7 @@ def code_files() -> list[Path]:
 def reads(tree: ast.AST) -> list[tuple[int, str, str]]:
     """(line, name, how) for every TOOLKIT_*/SAGEMAKER_* name a mapping is read with, directly
     (``env.get("X")``, ``env["X"]``, ``"X" in env``) or through the table (``settings.read(env, "X")``,
-    ``settings.is_set(env, "X")``, ``TABLE["X"]``)."""
+    ``settings.is_set(env, "X")``, ``env.setting("X")`` for plugins, ``TABLE["X"]``)."""
 
     def name(node: ast.AST) -> str | None:
         return node.value if isinstance(node, ast.Constant) and isinstance(node.value, str) \
@@ -55,7 +55,7 @@ def reads(tree: ast.AST) -> list[tuple[int, str, str]]:
     for node in ast.walk(tree):
         if isinstance(node, ast.Call) and isinstance(node.func, (ast.Attribute, ast.Name)):
             func = node.func.attr if isinstance(node.func, ast.Attribute) else node.func.id
-            if func in ("read", "is_set", "read_setting"):
+            if func in ("read", "is_set", "read_setting", "setting"):
                 found += [(node.lineno, name(arg), "table") for arg in node.args[:2] if name(arg)]
             elif func in ("get", "pop") and node.args and name(node.args[0]) \
                     and isinstance(node.func, ast.Attribute):

@@ -436,6 +436,12 @@ class TrainingEnv(_Cluster):
             return on[0] == switch
         return self._distributed_launcher() == launcher
 
+    def setting(self, name: str) -> Any:
+        """The toolkit setting ``name`` (a row of the table in toolkit/settings.py, e.g.
+        TOOLKIT_SSH_PORT) from this job's environment, parsed and checked; its default when unset.
+        For launcher plugins."""
+        return settings.read(self.environ, name)
+
     def _distributed_launcher(self) -> str:
         spec = self.distributed or {}
         kind = str(spec.get("_type") or "").lower()
