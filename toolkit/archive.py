@@ -28,12 +28,12 @@ zipfile = lazy("zipfile")
 tempfile = lazy("tempfile")
 
 # defaults from the one table of settings (20 GiB: far above any real source dir)
-DEFAULT_MAX_BYTES: int = settings.TABLE["TOOLKIT_MAX_EXTRACT_BYTES"].default
-DEFAULT_MAX_MEMBERS: int = settings.TABLE["TOOLKIT_MAX_EXTRACT_MEMBERS"].default
+DEFAULT_MAX_BYTES: int = settings.TABLE["TOOLKIT_MAX_EXTRACT_BYTES"][0]
+DEFAULT_MAX_MEMBERS: int = settings.TABLE["TOOLKIT_MAX_EXTRACT_MEMBERS"][0]
 # A decompression bomb expands hundreds of times (gzip of zeros: ~1000x); source trees, even with
 # data files, rarely pass 20x. The ratio is only judged past RATIO_FLOOR bytes, so a small archive
 # of repetitive text never trips it.
-DEFAULT_MAX_RATIO: int = settings.TABLE["TOOLKIT_MAX_EXTRACT_RATIO"].default
+DEFAULT_MAX_RATIO: int = settings.TABLE["TOOLKIT_MAX_EXTRACT_RATIO"][0]
 RATIO_FLOOR = 64 * 1024**2
 CHUNK = 1024 * 1024
 TAR_BUFFER = 64 * 1024  # tarfile copies its whole buffer on every header read: keep it small

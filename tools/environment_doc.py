@@ -18,17 +18,17 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from toolkit.settings import GROUPS, TABLE, Setting  # noqa: E402
+from toolkit.settings import GROUPS, TABLE, Row  # noqa: E402
 
 DOC = ROOT / "docs" / "environment.md"
 MARKER = re.compile(r"^<!-- settings: (\w+) -->$")
 HEADER = ["| variable | default | read by | meaning |", "| --- | --- | --- | --- |"]
 
 
-def shown_default(row: Setting) -> str:
-    if row.shown is not None:
-        return row.shown
-    value: Any = row.default
+def shown_default(row: Row) -> str:
+    if len(row) > 6:
+        return str(row[6])
+    value: Any = row[0]
     if value is None or value == ():
         return ""
     if isinstance(value, bool):
@@ -41,11 +41,12 @@ def shown_default(row: Setting) -> str:
 def table(group: str) -> list[str]:
     """The markdown table of the rows in ``group``, in the table's order."""
     lines = list(HEADER)
-    for row in TABLE.values():
-        if row.group == group:
-            read_by = ", ".join(f"`{c}`" for c in row.commands.split())
-            doc = row.doc + (f" One of {', '.join(f'`{c}`' for c in row.choices)}." if row.choices else "")
-            lines.append(f"| `{row.name}` | {shown_default(row)} | {read_by} | {doc} |")
+    for name, row in TABLE.items():
+        _default, kind, allowed, commands, in_group, doc = row[:6]
+        if in_group == group:
+            read_by = ", ".join(f"`{c}`" for c in commands.split())
+            doc += f" One of {', '.join(f'`{c}`' for c in allowed)}." if kind == "choice" else ""
+            lines.append(f"| `{name}` | {shown_default(row)} | {read_by} | {doc} |")
     return lines
 
 
