@@ -23,7 +23,10 @@ def _setup_logging() -> None:
     from toolkit import log as tlog
     from toolkit import settings
 
-    tlog.setup(settings.read(os.environ, "TOOLKIT_LOG_LEVEL"))
+    try:
+        tlog.setup(settings.read(os.environ, "TOOLKIT_LOG_LEVEL"))
+    except ToolkitError as exc:
+        fail("local", exc)
 
 
 def _sigterm_stops_the_job() -> None:
