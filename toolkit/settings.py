@@ -22,7 +22,7 @@ import math
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Union
 
-from toolkit.errors import ConfigError, ToolkitError
+from toolkit.errors import ConfigError
 from toolkit.log import INFO, LEVELS
 
 Number = Union[int, float]
@@ -37,29 +37,28 @@ def parse_number(
     minimum: Optional[Number] = None,
     maximum: Optional[Number] = None,
     example: Any = None,
-    error: type[ToolkitError] = ConfigError,
 ) -> Number:
     """``value`` (text or a number) as a finite int (``whole=True``) or float within
-    [``minimum``, ``maximum``]; else ``error`` naming ``what`` (e.g. ``TOOLKIT_X='nan'``).
+    [``minimum``, ``maximum``]; else a ``ConfigError`` naming ``what`` (e.g. ``TOOLKIT_X='nan'``).
     For numbers that are not variables too (counts in hyperparameters)."""
     kind = "a whole number" if whole else "a number"
     hint = f"; expected e.g. {example}" if example is not None else ""
     if isinstance(value, bool):
-        raise error(f"{what} is not {kind}{hint}")
+        raise ConfigError(f"{what} is not {kind}{hint}")
     try:
         number = float(str(value).strip()) if not isinstance(value, (int, float)) else value
     except ValueError:
-        raise error(f"{what} is not {kind}{hint}") from None
+        raise ConfigError(f"{what} is not {kind}{hint}") from None
     if not math.isfinite(number):
-        raise error(f"{what} is not a finite number{hint}")
+        raise ConfigError(f"{what} is not a finite number{hint}")
     if whole:
         if number != int(number) or (isinstance(value, str) and not value.strip().lstrip("+-").isdigit()):
-            raise error(f"{what} is not {kind}{hint}")
+            raise ConfigError(f"{what} is not {kind}{hint}")
         number = int(number)
     if minimum is not None and number < minimum:
-        raise error(f"{what} is below {minimum}{hint}")
+        raise ConfigError(f"{what} is below {minimum}{hint}")
     if maximum is not None and number > maximum:
-        raise error(f"{what} is above {maximum}{hint}")
+        raise ConfigError(f"{what} is above {maximum}{hint}")
     return number
 
 
@@ -309,11 +308,11 @@ TABLE: dict[str, Row] = {
 }
 
 
-def example(name: str) -> str:
+def example_of(name: str) -> str:
     """A good value of ``name``, for error messages: ``NAME=default`` (or the first choice, the minimum)."""
-    value, kind, allowed = TABLE[name][:3]
+    value, _kind, allowed = TABLE[name][:3]
     if value is None or value == ():
-        value = allowed[0] if kind == "choice" else (allowed[0] if allowed and allowed[0] else 1)
+        value = (allowed[0] if allowed else None) or 1  # the first choice, the minimum
     if isinstance(value, bool):
         value = "true" if value else "false"
     return f"{name}={value:g}" if isinstance(value, float) else f"{name}={value}"
@@ -321,7 +320,7 @@ def example(name: str) -> str:
 
 def _number(name: str, raw: str, what: str, whole: bool) -> Number:
     minimum, maximum = TABLE[name][2] or (None, None)
-    return parse_number(raw, what, whole=whole, minimum=minimum, maximum=maximum, example=example(name))
+    return parse_number(raw, what, whole=whole, minimum=minimum, maximum=maximum, example=example_of(name))
 
 
 def _seconds(name: str, raw: str, what: str) -> float:
@@ -331,7 +330,7 @@ def _seconds(name: str, raw: str, what: str) -> float:
 def _positive(name: str, raw: str, what: str) -> float:
     value = _seconds(name, raw, what)
     if value <= 0:
-        raise ConfigError(f"{what} is not above 0; expected e.g. {example(name)}")
+        raise ConfigError(f"{what} is not above 0; expected e.g. {example_of(name)}")
     return value
 
 
@@ -344,7 +343,7 @@ def _choice(name: str, raw: str, what: str) -> str:
     for choice in choices:
         if raw.lower() == choice.lower():
             return str(choice)
-    raise ConfigError(f"{what} is not one of: {', '.join(choices)}; expected e.g. {example(name)}")
+    raise ConfigError(f"{what} is not one of: {', '.join(choices)}; expected e.g. {example_of(name)}")
 
 
 def _names(name: str, raw: str, what: str) -> tuple[str, ...]:
