@@ -113,7 +113,7 @@ def test_encoder_stand_in_gives_what_sagemaker_inference_gives(aws_venv: Path) -
 
 def test_built_in_csv_codec_writes_numbers_as_the_aws_encoder_does(aws_venv: Path) -> None:
     # the generic path (no output_fn) answers text/csv with the toolkit's own codec, not the stand-in
-    from toolkit.builtin.codecs import encode_csv
+    from toolkit.builtin.formats import encode_csv
 
     arrays = [np.array([0.1, 0.25, 3.0], dtype=np.float32), np.array([[1.5, 2.0], [3.0, 4.0]]),
               np.array([[1, 2], [3, 4]])]

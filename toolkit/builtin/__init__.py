@@ -7,7 +7,9 @@ import or register them (a job start would pay for modules it never calls); ever
 
 A plugin's name outlives its module's: ``local`` (the fetcher for paths on this machine) lives in
 file.py, so that it is not read as toolkit/local/ (the emulator), and keeps its name for the
-``TOOLKIT_DISABLE_PLUGINS`` settings that already block it.
+``TOOLKIT_DISABLE_PLUGINS`` settings that already block it. Likewise ``codecs`` (the built-in media
+formats) lives in formats.py, so that it is not read as toolkit/serving/codecs.py (the registry
+that asks every plugin's decoders and encoders).
 """
 
 BUILTIN_PLUGINS: dict[str, str] = {
@@ -21,7 +23,7 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "python": "toolkit.builtin.python",
     "shell": "toolkit.builtin.shell",
     "executable": "toolkit.builtin.executable",
-    "codecs": "toolkit.builtin.codecs",
+    "codecs": "toolkit.builtin.formats",
     "inference": "toolkit.builtin.inference",
     "pytorch": "toolkit.builtin.pytorch",
     "xgboost": "toolkit.builtin.xgboost",
