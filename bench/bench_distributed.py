@@ -38,7 +38,8 @@ from benchdoc import write_section
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from plugins.conftest import Cluster, clean_environ, netns_unavailable  # noqa: E402
+from plugins.conftest import Cluster, netns_unavailable  # noqa: E402
+from toolkit.testing import clean_environ  # noqa: E402
 
 PEER = Path(tempfile.gettempdir()) / "sagemaker-toolkit-bench" / "peer-sagemaker-training-5.1.4-py3.11"
 OURS_TRAIN = Path(sys.executable).parent / "train"

@@ -37,6 +37,8 @@ from pathlib import Path
 
 from benchdoc import write_section
 
+from toolkit.testing import clean_environ, free_port
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 BUCKET = "bench-fetch"
@@ -155,12 +157,11 @@ def main() -> None:
             write_section(table)
         return
     print(f"fixtures ready ({time.time() - started:.1f} s)", flush=True)
-    port = _free_port()
+    port = free_port()
     endpoint = f"http://127.0.0.1:{port}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    env.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_REGION="us-east-1",
-               AWS_DEFAULT_REGION="us-east-1", AWS_ENDPOINT_URL=endpoint, AWS_CONFIG_FILE="/dev/null",
-               AWS_SHARED_CREDENTIALS_FILE="/dev/null")
+    env = clean_environ(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_REGION="us-east-1",
+                        AWS_DEFAULT_REGION="us-east-1", AWS_ENDPOINT_URL=endpoint, AWS_CONFIG_FILE="/dev/null",
+                        AWS_SHARED_CREDENTIALS_FILE="/dev/null")
     moto_bin = Path(sys.executable).parent / "moto_server"
     log = open(work / "moto.log", "ab")  # noqa: SIM115 - closed in finally
     server = subprocess.Popen([str(moto_bin), "-H", "127.0.0.1", "-p", str(port)], stdout=log,
@@ -279,14 +280,6 @@ def _version(name: str) -> str:
     from importlib.metadata import version
 
     return version(name)
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _wait(endpoint: str) -> None:

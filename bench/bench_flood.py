@@ -34,6 +34,8 @@ from pathlib import Path
 
 from benchdoc import write_section
 
+from toolkit.testing import clean_environ, free_port
+
 ECHO = """
 def model_fn(model_dir):
     return "echo"
@@ -45,20 +47,13 @@ def predict_fn(data, model):
 TRICKLE_HEAD = b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Server:
     def __init__(self, serve: str, base: Path) -> None:
         self.port = free_port()
         (base / "model" / "code").mkdir(parents=True, exist_ok=True)
         (base / "model" / "code" / "inference.py").write_text(textwrap.dedent(ECHO))
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("SAGEMAKER_", "TOOLKIT_", "SM_"))}
-        env.update(SAGEMAKER_BASE_DIR=str(base), SAGEMAKER_BIND_TO_PORT=str(self.port),
-                   TOOLKIT_BIND_HOST="127.0.0.1", SAGEMAKER_MODEL_SERVER_WORKERS="2")
+        env = clean_environ(SAGEMAKER_BASE_DIR=str(base), SAGEMAKER_BIND_TO_PORT=str(self.port),
+                            TOOLKIT_BIND_HOST="127.0.0.1", SAGEMAKER_MODEL_SERVER_WORKERS="2")
         self.log = (base / "serve.log").open("wb")
         self.proc = subprocess.Popen([serve], env=env, stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 60

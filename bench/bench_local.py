@@ -33,6 +33,8 @@ from pathlib import Path
 
 from benchdoc import write_section
 
+from toolkit.testing import clean_environ, free_port
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 BIN = Path(sys.executable).parent
@@ -51,12 +53,6 @@ def timed(cmd: list[str], env: dict[str, str], cwd: Path | None = None) -> tuple
     if proc.returncode != 0:
         raise SystemExit(f"{cmd[:3]} failed ({proc.returncode}): {(proc.stdout + proc.stderr)[-2000:]}")
     return wall, proc.stderr
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SM_", "SAGEMAKER_", "AWS_", "TOOLKIT_"))}
-    env.update(extra)
-    return env
 
 
 # -- A. a trivial job ----------------------------------------------------------------------------
@@ -81,14 +77,14 @@ def bench_job(work: Path, reps: int) -> dict[str, list[float]]:
     for rep in range(reps):
         model = work / f"direct-{rep}"
         model.mkdir()
-        times["direct"].append(timed([sys.executable, "train.py"], clean_env(SM_MODEL_DIR=str(model)), src)[0])
+        times["direct"].append(timed([sys.executable, "train.py"], clean_environ(SM_MODEL_DIR=str(model)), src)[0])
         base = work / f"train-{rep}" / "opt" / "ml"
         lay_out_train(base, src)
-        times["train"].append(timed([str(BIN / "train")], clean_env(SAGEMAKER_BASE_DIR=str(base)))[0])
+        times["train"].append(timed([str(BIN / "train")], clean_environ(SAGEMAKER_BASE_DIR=str(base)))[0])
         times["local"].append(timed(
             [str(BIN / "toolkit"), "local", "train", "--job-name", f"trivial-{rep}", "--source-dir", str(src),
              "--entry-point", "train.py", "--channel", f"train={data}", "--output-path", str(work / "out"),
-             "--workdir", str(work / "jobs")], clean_env())[0])
+             "--workdir", str(work / "jobs")], clean_environ())[0])
         print(json.dumps({k: round(v[-1], 3) for k, v in times.items()}), flush=True)
     return times
 
@@ -108,14 +104,6 @@ def wait_for(endpoint: str) -> None:
             time.sleep(0.1)
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def awscli(work: Path, given: str | None) -> str:
     if given:
         return given
@@ -131,7 +119,7 @@ def bench_data(work: Path, reps: int, aws: str) -> tuple[dict[str, list[float]],
     work.mkdir(parents=True, exist_ok=True)
     port = free_port()
     endpoint = f"http://127.0.0.1:{port}"
-    env = clean_env(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_REGION="us-east-1",
+    env = clean_environ(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_REGION="us-east-1",
                     AWS_DEFAULT_REGION="us-east-1", AWS_ENDPOINT_URL=endpoint, AWS_CONFIG_FILE="/dev/null",
                     AWS_SHARED_CREDENTIALS_FILE="/dev/null")
     log = open(work / "moto.log", "ab")  # noqa: SIM115 - closed in finally

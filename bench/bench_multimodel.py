@@ -41,6 +41,8 @@ from pathlib import Path
 
 from benchdoc import write_section
 
+from toolkit.testing import clean_environ, free_port
+
 ROOT = Path(__file__).resolve().parent.parent
 BODY = "[[1.5, 2.25, 3.125, 4.0, 5.5, 6.75, 7.0, 8.125], [9.5, 10.25, 11.0, 12.5, 13.75, 14.0, 15.5, 16.0]]"
 INFERENCE = '''\
@@ -85,14 +87,6 @@ end
 ''' + WRK_DONE
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def request(port: int, method: str, path: str, body: bytes | None = None, headers: dict | None = None,
             timeout: float = 120.0) -> tuple[int, bytes]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
@@ -105,9 +99,8 @@ def request(port: int, method: str, path: str, body: bytes | None = None, header
 
 
 def start(base: Path, port: int, workers: int, multi: bool, log) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SAGEMAKER_", "TOOLKIT_", "SM_"))}
-    env.update(SAGEMAKER_BASE_DIR=str(base), SAGEMAKER_BIND_TO_PORT=str(port), TOOLKIT_BIND_HOST="127.0.0.1",
-               SAGEMAKER_MODEL_SERVER_WORKERS=str(workers))
+    env = clean_environ(SAGEMAKER_BASE_DIR=str(base), SAGEMAKER_BIND_TO_PORT=str(port),
+                        TOOLKIT_BIND_HOST="127.0.0.1", SAGEMAKER_MODEL_SERVER_WORKERS=str(workers))
     if multi:
         env["SAGEMAKER_MULTI_MODEL"] = "true"
     proc = subprocess.Popen([str(Path(sys.executable).parent / "serve")], env=env, stdout=log,

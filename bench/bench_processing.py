@@ -23,8 +23,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench_local import BIN, TRIVIAL, clean_env, timed
+from bench_local import BIN, TRIVIAL, timed
 from benchdoc import write_section
+
+from toolkit.testing import clean_environ
 
 PREP = """import os
 open(os.path.join(os.environ.get("SM_PROCESSING_OUTPUT_OUT", "."), "done.txt"), "w").write("processed")
@@ -51,20 +53,20 @@ def bench(work: Path, reps: int) -> dict[str, list[float]]:
     for rep in range(reps):
         out = work / f"direct-{rep}"
         out.mkdir()
-        times["direct"].append(timed([sys.executable, "prep.py"], clean_env(SM_PROCESSING_OUTPUT_OUT=str(out)),
+        times["direct"].append(timed([sys.executable, "prep.py"], clean_environ(SM_PROCESSING_OUTPUT_OUT=str(out)),
                                      src)[0])
         base = work / f"ready-{rep}" / "ml"
         lay_out_process(base)
         times["process"].append(timed([str(BIN / "process"), str(src / "prep.py")],
-                                      clean_env(SAGEMAKER_BASE_DIR=str(base)))[0])
+                                      clean_environ(SAGEMAKER_BASE_DIR=str(base)))[0])
         times["local process"].append(timed(
             [str(BIN / "toolkit"), "local", "process", "--job-name", f"proc-{rep}", "--input", f"raw={data}",
              "--input", f"code={src}", "--output", "out", "--output-path", str(work / "out"), "--workdir",
-             str(work / "jobs"), "--", "process", "/opt/ml/processing/input/code/prep.py"], clean_env())[0])
+             str(work / "jobs"), "--", "process", "/opt/ml/processing/input/code/prep.py"], clean_environ())[0])
         times["local train"].append(timed(
             [str(BIN / "toolkit"), "local", "train", "--job-name", f"train-{rep}", "--source-dir", str(src),
              "--entry-point", "train.py", "--channel", f"train={data}", "--output-path", str(work / "out"),
-             "--workdir", str(work / "jobs")], clean_env())[0])
+             "--workdir", str(work / "jobs")], clean_environ())[0])
         print(json.dumps({k: round(v[-1], 3) for k, v in times.items()}), flush=True)
     return times
 

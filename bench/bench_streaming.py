@@ -28,6 +28,8 @@ from pathlib import Path
 
 from benchdoc import write_section
 
+from toolkit.testing import clean_environ, free_port
+
 ROOT = Path(__file__).resolve().parent.parent
 CHUNKS, GAP = 5, 0.1
 
@@ -66,12 +68,6 @@ def invocations():
 
 waitress.serve(app, host="127.0.0.1", port=int(sys.argv[1]), threads=4)
 '''
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_port(port: int, path: str) -> None:
@@ -128,9 +124,9 @@ def main() -> None:
         (base / "model" / "code" / "inference.py").write_text(INFERENCE)
         (base / "peer.py").write_text(FLASK)
         port, peer_port = free_port(), free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("SAGEMAKER_", "TOOLKIT_", "SM_"))}
-        env.update(SAGEMAKER_BASE_DIR=str(base), SAGEMAKER_BIND_TO_PORT=str(port), TOOLKIT_BIND_HOST="127.0.0.1",
-                   SAGEMAKER_MODEL_SERVER_WORKERS="1", TOOLKIT_SERVER_THREADS="4")
+        env = clean_environ(SAGEMAKER_BASE_DIR=str(base), SAGEMAKER_BIND_TO_PORT=str(port),
+                            TOOLKIT_BIND_HOST="127.0.0.1", SAGEMAKER_MODEL_SERVER_WORKERS="1",
+                            TOOLKIT_SERVER_THREADS="4")
         serve = Path(sys.executable).parent / "serve"
         procs = [subprocess.Popen([str(serve)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
                  subprocess.Popen([sys.executable, str(base / "peer.py"), str(peer_port)],

@@ -17,6 +17,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
+from toolkit import testing
+
 PEER_SPEC = "sagemaker-training==5.1.4"
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_WORKDIR = Path(tempfile.gettempdir()) / "sagemaker-toolkit-bench"
@@ -90,10 +92,10 @@ def python_version(python: str) -> str:
 
 
 def clean_environ(extra: Optional[Mapping[str, str]] = None) -> dict[str, str]:
-    """This process's environment without SageMaker / toolkit / venv variables, plus ``extra``."""
-    drop = ("SM_", "SAGEMAKER_", "TOOLKIT_", "PYTHON")
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(drop) and k not in ("CURRENT_HOST", "VIRTUAL_ENV", NAMESPACE_MARK)}
+    """``toolkit.testing.clean_environ`` without this venv's variables either (each side runs its
+    own Python), plus ``extra``."""
+    env = {k: v for k, v in testing.clean_environ().items()
+           if not k.startswith("PYTHON") and k not in ("CURRENT_HOST", "VIRTUAL_ENV")}
     env.update(extra or {})
     return env
 

@@ -4,28 +4,18 @@ running the real ``train`` console script (see /work/shared/multihost.md for the
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Optional
 
 import pytest
 
-BIN = Path(sys.executable).parent
-
-
-def clean_environ(**extra: str) -> dict[str, str]:
-    """This process's environment without SageMaker/toolkit/AWS variables, plus ``extra``."""
-    drop = ("SM_", "SAGEMAKER_", "TOOLKIT_", "AWS_", "TRAINING_JOB_NAME", "OMPI_", "PMIX_")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
-    env.update(extra)
-    return env
+from toolkit.testing import BIN, Job, clean_environ
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -44,52 +34,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.skip(reason=f"{folder} is not installed: pip install ./plugins/{folder}"))
 
 
-class HostJob:
-    """One host's /opt/ml (under a temporary folder), laid out as SageMaker does."""
-
-    def __init__(self, root: Path, host: str, hosts: list[str]) -> None:
-        self.host = host
-        self.base = root / host / "opt" / "ml"
-        self.config = self.base / "input" / "config"
-        self.code = self.base / "code"
-        self.config.mkdir(parents=True)
-        self.code.mkdir(parents=True)
-        self.resources(hosts)
-
-    def resources(self, hosts: list[str], instance_type: str = "ml.m5.xlarge") -> HostJob:
-        data = {"current_host": self.host, "hosts": hosts, "current_group_name": "homogeneousCluster",
-                "current_instance_type": instance_type, "network_interface_name": "eth0",
-                "instance_groups": [{"instance_group_name": "homogeneousCluster",
-                                     "instance_type": instance_type, "hosts": hosts}]}
-        (self.config / "resourceconfig.json").write_text(json.dumps(data))
-        return self
-
-    def hyperparameters(self, hps: Mapping[str, Any]) -> HostJob:
-        (self.config / "hyperparameters.json").write_text(json.dumps({k: json.dumps(v) for k, v in hps.items()}))
-        return self
-
-    def distributed(self, config: Mapping[str, Any]) -> HostJob:
-        drivers = self.base / "input" / "data" / "sm_drivers"
-        drivers.mkdir(parents=True, exist_ok=True)
-        (drivers / "distributed.json").write_text(json.dumps(config))
-        return self
-
-    def script(self, name: str, text: str) -> Path:
-        path = self.code / name
-        path.write_text(text)
-        return path
-
-    @property
-    def failure(self) -> Path:
-        return self.base / "output" / "failure"
-
-    @property
-    def success(self) -> Path:
-        return self.base / "output" / "success"
-
-    @property
-    def model(self) -> Path:
-        return self.base / "model"
+def host_folder(root: Path, host: str, hosts: list[str]) -> Job:
+    """One host's /opt/ml (under ``root``/``host``) among ``hosts``, with its code folder."""
+    job = Job(root / host).resources(host, hosts)
+    job.code.mkdir(parents=True)
+    return job
 
 
 def netns_unavailable() -> Optional[str]:
@@ -116,7 +65,7 @@ class Cluster:
         self.hosts = [f"algo-{i + 1}" for i in range(count)]
         self.ns = {h: f"tk{self.tag}-{i + 1}" for i, h in enumerate(self.hosts)}
         self.bridge = f"tkbr{self.tag}"
-        self.jobs = {h: HostJob(root, h, self.hosts) for h in self.hosts}
+        self.jobs = {h: host_folder(root, h, self.hosts) for h in self.hosts}
         self.logs = root / "logs"
         self.logs.mkdir()
         self.procs: dict[str, subprocess.Popen] = {}
@@ -216,22 +165,18 @@ class Launch:
     def __call__(self, hps: Mapping[str, Any], *, current: str = "algo-1", hosts: tuple[str, ...] = ("algo-1",),
                  distributed: Optional[Mapping[str, Any]] = None, instance_type: str = "ml.m5.xlarge",
                  entry: str = "train.py", args: tuple[str, ...] = (), **environ: str) -> Any:
-        from toolkit.environment import TrainingEnv
         from toolkit.manager import get_plugin_manager
 
         self.count += 1
-        job = HostJob(self.root / f"job{self.count}", current, list(hosts))
-        job.resources(list(hosts), instance_type)
+        job = Job(self.root / f"job{self.count}").resources(current, hosts, instance_type)
         job.hyperparameters({"sagemaker_program": entry, **hps})
         if distributed is not None:
             job.distributed(distributed)
         for name in ("train.py", "run.sh", "trainer/__init__.py", "trainer/main.py"):
-            (job.code / name).parent.mkdir(parents=True, exist_ok=True)
-            (job.code / name).write_text("")
-        env_map = clean_environ(SAGEMAKER_BASE_DIR=str(job.base), **environ)
-        env = TrainingEnv.from_environ(env_map)
-        pm = get_plugin_manager(env_map)
-        return pm.hook.toolkit_launch(entry_point=entry, code_dir=job.code, args=list(args), env=env)
+            job.script(name, "")
+        pm = get_plugin_manager(job.environ(**environ))
+        return pm.hook.toolkit_launch(entry_point=entry, code_dir=job.code, args=list(args),
+                                      env=job.training_env(**environ))
 
 
 @pytest.fixture
@@ -240,13 +185,6 @@ def launch(tmp_path: Path) -> Launch:
 
 
 @pytest.fixture
-def host_job(tmp_path: Path) -> HostJob:
-    """A one-host job (algo-1) with ``run()``: the real ``train`` on it, in this namespace."""
-    job = HostJob(tmp_path, "algo-1", ["algo-1"])
-
-    def run(timeout: float = 60, **extra: str) -> subprocess.CompletedProcess:
-        return subprocess.run([str(BIN / "train")], env=clean_environ(SAGEMAKER_BASE_DIR=str(job.base), **extra),
-                              capture_output=True, text=True, timeout=timeout)
-
-    job.run = run  # type: ignore[attr-defined]
-    return job
+def host_job(tmp_path: Path) -> Job:
+    """A one-host job (algo-1); ``run()`` runs the real ``train`` on it, in this namespace."""
+    return host_folder(tmp_path, "algo-1", ["algo-1"])

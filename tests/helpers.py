@@ -5,10 +5,7 @@ reliably: pytest may have imported another folder's conftest under the same name
 from __future__ import annotations
 
 import http.client
-import json
-import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -17,13 +14,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Optional
 
-BIN = Path(sys.executable).parent
+from toolkit.testing import BIN, Job, clean_environ, free_port
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+__all__ = ["BIN", "Job", "PluginSite", "clean_environ", "free_port", "invoke", "local_serve", "make_wheel",
+           "run_cli", "scratch_venv", "serving", "wait_for"]
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
@@ -50,77 +44,6 @@ def serving(server: Any) -> Iterator[int]:
     finally:
         server.shutdown()
         server.server_close()
-
-
-def clean_environ(**extra: str) -> dict[str, str]:
-    """This process's environment without SageMaker/toolkit/AWS variables, plus ``extra``."""
-    drop = ("SM_", "SAGEMAKER_", "TOOLKIT_", "AWS_", "TRAINING_JOB_NAME")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
-    env.update(extra)
-    return env
-
-
-class Job:
-    """A /opt/ml tree as SageMaker lays it out, under a temporary folder."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.base = root / "opt" / "ml"
-        self.config = self.base / "input" / "config"
-        self.code = self.base / "code"
-        self.config.mkdir(parents=True)
-
-    def hyperparameters(self, hps: Mapping[str, Any], encode: bool = True) -> Job:
-        data = {k: json.dumps(v) if encode else v for k, v in hps.items()}
-        (self.config / "hyperparameters.json").write_text(json.dumps(data))
-        return self
-
-    def channels(self, *names: str, mode: str = "File", create: bool = True) -> Job:
-        spec = {n: {"ContentType": "text/csv", "TrainingInputMode": mode,
-                    "S3DistributionType": "FullyReplicated", "RecordWrapperType": "None"}
-                for n in names}
-        (self.config / "inputdataconfig.json").write_text(json.dumps(spec))
-        if create:
-            for n in names:
-                (self.base / "input" / "data" / n).mkdir(parents=True, exist_ok=True)
-        return self
-
-    def resources(self, current: str = "algo-1", hosts: tuple[str, ...] = ("algo-1",), **more: Any) -> Job:
-        data = {"current_host": current, "hosts": list(hosts), "current_group_name": "homogeneousCluster",
-                "current_instance_type": "ml.m5.xlarge", "network_interface_name": "eth0",
-                "instance_groups": [{"instance_group_name": "homogeneousCluster",
-                                     "instance_type": "ml.m5.xlarge", "hosts": list(hosts)}]}
-        data.update(more)
-        (self.config / "resourceconfig.json").write_text(json.dumps(data))
-        return self
-
-    def script(self, name: str, text: str, mode: int = 0o644, where: Optional[Path] = None) -> Path:
-        folder = where or self.code
-        path = folder / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-        path.chmod(mode)
-        return path
-
-    @property
-    def failure(self) -> Path:
-        return self.base / "output" / "failure"
-
-    @property
-    def success(self) -> Path:
-        return self.base / "output" / "success"
-
-    @property
-    def model(self) -> Path:
-        return self.base / "model"
-
-    def environ(self, **extra: str) -> dict[str, str]:
-        return clean_environ(SAGEMAKER_BASE_DIR=str(self.base), **extra)
-
-    def run(self, *args: str, timeout: float = 120, **extra: str) -> subprocess.CompletedProcess:
-        """Run the real ``train`` console script on this job."""
-        return subprocess.run([str(BIN / "train"), *args], env=self.environ(**extra),
-                              capture_output=True, text=True, timeout=timeout)
 
 
 class PluginSite:

@@ -1,7 +1,9 @@
 """The plugin examples of docs/hooks.md and docs/distributed.md are whole projects that install as
 the docs show: every ``<!-- file: PATH -->`` block is written out as it stands on the page, then
-``pip install ./<folder>`` (real pip, build isolation and all) into a throwaway venv, and
-``toolkit plugins`` there lists the plugin. A misspelled plugin name in the controls is a warning."""
+``pip install ./<folder>`` (real pip, build isolation and all) into a throwaway venv, ``toolkit
+plugins`` there lists the plugin, and the example's own tests (docs/hooks.md, "Testing your plugin":
+toolkit.testing against the installed plugin) pass there. A misspelled plugin name in the controls
+is a warning."""
 
 from __future__ import annotations
 
@@ -46,6 +48,15 @@ def test_example_installs_as_shown(tmp_path: Path, page: str, folder: str, plugi
     assert proc.returncode == 0, proc.stderr
     listed = {p["name"]: p for p in json.loads(proc.stdout)}
     assert listed[plugin]["source"] == f"entry point ({folder} 0.1.0)"
+    tests = sorted(name for name in files if name.startswith("test_"))
+    assert tests or page != "hooks.md", "hooks.md: the example plugin has lost its tests"
+    if tests:
+        proc = subprocess.run([str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider", *tests],
+                              cwd=str(tmp_path / folder), env=clean_environ(), capture_output=True, text=True,
+                              timeout=600)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        count = sum(files[name].count("\ndef test_") for name in tests)
+        assert f"{count} passed" in proc.stdout, proc.stdout
 
 
 @pytest.mark.parametrize("variable", ["TOOLKIT_PLUGINS", "TOOLKIT_DISABLE_PLUGINS"])

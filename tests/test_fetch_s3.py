@@ -19,7 +19,7 @@ from typing import Any, Iterator
 
 import pytest
 from archives import BAD_ARCHIVES, HOSTILE, assert_failed_cleanly, bake, good, good_zip, snapshot, submit
-from helpers import BIN, Job, free_port
+from helpers import BIN, Job, clean_environ, free_port
 
 
 @pytest.fixture
@@ -126,8 +126,7 @@ def locked_s3() -> Iterator[dict[str, str]]:
     import boto3
 
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    env["INITIAL_NO_AUTH_ACTION_COUNT"] = "4"
+    env = clean_environ(INITIAL_NO_AUTH_ACTION_COUNT="4")
     server = subprocess.Popen([str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)], env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     endpoint = f"http://127.0.0.1:{port}"

@@ -7,61 +7,20 @@ under pytest's default import mode)."""
 from __future__ import annotations
 
 import http.client
-import json
-import signal
 import subprocess
 import textwrap
-import time
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Optional, TypeVar
+from typing import Callable, Iterator, Mapping, Optional, TypeVar
 
 import pytest
 from helpers import BIN, clean_environ, free_port
 
-
-class Response:
-    def __init__(self, status: int, headers: Mapping[str, str], body: bytes) -> None:
-        self.status = status
-        self.headers = {k.lower(): v for k, v in headers.items()}
-        self.body = body
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-    def __repr__(self) -> str:
-        return f"<Response {self.status} {self.body[:200]!r}>"
+from toolkit import testing
+from toolkit.testing import Response
 
 
-class Server:
-    """A running ``serve`` process; ``request`` talks real HTTP to it."""
-
-    def __init__(self, base: Path, port: int, proc: subprocess.Popen, log: Path) -> None:
-        self.base = base
-        self.port = port
-        self.proc = proc
-        self.log_path = log
-
-    @property
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def request(self, method: str, path: str, body: Optional[bytes] = None, headers: Optional[dict] = None,
-                timeout: float = 30.0) -> Response:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
-        try:
-            conn.request(method, path, body=body, headers=headers or {})
-            resp = conn.getresponse()
-            return Response(resp.status, dict(resp.getheaders()), resp.read())
-        finally:
-            conn.close()
-
-    def invoke(self, body: bytes | str, content_type: str = "application/json", accept: Optional[str] = None,
-               **headers: str) -> Response:
-        data = body.encode() if isinstance(body, str) else body
-        hdrs = {"Content-Type": content_type, **{k.replace("_", "-"): v for k, v in headers.items()}}
-        if accept is not None:
-            hdrs["Accept"] = accept
-        return self.request("POST", "/invocations", data, hdrs)
+class Server(testing.Server):
+    """``toolkit.testing.Server`` with what only the toolkit's own tests send or look at."""
 
     def post_chunked(self, chunks: list[bytes], content_type: str, accept: Optional[str] = None) -> Response:
         """POST /invocations with a chunked body, one HTTP chunk per item of ``chunks``."""
@@ -80,32 +39,6 @@ class Server:
             return Response(resp.status, dict(resp.getheaders()), resp.read())
         finally:
             conn.close()
-
-    def ping(self) -> int:
-        try:
-            return self.request("GET", "/ping", timeout=10).status
-        except OSError:
-            return 0
-
-    def wait_ready(self, timeout: float = 30.0, status: int = 200) -> float:
-        start = time.monotonic()
-        while time.monotonic() - start < timeout:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"serve exited with {self.proc.returncode}:\n{self.log}")
-            if self.ping() == status:
-                return time.monotonic() - start
-            time.sleep(0.02)
-        raise AssertionError(f"/ping never answered {status} within {timeout} s:\n{self.log}")
-
-    def stop(self, timeout: float = 35.0) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode
 
     def worker_pids(self) -> list[int]:
         out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(self.proc.pid)], capture_output=True, text=True)
@@ -144,14 +77,7 @@ ServerT = TypeVar("ServerT", bound=Server)
 
 def launch(base: Path, kind: type[ServerT], **variables: str) -> ServerT:
     """Start the real ``serve`` on 127.0.0.1 for the job folder ``base`` (log in base/serve.log)."""
-    port = free_port()
-    env = clean_environ(SAGEMAKER_BASE_DIR=str(base), SAGEMAKER_BIND_TO_PORT=str(port),
-                        TOOLKIT_BIND_HOST="127.0.0.1", **variables)
-    log = base / "serve.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen([str(BIN / "serve")], env=env, stdout=out, stderr=subprocess.STDOUT,
-                                cwd=str(base))
-    return kind(base, port, proc, log)
+    return kind.start(base, **variables)
 
 
 @pytest.fixture
@@ -189,17 +115,10 @@ def echo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """One echo server shared by a module's tests (they do not change its state)."""
     base = tmp_path_factory.mktemp("echo")
     write_model(base, ECHO)
-    port = free_port()
-    env = clean_environ(SAGEMAKER_BASE_DIR=str(base), SAGEMAKER_BIND_TO_PORT=str(port),
-                        TOOLKIT_BIND_HOST="127.0.0.1", SAGEMAKER_MODEL_SERVER_WORKERS="2",
-                        SAGEMAKER_MAX_PAYLOAD_IN_MB="1")
-    log = base / "serve.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen([str(BIN / "serve")], env=env, stdout=out, stderr=subprocess.STDOUT)
-    server = Server(base, port, proc, log)
+    server = Server.start(base, SAGEMAKER_MODEL_SERVER_WORKERS="2", SAGEMAKER_MAX_PAYLOAD_IN_MB="1")
     server.wait_ready()
     yield server
     server.stop(timeout=10)
 
 
-__all__ = ["BIN", "ECHO", "Server", "clean_environ", "free_port", "scrape"]
+__all__ = ["BIN", "ECHO", "Response", "Server", "clean_environ", "free_port", "scrape"]

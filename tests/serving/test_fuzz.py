@@ -8,13 +8,11 @@ afterwards itself, so the tests hold in any order, alone or together."""
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 from typing import Iterator, Optional
 
 import pytest
 import serving_helpers
-from helpers import BIN, clean_environ, free_port
 from serving_helpers import ECHO, Server, write_model
 
 schemathesis = pytest.importorskip("schemathesis")
@@ -35,15 +33,8 @@ single_model = schema.exclude(path_regex="^/models")
 def multi_model_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     base = tmp_path_factory.mktemp("mme-fuzz")
     write_model(base, ECHO)  # <base>/model/code: the code of every model that brings none
-    port = free_port()
-    env = clean_environ(SAGEMAKER_BASE_DIR=str(base), SAGEMAKER_BIND_TO_PORT=str(port), TOOLKIT_BIND_HOST="127.0.0.1",
-                        SAGEMAKER_MODEL_SERVER_WORKERS="2", SAGEMAKER_MAX_PAYLOAD_IN_MB="1",
-                        SAGEMAKER_MULTI_MODEL="true", TOOLKIT_MEMORY_HEADROOM_MB="0")
-    log = base / "serve.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen([str(BIN / "serve")], env=env, stdout=out, stderr=subprocess.STDOUT, cwd=str(base))
-    server = Server(base, port, proc, log)
-    server.wait_ready()
+    server = Server.start(base, SAGEMAKER_MODEL_SERVER_WORKERS="2", SAGEMAKER_MAX_PAYLOAD_IN_MB="1",
+                          SAGEMAKER_MULTI_MODEL="true", TOOLKIT_MEMORY_HEADROOM_MB="0").wait_ready()
     loaded = server.request("POST", "/models", json.dumps({"model_name": "echo", "url": str(base / "model")}).encode())
     assert loaded.status == 200, loaded
     yield server

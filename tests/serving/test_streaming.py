@@ -6,14 +6,13 @@ from __future__ import annotations
 import http.client
 import json
 import socket
-import subprocess
 import time
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 import serving_helpers
-from serving_helpers import Server, clean_environ, free_port, write_model
+from serving_helpers import Server, write_model
 
 start_server = serving_helpers.start_server  # the fixture
 
@@ -77,16 +76,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """One streaming server (1 s time limit) shared by the module's tests."""
     base = tmp_path_factory.mktemp("streaming")
     write_model(base, STREAMING)
-    port = free_port()
-    env = clean_environ(SAGEMAKER_BASE_DIR=str(base), SAGEMAKER_BIND_TO_PORT=str(port),
-                        TOOLKIT_BIND_HOST="127.0.0.1", SAGEMAKER_MODEL_SERVER_WORKERS="1",
-                        TOOLKIT_SERVER_THREADS="4", SAGEMAKER_MODEL_SERVER_TIMEOUT="1")
-    log = base / "serve.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen([str(serving_helpers.BIN / "serve")], env=env, stdout=out,
-                                stderr=subprocess.STDOUT, cwd=str(base))
-    srv = Server(base, port, proc, log)
-    srv.wait_ready()
+    srv = Server.start(base, SAGEMAKER_MODEL_SERVER_WORKERS="1", TOOLKIT_SERVER_THREADS="4",
+                       SAGEMAKER_MODEL_SERVER_TIMEOUT="1").wait_ready()
     yield srv
     srv.stop(timeout=10)
 

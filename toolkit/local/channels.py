@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import IO, Optional, Sequence
 
 from toolkit.local.progress import Transferred
-from toolkit.local.request import Channel
+from toolkit.local.request import InputChannel
 from toolkit.local.storage import Item, Location, Storage, TransferError, parse_location
 from toolkit.local.storage import _safe as _safe_name
 
@@ -53,7 +53,7 @@ def make_writable(root: Path) -> None:
 class ChannelSource:
     """A channel's objects, listed once and shared by every host."""
 
-    def __init__(self, storage: Storage, channel: Channel) -> None:
+    def __init__(self, storage: Storage, channel: InputChannel) -> None:
         self.storage = storage
         self.channel = channel
         what = f"channel {channel.name!r}"

@@ -364,10 +364,11 @@ def transform_command(model: Optional[str], endpoint_url: Optional[str], input_u
     named, and that file gets no output), 2 when the job's settings are wrong.
     """
     from toolkit.errors import ConfigError
-    from toolkit.local.endpoint import free_port, prepare_model, start_server
+    from toolkit.local.endpoint import prepare_model, start_server
     from toolkit.local.hosts import ready_engine
     from toolkit.local.storage import Storage, parse_location
     from toolkit.local.transform import TransformSettings, execution_parameters, resolve, run_transform
+    from toolkit.testing import free_port
 
     _setup_logging()
     root = Path(workdir).absolute() if workdir else _default_workdir()

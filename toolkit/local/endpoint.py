@@ -9,7 +9,6 @@ import logging
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from dataclasses import dataclass
@@ -30,12 +29,6 @@ STOP_TIMEOUT = 30.0
 
 class ServerError(ToolkitError):
     """The model server did not start, or stopped answering."""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def prepare_model(storage: Storage, model_uri: str, base: Path, environ: Mapping[str, str]) -> Path:

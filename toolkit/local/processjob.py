@@ -29,7 +29,7 @@ from toolkit.local.procrequest import ProcessingRequest
 from toolkit.local.progress import Transferred
 from toolkit.local.storage import Storage, parse_location, walk_files
 from toolkit.local.sync import SyncedFolder, Syncer
-from toolkit.local.trainjob import JobResult, RunOptions, TrainingJob, check_unique
+from toolkit.local.trainjob import Ending, JobResult, RunOptions, TrainingJob, check_unique
 
 log = logging.getLogger("toolkit")
 CONSOLE_SCRIPTS = ("process", "train", "serve")  # in-process: this machine's, beside this Python
@@ -75,11 +75,17 @@ class ProcessingJob(TrainingJob):
     """The training job's runner (hosts, Pipe feeders, syncer, stop) with processing's phases."""
 
     request: ProcessingRequest  # type: ignore[assignment]
+    KIND = "processing job"
+    STEPS = (("prepare", "Starting", "Preparing the instances for processing"),
+             ("inputs", "Downloading", "Downloading input data"),
+             ("run", "InProgress", "Processing in progress"))
+    PIPE_READS = "read(s)"
 
     def __init__(self, request: ProcessingRequest, opts: RunOptions, environ: Mapping[str, str],
                  storage: Storage) -> None:
         super().__init__(request, opts, environ, storage)  # type: ignore[arg-type]
         self.uploaded = {o.name: Uploaded(o.uri, o.upload_mode) for o in request.outputs}
+        self.message = ""  # the failed (else first) host's /opt/ml/output/message
 
     # -- phases -------------------------------------------------------------------------------
 
@@ -100,7 +106,7 @@ class ProcessingJob(TrainingJob):
             (hd.base / "config" / "resourceconfig.json").write_text(json.dumps(rc, indent=2) + "\n")
             (hd.base / "config" / "processingjobconfig.json").write_text(json.dumps(config, indent=2) + "\n")
 
-    def fetch_inputs(self) -> None:
+    def fetch_data(self) -> None:
         count = len(self.hosts)
         for pin in self.request.inputs:
             source = ChannelSource(self.storage, pin.channel)
@@ -190,64 +196,35 @@ class ProcessingJob(TrainingJob):
 
     # -- the whole job ------------------------------------------------------------------------
 
-    def run(self) -> JobResult:
-        created = time.time()
-        tl = self.timeline
-        status, exit_code, failure, message = "InProgress", 0, "", ""
-        result: Optional[hostrun.RunResult] = None
-        started = created
-        try:
-            tl.begin("prepare", "Starting", "Preparing the instances for processing")
-            self.prepare()
-            tl.begin("inputs", "Downloading", "Downloading input data")
-            self.fetch_inputs()
-            self.start_sync()
-            tl.begin("run", "InProgress", "Processing in progress")
-            started = time.time()
-            result = self.run_hosts()
-            sync_error = self.stop_background()
-            first = result.first_failure
-            message = exit_message(self.hosts, first.host if first else None)
-            if result.timed_out:
-                status, exit_code = "Stopped", first.exit_code if first else 0
-                failure = f"MaxRuntimeInSeconds ({self.request.max_runtime} s) exceeded"
-            elif result.interrupted:
-                status, exit_code = "Stopped", first.exit_code if first else 130
-            elif first is not None:
-                status, exit_code = "Failed", first.exit_code
-                failure = "AlgorithmError: See job logs for more information"
-            elif sync_error:
-                status, exit_code, failure = "Failed", 2, f"ClientError: {sync_error}"
-            else:
-                status = "Completed"
-                tl.begin("upload", "Uploading", "Uploading processing outputs")
-                self.upload_outputs()
-        except ToolkitError as exc:
-            self.stop_background()
-            status, exit_code = "Failed", exc.exit_code
-            failure = f"ClientError: {exc}"
-            log.error("%s", exc)
-        except KeyboardInterrupt:
-            self.stop_background()
-            status, exit_code = "Stopped", 130
-            log.warning("interrupted before the hosts started")
-        tl.end()
-        answer = self.describe(status, created, started, failure, message)
-        describe_path = self.opts.workdir / f"{self.request.job_name}.json"
-        describe_path.parent.mkdir(parents=True, exist_ok=True)
-        describe_path.write_text(json.dumps(answer, indent=2) + "\n", encoding="utf-8")
-        job = JobResult(exit_code, status, answer, describe_path, self.job_dir)
-        job.summary = self.summary(job, result, failure, message)
-        return job
+    def timeout_reason(self) -> str:
+        return f"MaxRuntimeInSeconds ({self.request.max_runtime} s) exceeded"
 
-    def describe(self, status: str, created: float, started: float, failure: str, message: str) -> dict[str, Any]:
+    def algorithm_error(self, first: hostrun.HostExit) -> str:
+        return "See job logs for more information"
+
+    def conclude(self, ending: Ending, sync_error: Optional[str]) -> Ending:
+        """The hosts' exit message; EndOfJob outputs uploaded when the job completed."""
+        first = self.result.first_failure if self.result else None
+        self.message = exit_message(self.hosts, first.host if first else None)
+        if ending.status != "Completed":
+            return ending
+        if sync_error:
+            return Ending("Failed", 2, f"ClientError: {sync_error}")
+        self.timeline.begin("upload", "Uploading", "Uploading processing outputs")
+        self.upload_outputs()
+        return ending
+
+    def release(self) -> None:
+        """Nothing to give back: processing inputs are plain folders."""
+
+    def describe_job(self, ending: Ending, created: float) -> dict[str, Any]:
         """A DescribeProcessingJob response for the finished job (times as ISO 8601 strings)."""
         raw = dict(self.request.raw)
         ended = time.time()
         answer: dict[str, Any] = {
             "ProcessingJobName": self.request.job_name,
             "ProcessingJobArn": arn(self.region, self.request.job_name),
-            "ProcessingJobStatus": status,
+            "ProcessingJobStatus": ending.status,
             "ProcessingInputs": raw.get("ProcessingInputs", []),
             "ProcessingOutputConfig": raw.get("ProcessingOutputConfig", {"Outputs": []}),
             "ProcessingResources": raw.get("ProcessingResources", {}),
@@ -255,34 +232,20 @@ class ProcessingJob(TrainingJob):
             "AppSpecification": raw.get("AppSpecification", {}),
             "Environment": dict(self.request.environment),
             "CreationTime": iso(created),
-            "ProcessingStartTime": iso(started),
+            "ProcessingStartTime": iso(self.started),
             "ProcessingEndTime": iso(ended),
             "LastModifiedTime": iso(ended),
         }
         if raw.get("RoleArn"):
             answer["RoleArn"] = raw["RoleArn"]
-        if message:
-            answer["ExitMessage"] = message
-        if failure:
-            answer["FailureReason"] = failure[:FAILURE_LIMIT]
+        if self.message:
+            answer["ExitMessage"] = self.message
+        if ending.failure:
+            answer["FailureReason"] = ending.failure[:FAILURE_LIMIT]
         return answer
 
-    def summary(self, job: JobResult, result: Optional[hostrun.RunResult], failure: str, message: str) -> list[str]:
-        d = self.timeline.durations
-        lines = [f"processing job {self.request.job_name}: {job.status} (exit code {job.exit_code}) in "
-                 f"{sum(d.values()):.2f} s",
-                 "  phases: " + ", ".join(f"{k} {v:.2f} s" for k, v in d.items())]
-        if result is not None and len(result.exits) > 1:
-            lines.append("  hosts: " + ", ".join(f"{e.host} exit {e.exit_code}" for e in result.exits))
-        for label, done in self.transfers.items():
-            lines.append(f"  input {label}: {done}")
-        if self.feeders:
-            lines.append("  pipe: " + ", ".join(f"{f.host} {f.source.channel.name} {f.epochs} read(s)"
-                                                 for f in self.feeders))
-        if failure:
-            lines.append(f"  FailureReason: {failure.splitlines()[0]}")
-        if message:
-            lines.append(f"  ExitMessage: {message.splitlines()[0]}")
+    def results(self, job: JobResult) -> list[str]:
+        lines = [f"  ExitMessage: {self.message.splitlines()[0]}"] if self.message else []
         for name, up in self.uploaded.items():
             if up.files or up.mode == "Continuous":
                 lines.append(f"  output {name} ({up.mode}): {up.files} file(s) to {up.uri}")
@@ -290,7 +253,6 @@ class ProcessingJob(TrainingJob):
                 lines.append(f"  output {name} ({up.mode}): not uploaded (the job did not complete)"
                              if job.status != "Completed" else f"  output {name} ({up.mode}): nothing to upload")
         lines.append(f"  job folder: {self.job_dir}")
-        lines.append(f"  describe: {job.describe_path}")
         return lines
 
 

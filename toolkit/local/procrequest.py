@@ -7,7 +7,6 @@ the checks both use).
 
 from __future__ import annotations
 
-import json
 import posixpath
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional, Sequence
@@ -18,18 +17,17 @@ from toolkit.local.request import (
     DEFAULT_INSTANCE_TYPE,
     DEFAULT_MAX_RUNTIME,
     DISTRIBUTIONS,
-    Channel,
+    InputChannel,
+    JobOverrides,
     _check_fields,
     _choice,
     _positive_int,
     _str_list,
     _str_map,
-    base_name_from_image,
     check_job_name,
     key_value,
-    name_from_base,
+    s3_uri,
 )
-from toolkit.local.storage import parse_location
 
 PROCESSING_BASE = "/opt/ml/processing"
 UPLOAD_MODES = ("EndOfJob", "Continuous")
@@ -39,7 +37,7 @@ UPLOAD_MODES = ("EndOfJob", "Continuous")
 class ProcessingInput:
     """One S3 input: where it comes from and where the job reads it (``LocalPath``)."""
 
-    channel: Channel  # the training emulator's channel: name, URI, mode, distribution, compression, data type
+    channel: InputChannel  # the training emulator's channel: name, URI, mode, distribution, compression, data type
     local_path: str
 
     @property
@@ -96,27 +94,30 @@ def _unique(values: list[str], what: str) -> None:
         seen.add(value)
 
 
-def _input(spec: Any, index: int) -> ProcessingInput:
-    where = f"ProcessingInputs[{index}]"
-    spec = _check_fields(spec, "ProcessingInput", where)
-    name = spec.get("InputName")
+def _named(spec: Any, shape: str, where: str, example: str) -> tuple[dict[str, Any], str]:
+    """An input's or output's fields checked, and its name (``InputName``/``OutputName``)."""
+    spec = _check_fields(spec, shape, where)
+    key = f"{shape.removeprefix('Processing')}Name"
+    name = spec.get(key)
     if not isinstance(name, str) or not name:
-        raise ConfigError(f"{where}.InputName: missing (e.g. raw-data)")
+        raise ConfigError(f"{where}.{key}: missing (e.g. {example})")
+    return spec, name
+
+
+def _input(spec: Any, index: int) -> ProcessingInput:
+    spec, name = _named(spec, "ProcessingInput", f"ProcessingInputs[{index}]", "raw-data")
     where = f"ProcessingInputs[{index}] ({name})"
     if "DatasetDefinition" in spec:
         raise ConfigError(f"{where}: DatasetDefinition (Athena, Redshift) is not emulated; export the data to S3 or "
                           f"a local folder and use S3Input")
     s3 = _check_fields(spec.get("S3Input"), "ProcessingS3Input", f"{where}.S3Input")
-    uri = s3.get("S3Uri")
-    if not isinstance(uri, str) or not uri:
-        raise ConfigError(f"{where}.S3Input.S3Uri: missing; expected s3://bucket/prefix, file:///path or a local path")
-    parse_location(uri, f"{where}.S3Input.S3Uri")
+    uri = s3_uri(s3, f"{where}.S3Input")
     mode = _choice(s3.get("S3InputMode", "File"), ("File", "Pipe"), f"{where}.S3Input.S3InputMode")
     compression = _choice(s3.get("S3CompressionType", "None"), ("None", "Gzip"), f"{where}.S3Input.S3CompressionType")
     if compression == "Gzip" and mode != "Pipe":
         raise ConfigError(f"{where}.S3Input: S3CompressionType Gzip needs S3InputMode Pipe (the platform refuses it "
                           f"in File mode)")
-    channel = Channel(
+    channel = InputChannel(
         name=name, uri=uri, mode=mode, compression=compression,
         distribution=_choice(s3.get("S3DataDistributionType", "FullyReplicated"), DISTRIBUTIONS,
                              f"{where}.S3Input.S3DataDistributionType"),
@@ -128,18 +129,12 @@ def _input(spec: Any, index: int) -> ProcessingInput:
 
 def _output(spec: Any, index: int) -> ProcessingOutput:
     where = f"ProcessingOutputConfig.Outputs[{index}]"
-    spec = _check_fields(spec, "ProcessingOutput", where)
-    name = spec.get("OutputName")
-    if not isinstance(name, str) or not name:
-        raise ConfigError(f"{where}.OutputName: missing (e.g. train)")
+    spec, name = _named(spec, "ProcessingOutput", where, "train")
     where = f"{where} ({name})"
     if "FeatureStoreOutput" in spec:
         raise ConfigError(f"{where}: FeatureStoreOutput is not emulated; use S3Output")
     s3 = _check_fields(spec.get("S3Output"), "ProcessingS3Output", f"{where}.S3Output")
-    uri = s3.get("S3Uri")
-    if not isinstance(uri, str) or not uri:
-        raise ConfigError(f"{where}.S3Output.S3Uri: missing; expected s3://bucket/prefix, file:///path or a folder")
-    parse_location(uri, f"{where}.S3Output.S3Uri")
+    uri = s3_uri(s3, f"{where}.S3Output", "a folder")
     mode = _choice(s3.get("S3UploadMode", "EndOfJob"), UPLOAD_MODES, f"{where}.S3Output.S3UploadMode")
     return ProcessingOutput(name, uri, _local_path(s3.get("LocalPath"), f"{where}.S3Output"), mode)
 
@@ -193,24 +188,14 @@ def parse_processing_request(data: Mapping[str, Any]) -> ProcessingRequest:
 
 
 @dataclass
-class ProcessOverrides:
-    """``toolkit local process`` options; each one that is set replaces (or adds to) the request's field."""
+class ProcessOverrides(JobOverrides):
+    """``toolkit local process`` options (and ``toolkit submit process``'s)."""
 
-    job_name: Optional[str] = None
-    base_job_name: Optional[str] = None
-    image: Optional[str] = None
     inputs: Sequence[str] = ()
-    input_mode: Optional[str] = None
-    distribution: Optional[str] = None
     outputs: Sequence[str] = ()
     output_mode: Optional[str] = None
-    environment: Sequence[str] = ()
-    instance_count: Optional[int] = None
-    instance_type: Optional[str] = None
-    max_run: Optional[int] = None
     command: Sequence[str] = ()
     code: Optional[str] = None  # a ScriptProcessor's code: one script, run as command + its path
-    arguments: Sequence[str] = ()
 
 
 def _add_code(out: dict[str, Any], app: dict[str, Any], opts: ProcessOverrides) -> None:
@@ -231,18 +216,10 @@ def _add_code(out: dict[str, Any], app: dict[str, Any], opts: ProcessOverrides) 
 def apply_process_overrides(data: Mapping[str, Any], opts: ProcessOverrides, output_path: str,
                             now: Optional[float] = None) -> dict[str, Any]:
     """The request with the options applied and a job name."""
-    out: dict[str, Any] = json.loads(json.dumps(dict(data)))  # deep copy, JSON-able
-    app = out.setdefault("AppSpecification", {})
-    if not isinstance(app, dict):
-        raise ConfigError("AppSpecification: must be an object")
-    if opts.image:
-        app["ImageUri"] = opts.image
+    out, app = opts.copy(data, "AppSpecification", "ImageUri")
     if opts.command and not opts.code:
         app["ContainerEntrypoint"] = list(opts.command)
-    if opts.job_name:
-        out["ProcessingJobName"] = opts.job_name
-    elif not out.get("ProcessingJobName"):
-        out["ProcessingJobName"] = name_from_base(opts.base_job_name or base_name_from_image(app.get("ImageUri")), now)
+    opts.name_job(out, "ProcessingJobName", app.get("ImageUri"), now)
     job = str(out["ProcessingJobName"])
     for text in opts.inputs:
         name, uri = key_value(text, "--input")
@@ -265,18 +242,5 @@ def apply_process_overrides(data: Mapping[str, Any], opts: ProcessOverrides, out
         outputs.append({"OutputName": name, "AppManaged": False, "S3Output": s3})
     if opts.code:
         _add_code(out, app, opts)
-    if opts.environment:
-        env = out.setdefault("Environment", {})
-        for text in opts.environment:
-            key, value = key_value(text, "--environment")
-            env[key] = value
-    cluster = out.setdefault("ProcessingResources", {}).setdefault("ClusterConfig", {})
-    if opts.instance_count is not None:
-        cluster["InstanceCount"] = opts.instance_count
-    if opts.instance_type:
-        cluster["InstanceType"] = opts.instance_type
-    cluster.setdefault("InstanceCount", 1)
-    cluster.setdefault("InstanceType", DEFAULT_INSTANCE_TYPE)
-    if opts.max_run is not None:
-        out.setdefault("StoppingCondition", {})["MaxRuntimeInSeconds"] = opts.max_run
+    opts.apply_shared(out, out.setdefault("ProcessingResources", {}).setdefault("ClusterConfig", {}))
     return out

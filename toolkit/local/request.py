@@ -70,8 +70,9 @@ FIELDS: dict[str, set[str]] = {
 
 
 @dataclass(frozen=True)
-class Channel:
-    """One input channel, with the request's defaults applied."""
+class InputChannel:
+    """One input data channel (InputDataConfig, or a processing job's S3 input), with the request's
+    defaults applied."""
 
     name: str
     uri: str
@@ -98,7 +99,7 @@ class TrainingRequest:
     job_name: str
     image: Optional[str]
     hyperparameters: Mapping[str, str]
-    channels: Sequence[Channel]
+    channels: Sequence[InputChannel]
     output_path: str
     instance_count: int
     instance_type: str
@@ -220,7 +221,16 @@ def _positive_int(value: Any, where: str) -> int:
     return value
 
 
-def _channel(spec: Any, index: int, default_mode: str) -> Channel:
+def s3_uri(s3: Mapping[str, Any], where: str, other: str = "a local path") -> str:
+    """``s3["S3Uri"]``, which must be there and be a location the emulator reads or writes."""
+    uri = s3.get("S3Uri")
+    if not isinstance(uri, str) or not uri:
+        raise ConfigError(f"{where}.S3Uri: missing; expected s3://bucket/prefix, file:///path or {other}")
+    parse_location(uri, f"{where}.S3Uri")
+    return uri
+
+
+def _channel(spec: Any, index: int, default_mode: str) -> InputChannel:
     where = f"InputDataConfig[{index}]"
     spec = _check_fields(spec, "Channel", where)
     name = spec.get("ChannelName")
@@ -232,11 +242,7 @@ def _channel(spec: Any, index: int, default_mode: str) -> Channel:
         raise ConfigError(f"{where}: FileSystemDataSource (EFS/FSx) is not emulated; copy the data to S3 or a "
                           f"local folder and use S3DataSource")
     s3 = _check_fields(source.get("S3DataSource"), "S3DataSource", f"{where}.DataSource.S3DataSource")
-    uri = s3.get("S3Uri")
-    if not isinstance(uri, str) or not uri:
-        raise ConfigError(f"{where}.DataSource.S3DataSource.S3Uri: missing; expected s3://bucket/prefix, "
-                          f"file:///path or a local path")
-    parse_location(uri, f"{where}.DataSource.S3DataSource.S3Uri")
+    uri = s3_uri(s3, f"{where}.DataSource.S3DataSource")
     data_type = s3.get("S3DataType", "S3Prefix")
     if data_type != "S3Prefix":
         raise ConfigError(f"{where}: S3DataType {data_type!r} is not emulated; use S3Prefix")
@@ -246,7 +252,7 @@ def _channel(spec: Any, index: int, default_mode: str) -> Channel:
     if compression != "None" or wrapper != "None":
         raise ConfigError(f"{where}: CompressionType Gzip and RecordWrapperType RecordIO are not emulated; "
                           f"use None")
-    return Channel(
+    return InputChannel(
         name=name, uri=uri, mode=mode,
         distribution=_choice(s3.get("S3DataDistributionType", "FullyReplicated"), DISTRIBUTIONS,
                              f"{where}.DataSource.S3DataSource.S3DataDistributionType"),
@@ -335,25 +341,66 @@ def key_value(text: str, what: str) -> tuple[str, str]:
 
 
 @dataclass
-class Overrides:
-    """Command-line options; each one that is set replaces (or adds to) the request's field."""
+class JobOverrides:
+    """The options ``toolkit local train`` and ``process`` share; each one that is set replaces (or
+    adds to) the request's field."""
 
     job_name: Optional[str] = None
     base_job_name: Optional[str] = None
     image: Optional[str] = None
-    channels: Sequence[str] = ()
     input_mode: Optional[str] = None
     distribution: Optional[str] = None
-    hyperparameters: Sequence[str] = ()
     environment: Sequence[str] = ()
-    output_path: Optional[str] = None
     instance_count: Optional[int] = None
     instance_type: Optional[str] = None
+    max_run: Optional[int] = None
+    arguments: Sequence[str] = ()
+
+    def copy(self, data: Mapping[str, Any], section: str, image_key: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        """A deep copy of the request (JSON-able) and its ``section`` object (made when missing),
+        with --image set in it as ``image_key``."""
+        out: dict[str, Any] = json.loads(json.dumps(dict(data)))
+        spec = out.setdefault(section, {})
+        if not isinstance(spec, dict):
+            raise ConfigError(f"{section}: must be an object")
+        if self.image:
+            spec[image_key] = self.image
+        return out, spec
+
+    def name_job(self, out: dict[str, Any], key: str, image: Optional[str], now: Optional[float]) -> None:
+        """``out[key]``: --job-name, else the request's, else one made as the SDK makes it."""
+        if self.job_name:
+            out[key] = self.job_name
+        elif not out.get(key):
+            out[key] = name_from_base(self.base_job_name or base_name_from_image(image), now)
+
+    def apply_shared(self, out: dict[str, Any], resources: dict[str, Any]) -> None:
+        """--environment, --instance-count/-type (into ``resources``) and --max-run."""
+        if self.environment:
+            env = out.setdefault("Environment", {})
+            for text in self.environment:
+                key, value = key_value(text, "--environment")
+                env[key] = value
+        if self.instance_count is not None:
+            resources["InstanceCount"] = self.instance_count
+        if self.instance_type:
+            resources["InstanceType"] = self.instance_type
+        resources.setdefault("InstanceCount", 1)
+        resources.setdefault("InstanceType", DEFAULT_INSTANCE_TYPE)
+        if self.max_run is not None:
+            out.setdefault("StoppingCondition", {})["MaxRuntimeInSeconds"] = self.max_run
+
+
+@dataclass
+class Overrides(JobOverrides):
+    """``toolkit local train`` options (and ``toolkit submit train``'s)."""
+
+    channels: Sequence[str] = ()
+    hyperparameters: Sequence[str] = ()
+    output_path: Optional[str] = None
     checkpoint_uri: Optional[str] = None
     checkpoint_local_path: Optional[str] = None
-    max_run: Optional[int] = None
     entrypoint: Sequence[str] = ()
-    arguments: Sequence[str] = ()
     json_hyperparameters: bool = False  # encode --hyperparameter values as the SDK v2 does with a source_dir
 
 
@@ -371,12 +418,7 @@ def sdk_encoded(text: str) -> str:
 def apply_overrides(data: Mapping[str, Any], opts: Overrides, default_output: str,
                     now: Optional[float] = None) -> dict[str, Any]:
     """The request with the options applied, a job name, and an output path."""
-    out: dict[str, Any] = json.loads(json.dumps(dict(data)))  # deep copy, JSON-able
-    algo = out.setdefault("AlgorithmSpecification", {})
-    if not isinstance(algo, dict):
-        raise ConfigError("AlgorithmSpecification: must be an object")
-    if opts.image:
-        algo["TrainingImage"] = opts.image
+    out, algo = opts.copy(data, "AlgorithmSpecification", "TrainingImage")
     if opts.input_mode:
         algo["TrainingInputMode"] = opts.input_mode
     else:
@@ -390,11 +432,6 @@ def apply_overrides(data: Mapping[str, Any], opts: Overrides, default_output: st
         for text in opts.hyperparameters:
             key, value = key_value(text, "--hyperparameter")
             hps[key] = sdk_encoded(value) if opts.json_hyperparameters else value
-    if opts.environment:
-        env = out.setdefault("Environment", {})
-        for text in opts.environment:
-            key, value = key_value(text, "--environment")
-            env[key] = value
     if opts.channels:
         channels = out.setdefault("InputDataConfig", [])
         for text in opts.channels:
@@ -406,23 +443,11 @@ def apply_overrides(data: Mapping[str, Any], opts: Overrides, default_output: st
             channels.append(spec)
     if opts.output_path or "OutputDataConfig" not in out:
         out.setdefault("OutputDataConfig", {})["S3OutputPath"] = opts.output_path or default_output
-    resources = out.setdefault("ResourceConfig", {})
-    if opts.instance_count is not None:
-        resources["InstanceCount"] = opts.instance_count
-    if opts.instance_type:
-        resources["InstanceType"] = opts.instance_type
-    resources.setdefault("InstanceCount", 1)
-    resources.setdefault("InstanceType", DEFAULT_INSTANCE_TYPE)
-    if opts.max_run is not None:
-        out.setdefault("StoppingCondition", {})["MaxRuntimeInSeconds"] = opts.max_run
+    opts.apply_shared(out, out.setdefault("ResourceConfig", {}))
     out.setdefault("StoppingCondition", {}).setdefault("MaxRuntimeInSeconds", DEFAULT_MAX_RUNTIME)
     if opts.checkpoint_uri:
         out.setdefault("CheckpointConfig", {})["S3Uri"] = opts.checkpoint_uri
     if opts.checkpoint_local_path:
         out.setdefault("CheckpointConfig", {})["LocalPath"] = opts.checkpoint_local_path
-    if opts.job_name:
-        out["TrainingJobName"] = opts.job_name
-    elif not out.get("TrainingJobName"):
-        base = opts.base_job_name or base_name_from_image(algo.get("TrainingImage"))
-        out["TrainingJobName"] = name_from_base(base, now)
+    opts.name_job(out, "TrainingJobName", algo.get("TrainingImage"), now)
     return out

@@ -48,6 +48,17 @@ class RunOptions:
 
 
 @dataclass
+class Ending:
+    """How a job ended: the status DescribeXJob reports (training's SecondaryStatus too, when it
+    says more), the exit code and the failure reason."""
+
+    status: str
+    exit_code: int = 0
+    failure: str = ""
+    secondary: str = ""  # "": the same as status
+
+
+@dataclass
 class JobResult:
     exit_code: int
     status: str
@@ -135,6 +146,14 @@ def _local_submit_dir(request: TrainingRequest) -> Optional[Path]:
 
 
 class TrainingJob:
+    """A training job run phase by phase; a processing job is one with other phases (processjob.py)."""
+
+    KIND = "job"  # how the summary names it
+    STEPS = (("prepare", "Starting", "Preparing the instances for training"),
+             ("data", "Downloading", "Downloading input data"),
+             ("run", "Training", "Training image download completed. Training in progress."))
+    PIPE_READS = "epoch(s)"  # what one pass of a Pipe channel is called in the summary
+
     def __init__(self, request: TrainingRequest, opts: RunOptions, environ: Mapping[str, str],
                  storage: Storage) -> None:
         self.request = request
@@ -151,6 +170,9 @@ class TrainingJob:
         self.syncer: Optional[Syncer] = None
         self.engine: Optional[str] = None
         self.jobenv: Optional[JobEnv] = None
+        self.result: Optional[hostrun.RunResult] = None
+        self.started = 0.0  # when the hosts started
+        self.artifacts = Artifacts()
 
     # -- phases -------------------------------------------------------------------------------
 
@@ -290,89 +312,110 @@ class TrainingJob:
     # -- the whole job ------------------------------------------------------------------------
 
     def run(self) -> JobResult:
-        created = time.time()
-        tl = self.timeline
-        status, secondary, failure, exit_code = "InProgress", "Starting", "", 0
-        artifacts = Artifacts()
-        result: Optional[hostrun.RunResult] = None
-        started = created
+        """Every phase, then the DescribeXJob answer written beside the job folder, and a summary."""
+        created = self.started = time.time()
         try:
-            tl.begin("prepare", "Starting", "Preparing the instances for training")
-            self.prepare()
-            tl.begin("data", "Downloading", "Downloading input data")
-            self.fetch_data()
-            self.start_sync()
-            tl.begin("run", "Training", "Training image download completed. Training in progress.")
-            started = time.time()
-            result = self.run_hosts()
-            sync_error = self.stop_background()
-            first = result.first_failure
-            if result.timed_out:
-                status, secondary = "Stopped", "MaxRuntimeExceeded"
-                exit_code = first.exit_code if first else 0
-            elif result.interrupted:
-                status, secondary = "Stopped", "Stopped"
-                exit_code = first.exit_code if first else 130
-            elif first is not None:
-                status, secondary, exit_code = "Failed", "Failed", first.exit_code
-                reason = failure_reason(self.hosts, first.host) or f"{first.host} exited with code {first.exit_code}"
-                failure = f"AlgorithmError: {reason}"
-            else:
-                status, secondary = "Completed", "Completed"
-            tl.begin("upload", "Uploading", "Uploading generated training model")
-            with tempfile.TemporaryDirectory(prefix="toolkit-local-") as scratch:
-                artifacts = upload_artifacts(self.storage, self.request, self.hosts, Path(scratch),
-                                             with_model=status != "Failed")
-            if sync_error and status == "Completed":
-                status, secondary, exit_code = "Failed", "Failed", 2
-                failure = f"ClientError: {sync_error}"
+            ending = self.conclude(*self.run_steps())
         except ToolkitError as exc:
             self.stop_background()
-            status, secondary, exit_code = "Failed", "Failed", exc.exit_code
-            failure = f"ClientError: {exc}"
+            ending = Ending("Failed", exc.exit_code, f"ClientError: {exc}")
             log.error("%s", exc)
         except KeyboardInterrupt:
             self.stop_background()
-            status, secondary, exit_code = "Stopped", "Stopped", 130
+            ending = Ending("Stopped", 130)
             log.warning("interrupted before the hosts started")
         finally:
-            for channel in self.request.channels:
-                if channel.mode == "FastFile":
-                    for hd in self.hosts:
-                        make_writable(hd.data / channel.name)
-        tl.end()
-        tl.transitions.append({"Status": status if status != "Stopped" else secondary,
-                               "StartTime": iso(time.time()), "EndTime": iso(time.time()),
-                               "StatusMessage": failure or f"Training job {status.lower()}"})
-        answer = describe(self.request, status=status, secondary=secondary, created=created, started=started,
-                          ended=time.time(), region=self.region, artifacts=artifacts, failure=failure[:1024],
-                          transitions=tl.transitions)
+            self.release()
+        self.timeline.end()
+        answer = self.describe_job(ending, created)
         describe_path = self.opts.workdir / f"{self.request.job_name}.json"
         describe_path.parent.mkdir(parents=True, exist_ok=True)
         describe_path.write_text(json.dumps(answer, indent=2) + "\n", encoding="utf-8")
-        job = JobResult(exit_code, status, answer, describe_path, self.job_dir)
-        job.summary = self.summary(job, result, artifacts, failure)
+        job = JobResult(ending.exit_code, ending.status, answer, describe_path, self.job_dir)
+        job.summary = self.summary(job, ending)
         return job
 
-    def summary(self, job: JobResult, result: Optional[hostrun.RunResult], artifacts: Artifacts,
-                failure: str) -> list[str]:
+    def run_steps(self) -> tuple[Ending, Optional[str]]:
+        """prepare -> data -> every host run to its end: how that ended, and what the syncer could
+        not upload (None: nothing)."""
+        prepare, data, run = self.STEPS
+        self.timeline.begin(*prepare)
+        self.prepare()
+        self.timeline.begin(*data)
+        self.fetch_data()
+        self.start_sync()
+        self.timeline.begin(*run)
+        self.started = time.time()
+        self.result = result = self.run_hosts()
+        sync_error = self.stop_background()
+        first = result.first_failure
+        if result.timed_out:
+            ending = Ending("Stopped", first.exit_code if first else 0, self.timeout_reason(), "MaxRuntimeExceeded")
+        elif result.interrupted:
+            ending = Ending("Stopped", first.exit_code if first else 130)
+        elif first is not None:
+            ending = Ending("Failed", first.exit_code, f"AlgorithmError: {self.algorithm_error(first)}")
+        else:
+            ending = Ending("Completed")
+        return ending, sync_error
+
+    def timeout_reason(self) -> str:
+        return ""  # training says it in SecondaryStatus (MaxRuntimeExceeded)
+
+    def algorithm_error(self, first: hostrun.HostExit) -> str:
+        return failure_reason(self.hosts, first.host) or f"{first.host} exited with code {first.exit_code}"
+
+    def conclude(self, ending: Ending, sync_error: Optional[str]) -> Ending:
+        """Upload the model (unless the job failed) and the output; a sync error fails a completed job."""
+        self.timeline.begin("upload", "Uploading", "Uploading generated training model")
+        with tempfile.TemporaryDirectory(prefix="toolkit-local-") as scratch:
+            self.artifacts = upload_artifacts(self.storage, self.request, self.hosts, Path(scratch),
+                                              with_model=ending.status != "Failed")
+        if sync_error and ending.status == "Completed":
+            return Ending("Failed", 2, f"ClientError: {sync_error}")
+        return ending
+
+    def release(self) -> None:
+        """Whatever happened: FastFile channels (read-only, as the platform mounts them) writable again."""
+        for channel in self.request.channels:
+            if channel.mode == "FastFile":
+                for hd in self.hosts:
+                    make_writable(hd.data / channel.name)
+
+    def describe_job(self, ending: Ending, created: float) -> dict[str, Any]:
+        secondary = ending.secondary or ending.status
+        now = iso(time.time())
+        self.timeline.transitions.append({"Status": secondary, "StartTime": now, "EndTime": now,
+                                          "StatusMessage": ending.failure or f"Training job {ending.status.lower()}"})
+        return describe(self.request, status=ending.status, secondary=secondary, created=created,
+                        started=self.started, ended=time.time(), region=self.region, artifacts=self.artifacts,
+                        failure=ending.failure[:1024], transitions=self.timeline.transitions)
+
+    def summary(self, job: JobResult, ending: Ending) -> list[str]:
         d = self.timeline.durations
         phases = ", ".join(f"{k} {v:.2f} s" for k, v in d.items())
-        lines = [f"job {self.request.job_name}: {job.status} (exit code {job.exit_code}) in {sum(d.values()):.2f} s",
-                 f"  phases: {phases}"]
-        if result is not None and len(result.exits) > 1:
-            lines.append("  hosts: " + ", ".join(f"{e.host} exit {e.exit_code}" for e in result.exits))
+        lines = [f"{self.KIND} {self.request.job_name}: {job.status} (exit code {job.exit_code}) in "
+                 f"{sum(d.values()):.2f} s", f"  phases: {phases}"]
+        if self.result is not None and len(self.result.exits) > 1:
+            lines.append("  hosts: " + ", ".join(f"{e.host} exit {e.exit_code}" for e in self.result.exits))
         for label, done in self.transfers.items():
             lines.append(f"  input {label}: {done}")
         if self.feeders:
-            lines.append("  pipe: " + ", ".join(f"{f.host} {f.source.channel.name} {f.epochs} epoch(s)"
+            lines.append("  pipe: " + ", ".join(f"{f.host} {f.source.channel.name} {f.epochs} {self.PIPE_READS}"
                                                  for f in self.feeders))
-        if failure:
-            lines.append(f"  FailureReason: {failure.splitlines()[0]}")
-        if artifacts.model:
-            lines.append(f"  model: {artifacts.model}")
-        if artifacts.output:
-            lines.append(f"  output: {artifacts.output}")
+        if ending.failure:
+            lines.append(f"  FailureReason: {ending.failure.splitlines()[0]}")
+        lines += self.results(job)
+        lines.append(f"  describe: {job.describe_path}")
+        return lines
+
+    def results(self, job: JobResult) -> list[str]:
+        """The summary's lines about what the job left, and where."""
+        lines = []
+        if self.artifacts.model:
+            lines.append(f"  model: {self.artifacts.model}")
+        if self.artifacts.output:
+            lines.append(f"  output: {self.artifacts.output}")
         if self.syncer:
             for label, count in self.syncer.uploaded.items():
                 where = self.request.checkpoint_uri if label == "checkpoints" else "intermediate output"
@@ -381,7 +424,6 @@ class TrainingJob:
             lines.append(f"  environment: {self.jobenv.describe()}")
         lines.append(f"  job folder: {self.job_dir} ({describe_size(self.job_dir)}; `toolkit local clean --workdir "
                      f"{self.opts.workdir} {self.request.job_name}` removes it)")
-        lines.append(f"  describe: {job.describe_path}")
         return lines
 
 
