@@ -23,7 +23,7 @@ from archives import (
 from helpers import Job
 
 from toolkit import archive
-from toolkit.errors import ArchiveError
+from toolkit.errors import ArchiveError, ConfigError
 
 
 class OneWay(io.RawIOBase):
@@ -120,7 +120,7 @@ def test_member_count_bomb_stops_at_the_limit(tmp_path: Path) -> None:
 def test_limits_come_from_the_environment_and_reject_nonsense() -> None:
     assert archive.limits({}) == (archive.DEFAULT_MAX_BYTES, archive.DEFAULT_MAX_MEMBERS)
     assert archive.limits({"TOOLKIT_MAX_EXTRACT_BYTES": "1000", "TOOLKIT_MAX_EXTRACT_MEMBERS": "5"}) == (1000, 5)
-    with pytest.raises(ArchiveError, match="TOOLKIT_MAX_EXTRACT_BYTES='10GB' is not a whole number"):
+    with pytest.raises(ConfigError, match="TOOLKIT_MAX_EXTRACT_BYTES='10GB' is not a whole number"):
         archive.limits({"TOOLKIT_MAX_EXTRACT_BYTES": "10GB"})
 
 

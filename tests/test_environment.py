@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from toolkit.environment import TrainingEnv, decode_value, log_level_from, mask
+from toolkit import settings
+from toolkit.environment import TrainingEnv, decode_value, mask
 from toolkit.errors import ConfigError
 
 
@@ -72,7 +73,8 @@ def test_argv_follows_sagemaker_training(job) -> None:
 
 def test_helpers() -> None:
     assert decode_value("[1]") == [1] and decode_value("x y") == "x y" and decode_value(3) == 3
-    assert log_level_from("DEBUG") == 10 and log_level_from("30") == 30 and log_level_from(None) == 20
+    assert settings.log_level({"SAGEMAKER_CONTAINER_LOG_LEVEL": "DEBUG"}) == 10
+    assert settings.log_level({"TOOLKIT_LOG_LEVEL": "30"}) == 30 and settings.log_level({}) == 20
     assert mask({"api_token": "s", "db_password": "p", "epochs": 1}) == {
         "api_token": "******", "db_password": "******", "epochs": 1}
 

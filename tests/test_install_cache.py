@@ -146,7 +146,8 @@ def test_uv_asked_for_but_missing_falls_back_to_pip(job: Job, tmp_path: Path, in
 def test_unknown_installer_is_a_one_line_error(job: Job, tmp_path: Path, index: tuple) -> None:
     proc = train_in_new_venv(job, tmp_path / "venv", PIP_INDEX_URL=index[0], TOOLKIT_INSTALLER="conda")
     assert proc.returncode == 2
-    assert job.failure.read_text() == "TOOLKIT_INSTALLER='conda' is not an installer; use one of: pip, uv"
+    assert job.failure.read_text() == ("TOOLKIT_INSTALLER='conda' is not one of: pip, uv; "
+                                       "expected e.g. TOOLKIT_INSTALLER=pip")
 
 
 def test_requirements_file_named_by_toolkit_requirements(make_job, tmp_path: Path, index: tuple) -> None:

@@ -27,13 +27,13 @@ tarfile = lazy("tarfile")
 zipfile = lazy("zipfile")
 tempfile = lazy("tempfile")
 
-# defaults from the one table of numeric settings (20 GiB: far above any real source dir)
-DEFAULT_MAX_BYTES = int(settings.TRAINING_NUMBERS["TOOLKIT_MAX_EXTRACT_BYTES"][0])
-DEFAULT_MAX_MEMBERS = int(settings.TRAINING_NUMBERS["TOOLKIT_MAX_EXTRACT_MEMBERS"][0])
+# defaults from the one table of settings (20 GiB: far above any real source dir)
+DEFAULT_MAX_BYTES: int = settings.TABLE["TOOLKIT_MAX_EXTRACT_BYTES"][0]
+DEFAULT_MAX_MEMBERS: int = settings.TABLE["TOOLKIT_MAX_EXTRACT_MEMBERS"][0]
 # A decompression bomb expands hundreds of times (gzip of zeros: ~1000x); source trees, even with
 # data files, rarely pass 20x. The ratio is only judged past RATIO_FLOOR bytes, so a small archive
 # of repetitive text never trips it.
-DEFAULT_MAX_RATIO = int(settings.TRAINING_NUMBERS["TOOLKIT_MAX_EXTRACT_RATIO"][0])
+DEFAULT_MAX_RATIO: int = settings.TABLE["TOOLKIT_MAX_EXTRACT_RATIO"][0]
 RATIO_FLOOR = 64 * 1024**2
 CHUNK = 1024 * 1024
 TAR_BUFFER = 64 * 1024  # tarfile copies its whole buffer on every header read: keep it small
@@ -44,20 +44,13 @@ Source = Union[str, Path, IO[bytes]]
 
 def limits(environ: Mapping[str, str]) -> tuple[int, int]:
     """(max bytes, max members) from TOOLKIT_MAX_EXTRACT_BYTES / TOOLKIT_MAX_EXTRACT_MEMBERS."""
-
-    def number(name: str, default: int) -> int:
-        return int(settings.number(environ, name, default, whole=True, minimum=1, error=ArchiveError))
-
-    return number("TOOLKIT_MAX_EXTRACT_BYTES", DEFAULT_MAX_BYTES), number(
-        "TOOLKIT_MAX_EXTRACT_MEMBERS", DEFAULT_MAX_MEMBERS
-    )
+    return settings.read(environ, "TOOLKIT_MAX_EXTRACT_BYTES"), settings.read(environ, "TOOLKIT_MAX_EXTRACT_MEMBERS")
 
 
 def max_ratio(environ: Mapping[str, str]) -> int:
     """TOOLKIT_MAX_EXTRACT_RATIO: how many times its compressed size an archive may expand to
     (judged past 64 MiB); 0 turns the check off."""
-    return int(settings.number(environ, "TOOLKIT_MAX_EXTRACT_RATIO", DEFAULT_MAX_RATIO, whole=True, minimum=0,
-                               error=ArchiveError))
+    return int(settings.read(environ, "TOOLKIT_MAX_EXTRACT_RATIO"))
 
 
 def safe_name(name: str, label: str) -> str:

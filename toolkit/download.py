@@ -22,7 +22,6 @@ tempfile = lazy("tempfile")
 threading = lazy("threading")
 
 T = TypeVar("T")
-DEFAULT_ATTEMPTS = int(settings.TRAINING_NUMBERS["TOOLKIT_FETCH_ATTEMPTS"][0])
 HEAD = 512  # enough to sniff every archive format (tar's magic sits at byte 257)
 
 
@@ -136,8 +135,7 @@ class ReadAhead:
 
 
 def attempts(env: Mapping[str, str]) -> int:
-    return int(settings.number(env, "TOOLKIT_FETCH_ATTEMPTS", DEFAULT_ATTEMPTS, whole=True, minimum=1,
-                               error=FetchError))
+    return int(settings.read(env, "TOOLKIT_FETCH_ATTEMPTS"))
 
 
 def with_retries(

@@ -19,10 +19,10 @@ from typing import Any, Mapping, Optional
 
 from toolkit import checks, settings
 from toolkit.errors import ConfigError
-from toolkit.log import INFO, LEVELS
+from toolkit.log import INFO
 from toolkit.redact import MASK, SECRET_WORDS, looks_secret, mask, mask_argv, mask_uri  # noqa: F401 - re-exported
 
-DEFAULT_BASE_DIR = "/opt/ml"
+DEFAULT_BASE_DIR = settings.DEFAULT_BASE_DIR
 # Keys that are the platform's settings rather than the user's hyperparameters (as in
 # sagemaker-training's params.SAGEMAKER_HYPERPARAMETERS, plus every other sagemaker_* key).
 SETTING_KEYS = frozenset({"_tuning_objective_metric", "default_user_module_name"})
@@ -50,23 +50,9 @@ def decode_value(value: Any) -> Any:
         return value
 
 
-def _true(value: Any) -> bool:
-    """A boolean setting as SageMaker and users write it (true, "true", "1", "yes")."""
-    if isinstance(value, str):
-        return value.strip().lower() in {"1", "true", "yes", "on"}
-    return bool(value)
-
-
-def log_level_from(value: Any, default: int = INFO) -> int:
-    """Accept 20, "20", "INFO" or "info"; anything else falls back to ``default``."""
-    if value is None or value == "":
-        return default
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    text = str(value).strip()
-    if text.lstrip("-").isdigit():
-        return int(text)
-    return LEVELS.get(text.upper(), default)
+def _enabled(value: Any, key: str) -> bool:
+    """A ``sagemaker_<x>_enabled`` hyperparameter (JSON ``true``, ``"true"``, ``1``...) by the one boolean parser."""
+    return value not in (None, "") and settings.parse_bool(value, f"hyperparameter {key}={value!r}")
 
 
 def which(name: str, path: Optional[str] = None) -> Optional[str]:
@@ -287,14 +273,14 @@ class TrainingEnv(_Cluster):
     @classmethod
     def from_environ(cls, environ: Mapping[str, str], base_dir: Optional[str] = None) -> TrainingEnv:
         """Parse the environment; raises ``ConfigError`` naming the file and what is wrong."""
-        base = Path(base_dir or environ.get("SAGEMAKER_BASE_DIR") or DEFAULT_BASE_DIR)
+        base = settings.base_dir(environ, base_dir)
         config = base / "input" / "config"
         warnings: list[str] = []
         all_hps = _hyperparameters(config / "hyperparameters.json")
-        settings = {
+        platform = {
             k: v for k, v in all_hps.items() if k.startswith(SETTING_PREFIX) or k in SETTING_KEYS
         }
-        hps = {k: v for k, v in all_hps.items() if k not in settings}
+        hps = {k: v for k, v in all_hps.items() if k not in platform}
         channels = _read_json(config / "inputdataconfig.json", "input data config") or {}
         for name, spec in channels.items():
             try:
@@ -311,28 +297,18 @@ class TrainingEnv(_Cluster):
         drivers = base / "input" / "data" / "sm_drivers"
         source_code = _read_json(drivers / "sourcecode.json", "SDK v3 source code config")
         distributed = _read_json(drivers / "distributed.json", "SDK v3 distributed config")
-        program = environ.get("SAGEMAKER_PROGRAM") or settings.get("sagemaker_program")
-        submit = settings.get("sagemaker_submit_directory") or environ.get(
-            "SAGEMAKER_SUBMIT_DIRECTORY"
-        ) or _git_uri(settings)
-        level = log_level_from(
-            settings.get("sagemaker_container_log_level")
-            or environ.get("SAGEMAKER_CONTAINER_LOG_LEVEL")
-            or environ.get("TOOLKIT_LOG_LEVEL")
-        )
-        region = str(
-            settings.get("sagemaker_region")
-            or environ.get("SAGEMAKER_REGION")
-            or environ.get("AWS_REGION")
-            or environ.get("AWS_DEFAULT_REGION")
-            or ""
-        )
-        job = str(environ.get("TRAINING_JOB_NAME") or settings.get("sagemaker_job_name") or "")
+        program = settings.read(environ, "SAGEMAKER_PROGRAM") or platform.get("sagemaker_program")
+        submit = platform.get("sagemaker_submit_directory") or settings.read(
+            environ, "SAGEMAKER_SUBMIT_DIRECTORY"
+        ) or _git_uri(platform)
+        level = settings.log_level(environ, platform.get("sagemaker_container_log_level"))
+        region = settings.region(environ, platform.get("sagemaker_region"))
+        job = str(settings.read(environ, "TRAINING_JOB_NAME") or platform.get("sagemaker_job_name") or "")
         return cls(
             base_dir=base,
             environ=MappingProxyType(dict(environ)),
             hyperparameters=MappingProxyType(hps),
-            settings=MappingProxyType(settings),
+            settings=MappingProxyType(platform),
             input_data_config=MappingProxyType(channels),
             resource_config=MappingProxyType(resources),
             entry_point=check_entry_point(str(program), "sagemaker_program / SAGEMAKER_PROGRAM")
@@ -447,11 +423,11 @@ class TrainingEnv(_Cluster):
         ``sagemaker_<x>_enabled`` and sets one at most: two switches on at once is an error, since
         they would ask for two engines.
         """
-        explicit = (self.environ.get("TOOLKIT_LAUNCHER") or "").strip().lower()
+        explicit = (settings.read(self.environ, "TOOLKIT_LAUNCHER") or "").lower()
         if explicit:
             return explicit == launcher
         on = [key for key in (*DISTRIBUTION_SWITCHES, *sorted(self.settings)) if key.startswith("sagemaker_")
-              and key.endswith("_enabled") and _true(self.settings.get(key))]
+              and key.endswith("_enabled") and _enabled(self.settings.get(key), key)]
         on = list(dict.fromkeys(on))
         if len(on) > 1:
             raise ConfigError(f"both {on[0]} and {on[1]} are set: set only one, or choose the launcher with "
@@ -459,6 +435,12 @@ class TrainingEnv(_Cluster):
         if on:
             return on[0] == switch
         return self._distributed_launcher() == launcher
+
+    def setting(self, name: str) -> Any:
+        """The toolkit setting ``name`` (a row of the table in toolkit/settings.py, e.g.
+        TOOLKIT_SSH_PORT) from this job's environment, parsed and checked; its default when unset.
+        For launcher plugins."""
+        return settings.read(self.environ, name)
 
     def _distributed_launcher(self) -> str:
         spec = self.distributed or {}
@@ -468,7 +450,7 @@ class TrainingEnv(_Cluster):
 
     def requested_launcher(self) -> str:
         """0.1's way to ask (use ``asks_for``): TOOLKIT_LAUNCHER, else the launcher distributed.json names."""
-        return (self.environ.get("TOOLKIT_LAUNCHER") or "").strip().lower() or self._distributed_launcher()
+        return (settings.read(self.environ, "TOOLKIT_LAUNCHER") or "").lower() or self._distributed_launcher()
 
     @property
     def num_gpus(self) -> int:
@@ -564,20 +546,6 @@ def positive_int(value: Any, what: str) -> Optional[int]:
     return int(settings.parse_number(value, f"{what} ({value!r})", whole=True, minimum=1, example=1))
 
 
-def _int_setting(environ: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
-    return int(settings.number(environ, name, default, whole=True, minimum=minimum))
-
-
-def _port_range(environ: Mapping[str, str]) -> Optional[tuple[int, int]]:
-    raw = (environ.get("SAGEMAKER_SAFE_PORT_RANGE") or "").strip()
-    if not raw:
-        return None
-    low, sep, high = raw.partition("-")
-    if not sep or not low.strip().isdigit() or not high.strip().isdigit() or int(low) > int(high):
-        raise ConfigError(f"SAGEMAKER_SAFE_PORT_RANGE={raw!r} is not a range like 20000-20999")
-    return int(low), int(high)
-
-
 @dataclass(frozen=True)
 class ServingEnv:
     """Everything ``serve`` needs to know, read once from the environment mapping.
@@ -623,59 +591,48 @@ class ServingEnv:
     def from_environ(cls, environ: Mapping[str, str], base_dir: Optional[str] = None) -> ServingEnv:
         """Parse the serving variables; raises ``ConfigError`` naming the variable and a valid value."""
 
-        def flag(name: str) -> bool:
-            return _true(environ.get(name) or "")
+        def read(name: str) -> Any:
+            return settings.read(environ, name)
 
-        port = _int_setting(environ, "SAGEMAKER_BIND_TO_PORT", 8080, minimum=0)
-        if port > 65535:
-            raise ConfigError(f"SAGEMAKER_BIND_TO_PORT={port} is not a TCP port; expected 1-65535, e.g. 8080")
-        strategy = (environ.get("SAGEMAKER_BATCH_STRATEGY") or "MULTI_RECORD").strip().upper()
-        if strategy not in {"MULTI_RECORD", "SINGLE_RECORD"}:
-            raise ConfigError(f"SAGEMAKER_BATCH_STRATEGY={strategy!r}: expected MULTI_RECORD or SINGLE_RECORD")
-        timeout = float(settings.number(environ, "SAGEMAKER_MODEL_SERVER_TIMEOUT", 60.0, minimum=0))
-        stop_seconds = float(settings.number(environ, "TOOLKIT_SERVE_STOP_SECONDS", 28.0, minimum=0))
-        metrics_port = _int_setting(environ, "TOOLKIT_METRICS_PORT", 0)
-        if metrics_port > 65535 or (metrics_port and metrics_port == port):
+        port = read("SAGEMAKER_BIND_TO_PORT")
+        metrics_port = read("TOOLKIT_METRICS_PORT")
+        if metrics_port and metrics_port == port:
             raise ConfigError(f"TOOLKIT_METRICS_PORT={metrics_port} is not a free TCP port beside "
                               f"SAGEMAKER_BIND_TO_PORT={port}; expected e.g. 9090, or 0 for no metrics")
-        access_log = (environ.get("TOOLKIT_ACCESS_LOG") or "").strip()
         return cls(
-            base_dir=Path(base_dir or environ.get("SAGEMAKER_BASE_DIR") or DEFAULT_BASE_DIR),
+            base_dir=settings.base_dir(environ, base_dir),
             environ=MappingProxyType(dict(environ)),
             port=port,
-            host=(environ.get("TOOLKIT_BIND_HOST") or "0.0.0.0").strip(),
-            safe_port_range=_port_range(environ),
-            workers=_int_setting(environ, "SAGEMAKER_MODEL_SERVER_WORKERS", cpu_count(), minimum=1),
-            threads=_int_setting(environ, "TOOLKIT_SERVER_THREADS", 8, minimum=1),
-            timeout=timeout,
-            max_payload_mb=_int_setting(environ, "SAGEMAKER_MAX_PAYLOAD_IN_MB", 6),
-            default_accept=(environ.get("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT") or "application/json").strip(),
-            program=str(check_entry_point((environ.get("SAGEMAKER_PROGRAM") or "inference.py").strip(),
-                                          "SAGEMAKER_PROGRAM")),
-            submit_dir=(environ.get("SAGEMAKER_SUBMIT_DIRECTORY") or "").strip() or None,
-            max_concurrent_transforms=_int_setting(environ, "SAGEMAKER_MAX_CONCURRENT_TRANSFORMS", 1, minimum=1),
-            batch_strategy=strategy,
-            preload_model=flag("TOOLKIT_PRELOAD_MODEL"),
-            log_ping=flag("TOOLKIT_LOG_PING"),
-            log_level=log_level_from(
-                environ.get("SAGEMAKER_CONTAINER_LOG_LEVEL") or environ.get("TOOLKIT_LOG_LEVEL")
-            ),
-            multi_model=flag("SAGEMAKER_MULTI_MODEL"),
-            stop_seconds=stop_seconds,
-            max_models=_int_setting(environ, "TOOLKIT_MAX_MODELS", 0),
-            memory_headroom_mb=_int_setting(environ, "TOOLKIT_MEMORY_HEADROOM_MB", 512),
-            idle_seconds=float(settings.number(environ, "TOOLKIT_IDLE_SECONDS", 120.0, minimum=0)),
-            header_seconds=float(settings.number(environ, "TOOLKIT_HEADER_SECONDS", 20.0, minimum=0)),
-            body_seconds=float(settings.number(environ, "TOOLKIT_BODY_SECONDS", 60.0, minimum=0)),
-            probe_model_loads=_true(environ.get("TOOLKIT_PROBE_MODEL_LOADS") or "true"),
-            max_batch_size=_int_setting(environ, "TOOLKIT_MAX_BATCH_SIZE", 1, minimum=1),
-            max_batch_wait_ms=float(settings.number(environ, "TOOLKIT_MAX_BATCH_WAIT_MS", 5.0, minimum=0)),
+            host=read("TOOLKIT_BIND_HOST"),
+            safe_port_range=read("SAGEMAKER_SAFE_PORT_RANGE"),
+            workers=read("SAGEMAKER_MODEL_SERVER_WORKERS") or cpu_count(),
+            threads=read("TOOLKIT_SERVER_THREADS"),
+            timeout=read("SAGEMAKER_MODEL_SERVER_TIMEOUT"),
+            max_payload_mb=read("SAGEMAKER_MAX_PAYLOAD_IN_MB"),
+            default_accept=read("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT"),
+            program=str(check_entry_point(read("SAGEMAKER_PROGRAM") or cls.program, "SAGEMAKER_PROGRAM")),
+            submit_dir=read("SAGEMAKER_SUBMIT_DIRECTORY"),
+            max_concurrent_transforms=read("SAGEMAKER_MAX_CONCURRENT_TRANSFORMS"),
+            batch_strategy=read("SAGEMAKER_BATCH_STRATEGY"),
+            preload_model=read("TOOLKIT_PRELOAD_MODEL"),
+            log_ping=read("TOOLKIT_LOG_PING"),
+            log_level=settings.log_level(environ),
+            multi_model=read("SAGEMAKER_MULTI_MODEL"),
+            stop_seconds=read("TOOLKIT_SERVE_STOP_SECONDS"),
+            max_models=read("TOOLKIT_MAX_MODELS"),
+            memory_headroom_mb=read("TOOLKIT_MEMORY_HEADROOM_MB"),
+            idle_seconds=read("TOOLKIT_IDLE_SECONDS"),
+            header_seconds=read("TOOLKIT_HEADER_SECONDS"),
+            body_seconds=read("TOOLKIT_BODY_SECONDS"),
+            probe_model_loads=read("TOOLKIT_PROBE_MODEL_LOADS"),
+            max_batch_size=read("TOOLKIT_MAX_BATCH_SIZE"),
+            max_batch_wait_ms=read("TOOLKIT_MAX_BATCH_WAIT_MS"),
             metrics_port=metrics_port,
-            access_log=_true(access_log) if access_log else cls.access_log,
-            max_requests=_int_setting(environ, "TOOLKIT_MAX_REQUESTS", 0),
-            max_requests_jitter=_int_setting(environ, "TOOLKIT_MAX_REQUESTS_JITTER", 0),
-            max_rss_mb=_int_setting(environ, "TOOLKIT_MAX_RSS_MB", 0),
-            gil_switch_ms=float(settings.number(environ, "TOOLKIT_GIL_SWITCH_MS", 0.0, minimum=0)),
+            access_log=read("TOOLKIT_ACCESS_LOG"),
+            max_requests=read("TOOLKIT_MAX_REQUESTS"),
+            max_requests_jitter=read("TOOLKIT_MAX_REQUESTS_JITTER"),
+            max_rss_mb=read("TOOLKIT_MAX_RSS_MB"),
+            gil_switch_ms=read("TOOLKIT_GIL_SWITCH_MS"),
         )
 
     @property
@@ -752,7 +709,7 @@ class ProcessingEnv(_Cluster):
     @classmethod
     def from_environ(cls, environ: Mapping[str, str], base_dir: Optional[str] = None) -> ProcessingEnv:
         """Parse the processing config; raises ``ConfigError`` naming the file and what is wrong."""
-        base = Path(base_dir or environ.get("SAGEMAKER_BASE_DIR") or DEFAULT_BASE_DIR)
+        base = settings.base_dir(environ, base_dir)
         config = base / "config"
         warnings: list[str] = []
         job_path = config / "processingjobconfig.json"
@@ -764,8 +721,6 @@ class ProcessingEnv(_Cluster):
         output_config = job.get("ProcessingOutputConfig") or {}
         if not isinstance(output_config, dict):
             raise ConfigError(f"{job_path}: ProcessingOutputConfig must be an object")
-        region = str(environ.get("SAGEMAKER_REGION") or environ.get("AWS_REGION")
-                     or environ.get("AWS_DEFAULT_REGION") or "")
         return cls(
             base_dir=base,
             environ=MappingProxyType(dict(environ)),
@@ -776,10 +731,9 @@ class ProcessingEnv(_Cluster):
             outputs=MappingProxyType(_named_paths(output_config.get("Outputs"), "Outputs", "S3Output", base,
                                                   job_path)),
             job_name=str(job.get("ProcessingJobName") or ""),
-            log_level=log_level_from(environ.get("SAGEMAKER_CONTAINER_LOG_LEVEL")
-                                     or environ.get("TOOLKIT_LOG_LEVEL")),
-            region=region,
-            submit_dir=(environ.get("SAGEMAKER_SUBMIT_DIRECTORY") or "").strip() or None,
+            log_level=settings.log_level(environ),
+            region=settings.region(environ),
+            submit_dir=settings.read(environ, "SAGEMAKER_SUBMIT_DIRECTORY"),
             warnings=tuple(warnings),
         )
 

@@ -22,7 +22,7 @@ from toolkit.redact import redact
 
 DEBUG, INFO, WARNING, ERROR, CRITICAL = 10, 20, 30, 40, 50
 NAMES = {DEBUG: "DEBUG", INFO: "INFO", WARNING: "WARNING", ERROR: "ERROR", CRITICAL: "CRITICAL"}
-# logging.getLevelName's table, for log_level_from (without importing logging)
+# logging.getLevelName's table, for settings.parse_level (without importing logging)
 LEVELS = {"CRITICAL": CRITICAL, "FATAL": CRITICAL, "ERROR": ERROR, "WARN": WARNING, "WARNING": WARNING,
           "INFO": INFO, "DEBUG": DEBUG, "NOTSET": 0}
 FORMAT = "%(asctime)s toolkit %(levelname)s %(message)s"

@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterable, Mapping, NamedTuple
 
 import pluggy
 
-from toolkit import hookspecs
+from toolkit import hookspecs, settings
 from toolkit.builtin import BUILTIN_PLUGINS, SERVING_ONLY
 from toolkit.errors import ConfigError
 from toolkit.log import log
@@ -34,15 +34,6 @@ class PluginInfo(NamedTuple):
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "source": self.source, "hooks": list(self.hooks)}
-
-
-def _names(value: str | None) -> set[str]:
-    return {part.strip() for part in (value or "").split(",") if part.strip()}
-
-
-def is_true(value: str | None) -> bool:
-    """SageMaker and users write booleans many ways; accept the usual ones."""
-    return (value or "").strip().lower() in {"1", "true", "yes", "on"}
 
 
 def _entry_points() -> Iterable[tuple[str, str, str]]:
@@ -153,9 +144,9 @@ def get_plugin_manager(
     """
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
-    for name in _names(environ.get("TOOLKIT_DISABLE_PLUGINS")):
+    for name in settings.read(environ, "TOOLKIT_DISABLE_PLUGINS"):
         pm.set_blocked(name)
-    allowed = _names(environ.get("TOOLKIT_PLUGINS"))
+    allowed = settings.read(environ, "TOOLKIT_PLUGINS")
 
     for name, module_name in BUILTIN_PLUGINS.items():
         if not pm.is_blocked(name) and not (training and name in SERVING_ONLY):
@@ -184,7 +175,7 @@ def get_plugin_manager(
         pm.check_pending()
     except pluggy.PluginValidationError as exc:
         raise ConfigError(_one_line(exc)) from exc
-    if is_true(environ.get("TOOLKIT_TRACE_PLUGINS")):
+    if settings.read(environ, "TOOLKIT_TRACE_PLUGINS"):
         _trace(pm)
     return pm
 
@@ -211,7 +202,7 @@ def _warn_unknown(environ: Mapping[str, str], known: set[str]) -> None:
     """A name in TOOLKIT_PLUGINS / TOOLKIT_DISABLE_PLUGINS that is no plugin here is most likely
     a typo, which would otherwise silently load (or block) nothing."""
     for variable in ("TOOLKIT_PLUGINS", "TOOLKIT_DISABLE_PLUGINS"):
-        unknown = sorted(_names(environ.get(variable)) - known)
+        unknown = sorted(set(settings.read(environ, variable)) - known)
         if unknown:
             log.warning("%s names %s, which %s no plugin here; the plugins are: %s", variable,
                         ", ".join(repr(n) for n in unknown), "is" if len(unknown) == 1 else "are",

@@ -24,7 +24,7 @@ import pluggy
 from toolkit import log as tlog
 from toolkit import process as supervisor
 from toolkit import settings, steps
-from toolkit.environment import ProcessingEnv, log_level_from, which
+from toolkit.environment import ProcessingEnv, which
 from toolkit.errors import CodeError, ConfigError, ToolkitError
 from toolkit.lazy import lazy
 from toolkit.log import log
@@ -110,7 +110,7 @@ def process(argv: Sequence[str], environ: Mapping[str, str], base_dir: Optional[
     A stop signal ends whatever step runs (as for ``train``): the message file names the signal
     and the step, and the exit code is 128+N."""
     previous = supervisor.stop_on_signals()
-    message = Path(base_dir or environ.get("SAGEMAKER_BASE_DIR") or "/opt/ml") / "output" / "message"
+    message = settings.base_dir(environ, base_dir) / "output" / "message"
     step = ["read config"]
     scratch: list[Path] = []
     try:
@@ -133,7 +133,7 @@ def _stopped(message: Path, signum: int, step: str, report: str = "") -> int:
 def _process(argv: Sequence[str], environ: Mapping[str, str], base_dir: Optional[str],
              pm: Optional[pluggy.PluginManager], message: Path, step: list[str], scratch: list[Path]) -> int:
     started = time.perf_counter()
-    tlog.setup(log_level_from(environ.get("TOOLKIT_LOG_LEVEL")), defer=True)
+    tlog.setup(settings.startup_log_level(environ), defer=True)
     try:
         env = ProcessingEnv.from_environ(environ, base_dir)
         message = env.message_file
@@ -147,7 +147,7 @@ def _process(argv: Sequence[str], environ: Mapping[str, str], base_dir: Optional
                               "script or an executable), e.g. ContainerEntrypoint [\"process\", \"prep.py\"]")
         log.info("processing job %s: %s of %d host(s)", env.job_name or "(no name)", env.current_host,
                  len(env.hosts))
-        grace = settings.stop_grace(env.environ)
+        grace = settings.read(env.environ, "TOOLKIT_STOP_GRACE_SECONDS")
         pm = pm or get_plugin_manager(environ, training=True)
         tlog.sync()
         code_dir, entry = locate(argv[0], Path.cwd())

@@ -20,6 +20,7 @@ from toolkit.errors import CodeError
 from toolkit.log import log
 from toolkit.redact import mask_argv
 from toolkit.report import failure_report
+from toolkit.settings import read as read_setting
 from toolkit.types import Command
 
 
@@ -40,7 +41,7 @@ def install(code_dir: Path, settings: Mapping[str, str], pm: pluggy.PluginManage
             requirements: Optional[str] = None) -> None:
     """Ask the installers to install what ``code_dir`` needs: ``requirements`` when the job names a
     file (SDK v3's sourcecode.json), else the file TOOLKIT_REQUIREMENTS names, else their default."""
-    requirements = requirements or settings.get("TOOLKIT_REQUIREMENTS") or None
+    requirements = requirements or read_setting(settings, "TOOLKIT_REQUIREMENTS")
     pm.hook.toolkit_install_dependencies(code_dir=code_dir, settings=settings, requirements=requirements)
 
 

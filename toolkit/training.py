@@ -21,7 +21,7 @@ import pluggy
 from toolkit import log as tlog
 from toolkit import process, settings, steps
 from toolkit.builtin import sdkv3
-from toolkit.environment import DEFAULT_BASE_DIR, TrainingEnv, check_entry_point, log_level_from
+from toolkit.environment import TrainingEnv, check_entry_point
 from toolkit.errors import CodeError, ConfigError, ToolkitError
 from toolkit.lazy import lazy
 from toolkit.log import log
@@ -137,10 +137,6 @@ def plan(env: TrainingEnv) -> Plan:
     return Plan(env, v3.uri, sdkv3.v3_args(env.hyperparameters), v3.requirements, True)
 
 
-def _base_dir(environ: Mapping[str, str], base_dir: Optional[str]) -> Path:
-    return Path(base_dir or environ.get("SAGEMAKER_BASE_DIR") or DEFAULT_BASE_DIR)
-
-
 class _Run:
     """One ``train`` call's state, so that a stop or an error at any step ends with what is known
     by then, and what the run made in $TMPDIR is removed whatever happens."""
@@ -155,7 +151,7 @@ class _Run:
         self.step = "read config"
         self.scratch: list[Path] = []
         self.started = time.perf_counter()
-        self.failure_path = _base_dir(environ, base_dir) / "output" / "failure"
+        self.failure_path = settings.base_dir(environ, base_dir) / "output" / "failure"
 
     def outcome(self, exit_code: int, failure: str = "") -> Outcome:
         return Outcome(exit_code, self.command, failure, self.durations)
@@ -217,11 +213,11 @@ def _stopped(run: _Run, signum: int, report: str = "", exit_code: Optional[int] 
 
 def _start_and_supervise(run: _Run) -> Outcome:
     environ = run.environ
-    tlog.setup(log_level_from(environ.get("TOOLKIT_LOG_LEVEL")), defer=True)
+    tlog.setup(settings.startup_log_level(environ), defer=True)
     for stale in (run.failure_path.parent / "success", run.failure_path):  # left by an earlier run on this /opt/ml
         if stale.exists() or stale.is_symlink():
             stale.unlink()
-    settings.check_training(environ)
+    settings.check(environ, "train")
     env = run.env = TrainingEnv.from_environ(environ, run.base_dir)
     run.durations["config"] = time.perf_counter() - run.started
     tlog.setup(env.log_level, defer=True)  # the job's own level applies from here on
@@ -252,7 +248,7 @@ def _start_and_supervise(run: _Run) -> Outcome:
     for folder in (env.model_dir, env.output_data_dir):
         folder.mkdir(parents=True, exist_ok=True)
     child_env = child_environment(env, pm, command)
-    grace = settings.stop_grace(env.environ)
+    grace = settings.read(env.environ, "TOOLKIT_STOP_GRACE_SECONDS")
 
     run.step = "run"
     ran = steps.run_command(command, code_dir, child_env, grace)

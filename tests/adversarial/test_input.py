@@ -203,25 +203,27 @@ def test_train_refuses_non_finite_numbers(job: Job, tmp_path: Path, name: str, v
 
 def test_local_sync_interval_refuses_nan() -> None:
     from toolkit.errors import ConfigError
-    from toolkit.settings import number
+    from toolkit.settings import read
 
     with pytest.raises(ConfigError, match="not a finite number"):
-        number({"TOOLKIT_LOCAL_SYNC_SECONDS": "nan"}, "TOOLKIT_LOCAL_SYNC_SECONDS", 30.0, minimum=0)
+        read({"TOOLKIT_LOCAL_SYNC_SECONDS": "nan"}, "TOOLKIT_LOCAL_SYNC_SECONDS")
 
 
 @pytest.mark.parametrize("raw, whole, ok", [
     ("3", True, 3), ("+3", True, 3), ("3.0", True, None), ("1e3", True, None), ("0", True, 0), ("-1", True, None),
-    ("2.5", False, 2.5), ("1e3", False, 1000.0), ("nan", False, None), ("inf", False, None), ("", True, 7),
+    ("2.5", False, 2.5), ("1e3", False, 1000.0), ("nan", False, None), ("inf", False, None), ("", True, 100),
 ])
 def test_one_parser_for_every_numeric_setting(raw: str, whole: bool, ok: object) -> None:
     from toolkit.errors import ConfigError
-    from toolkit.settings import number
+    from toolkit.settings import read
 
+    # rows of the table: a whole number of at least 0 (default 100), a number of at least 0
+    name = "TOOLKIT_MAX_EXTRACT_RATIO" if whole else "TOOLKIT_MAX_BATCH_WAIT_MS"
     if ok is None:
         with pytest.raises(ConfigError):
-            number({"X": raw}, "X", 7, whole=whole, minimum=0)
+            read({name: raw}, name)
     else:
-        assert number({"X": raw}, "X", 7, whole=whole, minimum=0) == ok
+        assert read({name: raw}, name) == ok
 
 
 @pytest.mark.parametrize("names, clash", [

@@ -258,7 +258,7 @@ def test_hook_serve_with_the_0_1_signature_still_serves(tmp_path) -> None:
 @pytest.mark.parametrize("variable,value,expected", [
     ("SAGEMAKER_MODEL_SERVER_TIMEOUT", "soon", "SAGEMAKER_MODEL_SERVER_TIMEOUT='soon' is not a number; expected e.g."),
     ("SAGEMAKER_MODEL_SERVER_WORKERS", "0", "SAGEMAKER_MODEL_SERVER_WORKERS='0' is below 1"),
-    ("SAGEMAKER_BATCH_STRATEGY", "ALL", "expected MULTI_RECORD or SINGLE_RECORD"),
+    ("SAGEMAKER_BATCH_STRATEGY", "ALL", "SAGEMAKER_BATCH_STRATEGY='ALL' is not one of: MULTI_RECORD, SINGLE_RECORD"),
     ("SAGEMAKER_SAFE_PORT_RANGE", "9000", "not a range like 20000-20999"),
     ("TOOLKIT_SERVE_STOP_SECONDS", "later", "TOOLKIT_SERVE_STOP_SECONDS='later' is not a number; expected e.g."),
 ])

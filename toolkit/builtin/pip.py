@@ -16,22 +16,22 @@ import sys
 from pathlib import Path
 from typing import Mapping, Optional
 
+from toolkit import settings
 from toolkit.environment import which
-from toolkit.errors import CodeError, ConfigError
+from toolkit.errors import CodeError
 from toolkit.hookspecs import hookimpl
 from toolkit.log import log
-from toolkit.settings import stop_grace
 
 TMP_CACHE = "/tmp/sagemaker-toolkit-cache"
-INSTALLERS = ("pip", "uv")
 
 
 def cache_root(env: Mapping[str, str]) -> Path:
     """Where installers keep their caches: TOOLKIT_CACHE_DIR, else a folder in the warm-pool
     cache, else one under /tmp."""
-    if env.get("TOOLKIT_CACHE_DIR"):
-        return Path(env["TOOLKIT_CACHE_DIR"])
-    warm = env.get("SAGEMAKER_MANAGED_WARMPOOL_CACHE_DIRECTORY")
+    chosen = settings.read(env, "TOOLKIT_CACHE_DIR")
+    if chosen:
+        return Path(chosen)
+    warm = settings.read(env, "SAGEMAKER_MANAGED_WARMPOOL_CACHE_DIRECTORY")
     if warm:
         return Path(warm) / "sagemaker-toolkit"
     return Path(TMP_CACHE)
@@ -48,9 +48,7 @@ def uv_path(env: Mapping[str, str]) -> Optional[str]:
 
 def command(env: Mapping[str, str]) -> tuple[list[str], dict[str, str], str]:
     """(argv prefix, child environment, installer name) for an install."""
-    choice = (env.get("TOOLKIT_INSTALLER") or "pip").strip().lower()
-    if choice not in INSTALLERS:
-        raise ConfigError(f"TOOLKIT_INSTALLER={choice!r} is not an installer; use one of: {', '.join(INSTALLERS)}")
+    choice = settings.read(env, "TOOLKIT_INSTALLER")
     child = {k: str(v) for k, v in env.items() if not k.startswith("sagemaker_")}
     root = cache_root(env)
     uv = uv_path(env) if choice == "uv" else None
@@ -78,7 +76,8 @@ def pip_install(args: list[str], code_dir: Path, env: Mapping[str, str], what: s
     prefix, child, name = command(env)
     cache = child.get("UV_CACHE_DIR" if name == "uv" else "PIP_CACHE_DIR")
     log.info("installing %s with %s (cache: %s)", what, name, cache)
-    finished = process.run([*prefix, *args], cwd=code_dir, env=child, grace=stop_grace(env), stdout_to_stderr=True)
+    grace = settings.read(env, "TOOLKIT_STOP_GRACE_SECONDS")
+    finished = process.run([*prefix, *args], cwd=code_dir, env=child, grace=grace, stdout_to_stderr=True)
     if finished.signalled is not None:
         raise process.Stopped(finished.signalled)
     if finished.exit_code != 0:

@@ -12,6 +12,7 @@ from toolkit import archive, checks, download
 from toolkit.errors import ArchiveError, FetchError
 from toolkit.hookspecs import hookimpl
 from toolkit.log import log
+from toolkit.settings import region as resolve_region
 
 PREFIX_WORKERS = 8
 
@@ -25,10 +26,8 @@ def parse(uri: str) -> tuple[str, str]:
 
 
 def region_of(env: Mapping[str, str]) -> Optional[str]:
-    for name in ("sagemaker_region", "SAGEMAKER_REGION", "AWS_REGION", "AWS_DEFAULT_REGION"):
-        if env.get(name):
-            return str(env[name])
-    return None
+    """The region of a settings view (the environment plus a training job's sagemaker_* settings)."""
+    return resolve_region(env, env.get("sagemaker_region")) or None
 
 
 def client(env: Mapping[str, str]) -> Any:

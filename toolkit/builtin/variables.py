@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any, Mapping
 
+from toolkit import settings
 from toolkit.compat import importing as compat
 from toolkit.environment import V3_MASTER_PORT, ProcessingEnv, TrainingEnv, cpu_count, gpu_count, shell_safe, which
 from toolkit.hookspecs import hookimpl
@@ -37,7 +38,7 @@ def training_env_dict(env: TrainingEnv) -> dict[str, Any]:
         "current_instance_type": env.current_instance_type,
         "distribution_hosts": env.distribution_hosts,
         "distribution_instance_groups": env.distribution_instance_groups,
-        "framework_module": env.environ.get("SAGEMAKER_TRAINING_MODULE"),
+        "framework_module": settings.read(env.environ, "SAGEMAKER_TRAINING_MODULE"),
         "hosts": env.hosts,
         "hyperparameters": hps,
         "input_config_dir": str(env.input_config_dir),
@@ -51,7 +52,7 @@ def training_env_dict(env: TrainingEnv) -> dict[str, Any]:
         "is_modelparallel_enabled": None if mp is None else format_value(mp) not in ("", "{}"),
         "is_smddpmprun_installed": which("smddpmprun") is not None,
         "is_smddprun_installed": which("smddprun") is not None,
-        "job_name": env.environ.get("TRAINING_JOB_NAME"),
+        "job_name": settings.read(env.environ, "TRAINING_JOB_NAME"),
         "log_level": env.log_level,
         "master_hostname": env.master_hostname,
         "model_dir": str(env.model_dir),

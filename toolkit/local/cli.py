@@ -21,9 +21,12 @@ from toolkit.errors import ToolkitError
 
 def _setup_logging() -> None:
     from toolkit import log as tlog
-    from toolkit.environment import log_level_from
+    from toolkit import settings
 
-    tlog.setup(log_level_from(os.environ.get("TOOLKIT_LOG_LEVEL")))
+    try:
+        tlog.setup(settings.read(os.environ, "TOOLKIT_LOG_LEVEL"))
+    except ToolkitError as exc:
+        fail("local", exc)
 
 
 def _sigterm_stops_the_job() -> None:
@@ -34,15 +37,16 @@ def _sigterm_stops_the_job() -> None:
 
 
 def _default_workdir() -> Path:
-    return Path(os.environ.get("TOOLKIT_LOCAL_DIR") or Path(tempfile.gettempdir()) / "toolkit-local")
+    from toolkit import settings
+
+    return Path(settings.read(os.environ, "TOOLKIT_LOCAL_DIR") or Path(tempfile.gettempdir()) / "toolkit-local")
 
 
 def _sync_interval() -> float:
     """TOOLKIT_LOCAL_SYNC_SECONDS: how often checkpoints and intermediate output are uploaded."""
-    from toolkit.local.sync import DEFAULT_INTERVAL
-    from toolkit.settings import positive_seconds
+    from toolkit import settings
 
-    return positive_seconds(os.environ, "TOOLKIT_LOCAL_SYNC_SECONDS", DEFAULT_INTERVAL)
+    return float(settings.read(os.environ, "TOOLKIT_LOCAL_SYNC_SECONDS"))
 
 
 def source_options(fn: Callable) -> Callable:

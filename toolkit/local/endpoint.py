@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Optional
 
-from toolkit import archive
+from toolkit import archive, settings
 from toolkit.errors import ConfigError, ToolkitError
 from toolkit.local.hosts import console_script, ensure_image, find_engine, host_environment
 from toolkit.local.jobenv import JobEnv, requirements_text
@@ -71,7 +71,7 @@ def resolve_submit_dir(env: Mapping[str, str], cwd: Path) -> dict[str, str]:
     """A relative SAGEMAKER_SUBMIT_DIRECTORY means the folder where the user typed it, not the
     server's work folder: made absolute here (URIs and absolute paths are kept)."""
     out = dict(env)
-    value = out.get("SAGEMAKER_SUBMIT_DIRECTORY", "")
+    value = settings.read(out, "SAGEMAKER_SUBMIT_DIRECTORY") or ""
     if value and "://" not in value and not os.path.isabs(os.path.expanduser(value)):
         path = (cwd / value).resolve()
         if not path.exists():
@@ -84,9 +84,9 @@ def resolve_submit_dir(env: Mapping[str, str], cwd: Path) -> dict[str, str]:
 def serving_requirements(base: Path, env: Mapping[str, str]) -> Optional[str]:
     """The inference code's requirements, to pick the server's environment; None when the code is
     fetched by the server (a URI) or models come and go (multi-model)."""
-    if env.get("SAGEMAKER_MULTI_MODEL", "").strip().lower() in ("1", "true", "yes", "on"):
+    if settings.read(env, "SAGEMAKER_MULTI_MODEL"):
         return None
-    value = env.get("SAGEMAKER_SUBMIT_DIRECTORY", "")
+    value = settings.read(env, "SAGEMAKER_SUBMIT_DIRECTORY") or ""
     if value.startswith("file://"):
         value = value[len("file://"):]
     if "://" in value:
@@ -186,7 +186,7 @@ def start_server(base: Path, port: int, environ: Mapping[str, str], extra_env: M
     ensure_image(exe, image)
     argv = [exe, "run", "--rm", "--name", name, "-p", f"{bind_host}:{port}:8080",
             "-v", f"{base / 'model'}:/opt/ml/model:ro"]
-    submit = extra_env.get("SAGEMAKER_SUBMIT_DIRECTORY", "")
+    submit = settings.read(extra_env, "SAGEMAKER_SUBMIT_DIRECTORY") or ""
     if submit.startswith("/"):  # code on this machine (made absolute by resolve_submit_dir): seen at its own path
         argv += ["-v", f"{submit}:{submit}:ro"]
     for key, value in extra_env.items():

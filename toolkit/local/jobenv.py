@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Mapping, Optional
 
+from toolkit import settings
 from toolkit.builtin.pip import uv_path
 from toolkit.local.clean import VENVS
 
@@ -76,7 +77,7 @@ def user_caches(environ: Mapping[str, str]) -> dict[str, str]:
     """pip's and uv's own default caches, which the user's installs have already filled; the
     toolkit's installer would otherwise start an empty one under /tmp. A cache the user chose
     (PIP_CACHE_DIR, UV_CACHE_DIR, TOOLKIT_CACHE_DIR) wins."""
-    if environ.get("TOOLKIT_CACHE_DIR"):
+    if settings.is_set(environ, "TOOLKIT_CACHE_DIR"):
         return {}
     home = Path(environ.get("XDG_CACHE_HOME") or Path(environ.get("HOME") or Path.home()) / ".cache")
     out = {}
@@ -92,7 +93,7 @@ def installer_variables(environ: Mapping[str, str]) -> dict[str, str]:
     another folder, would not find a uv that sits beside this one), and the user's caches."""
     out = user_caches(environ)
     uv = uv_path(environ)
-    if uv and not environ.get("TOOLKIT_INSTALLER"):
+    if uv and not settings.is_set(environ, "TOOLKIT_INSTALLER"):
         out["TOOLKIT_INSTALLER"] = "uv"
         out["PATH"] = f"{os.path.dirname(uv)}{os.pathsep}{environ.get('PATH', os.defpath)}"
     return out

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import IO, Any, Iterator, Mapping, Optional, Sequence
 from urllib.parse import unquote, urlparse
 
+from toolkit import settings
 from toolkit.errors import ConfigError, ToolkitError
 from toolkit.local.progress import Progress, Transferred
 
@@ -122,7 +123,7 @@ class Storage:
 
     @property
     def region(self) -> str:
-        return self.environ.get("AWS_REGION") or self.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+        return settings.region(self.environ) or "us-east-1"
 
     def client(self) -> Any:
         with self._lock:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
-from toolkit import plan
+from toolkit import plan, settings
 from toolkit.builtin import sdkv3
 from toolkit.errors import ConfigError, ToolkitError
 from toolkit.local import hosts as hostrun
@@ -109,7 +109,7 @@ def _status_of(describe_path: Path) -> str:
 
 
 def region_of(environ: Mapping[str, str]) -> str:
-    return environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+    return settings.region(environ) or "us-east-1"
 
 
 def _job_env(request: TrainingRequest, region: str) -> dict[str, str]:
@@ -205,7 +205,7 @@ class TrainingJob:
     def requirements(self) -> Optional[str]:
         """The job's requirements, read before it starts to pick its environment (None: the job
         fetches its code from somewhere this machine cannot read first: git, https)."""
-        named = self.request.environment.get("TOOLKIT_REQUIREMENTS")
+        named = settings.read(self.request.environment, "TOOLKIT_REQUIREMENTS")
         source = self.opts.source or _local_submit_dir(self.request)
         if source is not None:
             return jobenv.requirements_text(source, named)

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any, Mapping, Optional
 
 from toolkit import log as tlog
-from toolkit import steps
-from toolkit.environment import ServingEnv, log_level_from
+from toolkit import settings, steps
+from toolkit.environment import ServingEnv
 from toolkit.errors import CodeError, ToolkitError
 
 log = logging.getLogger("toolkit")
@@ -59,7 +59,7 @@ def build_app(env: ServingEnv, pm: Any) -> Any:
 
 def main(environ: Mapping[str, str]) -> int:
     """Run the model server until SIGTERM; the exit code (2 for a configuration or code problem)."""
-    tlog.setup(log_level_from(environ.get("TOOLKIT_LOG_LEVEL")))
+    tlog.setup(settings.startup_log_level(environ))
     try:
         env = ServingEnv.from_environ(environ)
         tlog.setup(env.log_level)

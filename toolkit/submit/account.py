@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional
 
+from toolkit import settings
 from toolkit.errors import ConfigError, ToolkitError
 
 
@@ -86,8 +87,9 @@ class Account:
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str], region: Optional[str] = None) -> Account:
-        """The region is ``region``, else AWS_REGION / AWS_DEFAULT_REGION, else the profile's."""
-        chosen = region or environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION")
+        """The region is ``region``, else SAGEMAKER_REGION / AWS_REGION / AWS_DEFAULT_REGION (as
+        ``settings.region`` reads them), else the profile's."""
+        chosen = region or settings.region(environ)
         account = cls({**environ, **({"AWS_REGION": chosen} if chosen else {})}, chosen or "")
         if not chosen:
             account.region = account.session().region_name or ""

@@ -123,10 +123,9 @@ def _wait(command: str, account: Any, kind: Any, job: str, download_dir: Optiona
 
 def _poll_seconds() -> float:
     """TOOLKIT_SUBMIT_POLL_SECONDS: how often --wait reads the job's status and logs (the SDK's 5 s)."""
-    from toolkit.settings import positive_seconds
-    from toolkit.submit.follow import POLL_SECONDS
+    from toolkit import settings
 
-    return positive_seconds(os.environ, "TOOLKIT_SUBMIT_POLL_SECONDS", POLL_SECONDS)
+    return float(settings.read(os.environ, "TOOLKIT_SUBMIT_POLL_SECONDS"))
 
 
 def _interrupted(command: str, account: Any, kind: Any, job: str) -> None:

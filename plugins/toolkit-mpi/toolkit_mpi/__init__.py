@@ -18,8 +18,6 @@ from toolkit import Command, ConfigError, TrainingEnv, hookimpl, positive_int
 __version__ = "0.1.0"
 
 NAME = "mpi"
-DEFAULT_SSH_PORT = 22
-DEFAULT_STATE_DIR = "/tmp/toolkit-mpi"
 # The instance types the official toolkit and the SDK v3 drivers turn EFA on for.
 EFA_NCCL_INSTANCES = frozenset({
     "ml.g4dn.8xlarge", "ml.g4dn.12xlarge", "ml.g5.48xlarge", "ml.p3dn.24xlarge",
@@ -113,13 +111,11 @@ def efa_variables(instance_type: str) -> dict[str, str]:
     return found
 
 
-def ssh_options(environ: Mapping[str, str]) -> tuple[str, int, str]:
+def ssh_options(env: TrainingEnv) -> tuple[str, int, str]:
     """(key folder, sshd port, state folder): where keys live, which port sshd listens on and
     where workers find the job's status. Same on every host."""
-    ssh_dir = environ.get("TOOLKIT_SSH_DIR") or str(Path(environ.get("HOME") or "/root") / ".ssh")
-    port = positive_int(environ.get("TOOLKIT_SSH_PORT"), "TOOLKIT_SSH_PORT") or DEFAULT_SSH_PORT
-    state = environ.get("TOOLKIT_MPI_STATE_DIR") or DEFAULT_STATE_DIR
-    return ssh_dir, port, state
+    ssh_dir = env.setting("TOOLKIT_SSH_DIR") or str(Path(env.environ.get("HOME") or "/root") / ".ssh")
+    return ssh_dir, env.setting("TOOLKIT_SSH_PORT"), env.setting("TOOLKIT_MPI_STATE_DIR")
 
 
 def mpirun_argv(env: TrainingEnv, run: Sequence[str], extra_env: Mapping[str, str]) -> list[str]:
@@ -129,7 +125,7 @@ def mpirun_argv(env: TrainingEnv, run: Sequence[str], extra_env: Mapping[str, st
 
     hosts = env.distribution_hosts or env.hosts
     per_host = processes_per_host(env)
-    ssh_dir, port, _state = ssh_options(env.environ)
+    ssh_dir, port, _state = ssh_options(env)
     iface = env.network_interface_name
     key = key_path(Path(ssh_dir))
     rsh = (f"-p {port} -i {key} -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null "
@@ -165,13 +161,11 @@ def toolkit_launch(
     hosts = env.distribution_hosts or env.hosts
     if env.current_host not in hosts:
         raise ConfigError(f"host {env.current_host} is not one of the distributed hosts {hosts}")
-    ssh_dir, port, state = ssh_options(env.environ)
-    common = ["--ssh-dir", ssh_dir, "--port", str(port), "--state-dir", state]
-    for option, name in (("--wait-seconds", "TOOLKIT_MPI_WAIT_SECONDS"),
-                         ("--start-timeout", "TOOLKIT_MPI_START_TIMEOUT"),
-                         ("--report-grace", "TOOLKIT_MPI_REPORT_GRACE")):
-        if env.environ.get(name):
-            common += [option, str(positive_int(env.environ[name], name))]
+    ssh_dir, port, state = ssh_options(env)
+    common = ["--ssh-dir", ssh_dir, "--port", str(port), "--state-dir", state,
+              "--wait-seconds", str(env.setting("TOOLKIT_MPI_WAIT_SECONDS")),
+              "--start-timeout", str(env.setting("TOOLKIT_MPI_START_TIMEOUT")),
+              "--report-grace", str(env.setting("TOOLKIT_MPI_REPORT_GRACE"))]
     helper = [sys.executable, "-m", "toolkit_mpi.worker"]
     if env.current_host != hosts[0]:
         argv = [*helper, "worker", "--host", env.current_host, "--master", hosts[0], *common]

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Mapping, Optional, Sequence
+from typing import Optional, Sequence
 
-from toolkit import V3_MASTER_PORT, Command, ConfigError, TrainingEnv, hookimpl, positive_int
+from toolkit import Command, ConfigError, TrainingEnv, hookimpl, positive_int
 
 __version__ = "0.1.0"
 
@@ -44,8 +44,8 @@ def processes_per_host(env: TrainingEnv) -> int:
     return env.num_gpus or classic or v3 or 1
 
 
-def master_port(environ: Mapping[str, str]) -> int:
-    return positive_int(environ.get("TOOLKIT_MASTER_PORT"), "TOOLKIT_MASTER_PORT") or V3_MASTER_PORT
+def master_port(env: TrainingEnv) -> int:
+    return int(env.setting("TOOLKIT_MASTER_PORT"))
 
 
 def network_variables(env: TrainingEnv) -> dict[str, str]:
@@ -77,7 +77,7 @@ def torchrun_argv(env: TrainingEnv, entry_point: str, code_dir: Path, args: Sequ
         "--node_rank", str(hosts.index(env.current_host)),
         # one host: rendezvous on loopback, so the job also runs where "algo-1" has no address
         "--master_addr", hosts[0] if len(hosts) > 1 else "127.0.0.1",
-        "--master_port", str(master_port(env.environ)),
+        "--master_port", str(master_port(env)),
         # the rank wrapper records each rank's exit code, so the job ends with the failing one's
         "-m", "toolkit_torchrun.rank", *program, *args,
     ]
@@ -91,13 +91,11 @@ def toolkit_launch(
         return None
     hosts = env.distribution_hosts or env.hosts
     torchrun = torchrun_argv(env, entry_point, code_dir, args)
-    port = master_port(env.environ) + 1
-    coordinator = env.environ.get("TOOLKIT_TORCHRUN_COORDINATOR_PORT") or str(port)
+    port = master_port(env) + 1
+    coordinator = env.setting("TOOLKIT_TORCHRUN_COORDINATOR_PORT") or port
     helper = [sys.executable, "-m", "toolkit_torchrun.node",
               "--nnodes", str(len(hosts)), "--node-rank", str(hosts.index(env.current_host)),
               "--coordinator", f"{hosts[0] if len(hosts) > 1 else '127.0.0.1'}:{coordinator}",
               "--host", env.current_host]
-    wait = env.environ.get("TOOLKIT_TORCHRUN_WAIT_SECONDS")
-    if wait:
-        helper += ["--wait-seconds", str(positive_int(wait, "TOOLKIT_TORCHRUN_WAIT_SECONDS"))]
+    helper += ["--wait-seconds", str(env.setting("TOOLKIT_TORCHRUN_WAIT_SECONDS"))]
     return Command([*helper, "--", *torchrun], cwd=code_dir, env=network_variables(env), name="torchrun")
