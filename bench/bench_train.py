@@ -132,14 +132,15 @@ INPUT_DATA_CONFIG = {
 
 
 def build_cases(
-    work: Path, peer_bin: Path, ours_bin: Path, studio_mode: bool, wheel_bin: Optional[Path]
+    work: Path, peer_bin: Path, ours_bin: Path, studio_mode: bool, wheel_bin: Optional[Path],
+    before: Optional[tuple[str, Path]] = None,
 ) -> list[Case]:
     jobs = work / "train-jobs"
     src = jobs / "src"
     shutil.rmtree(jobs, ignore_errors=True)
     src.mkdir(parents=True)
     (src / "train.py").write_text(TRAIN_SCRIPT)
-    for name in ("peer", "ours", "ours-wheel"):
+    for name in ("peer", "ours", "ours-wheel", "ours-before"):
         tp.write_job(jobs / name, hyperparameters(src), INPUT_DATA_CONFIG, resource_config())
     for name in ("floor", "direct", "direct-peer"):
         (jobs / name / "model").mkdir(parents=True)
@@ -172,6 +173,12 @@ def build_cases(
                              [str(wheel_bin / "train")],
                              tp.clean_environ({"SAGEMAKER_BASE_DIR": str(jobs / "ours-wheel")}), None,
                              jobs / "ours-wheel" / "model"))
+    if before:
+        ref, before_bin = before
+        cases.insert(3 if wheel_bin else 2, Case(
+            "ours-before", f"sagemaker-toolkit `train` at `{ref}` (before), wheel-installed in its own venv",
+            [str(before_bin / "train")], tp.clean_environ({"SAGEMAKER_BASE_DIR": str(jobs / "ours-before")}),
+            None, jobs / "ours-before" / "model"))
     return cases
 
 
@@ -307,27 +314,41 @@ def phases(outputs: list[str]) -> dict:
             "reference": {k: statistics.median(v) for k, v in refs.items()}, "errors": errors}
 
 
-def wheel_install(work: Path, ours_bin: Path) -> Optional[Path]:
-    """Our package as users get it: built as a wheel from this checkout and installed (with its
-    dependencies) in a fresh venv of our Python, not editable. Returns the venv's bin/."""
+def wheel_install(work: Path, ours_bin: Path, source: Path = tp.REPO, name: str = "ours-wheel") -> Optional[Path]:
+    """Our package as users get it: built as a wheel from ``source`` (this checkout) and installed
+    (with its dependencies) in a fresh venv of our Python, not editable. Returns the venv's bin/."""
     base = subprocess.run([str(ours_bin / "python"), "-c", "import sys; print(sys._base_executable)"],
                           capture_output=True, text=True).stdout.strip() or str(ours_bin / "python")
-    venv = work / "ours-wheel"
-    wheels = work / "ours-wheel-dist"
+    venv = work / name
+    wheels = work / f"{name}-dist"
     shutil.rmtree(wheels, ignore_errors=True)
     pip = [str(venv / "bin" / "python"), "-m", "pip", "-q", "--disable-pip-version-check"]
     try:
         if not (venv / "bin" / "python").is_file():
             subprocess.run([base, "-m", "venv", str(venv)], check=True)
-        subprocess.run([*pip, "wheel", "--no-deps", "-w", str(wheels), str(tp.REPO)], check=True,
+        subprocess.run([*pip, "wheel", "--no-deps", "-w", str(wheels), str(source)], check=True,
                        stdout=subprocess.DEVNULL)
         wheel = next(wheels.glob("*.whl"))
         subprocess.run([*pip, "install", "--force-reinstall", "--no-deps", str(wheel)], check=True)
         subprocess.run([*pip, "install", str(wheel)], check=True)  # dependencies, once
     except (subprocess.CalledProcessError, StopIteration) as exc:
-        tp.log(f"skipping the wheel-installed case: {exc}")
+        tp.log(f"skipping the wheel-installed case {name}: {exc}")
         return None
     return venv / "bin"
+
+
+def before_install(work: Path, ours_bin: Path, ref: str) -> Path:
+    """The checkout's commit ``ref`` (the code before a change), wheel-installed like ours."""
+    source = work / "ours-before-src"
+    shutil.rmtree(source, ignore_errors=True)
+    source.mkdir(parents=True)
+    archive = subprocess.run(["git", "-C", str(tp.REPO), "archive", ref], capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(source)], input=archive, check=True)
+    shutil.rmtree(work / "ours-before", ignore_errors=True)  # a fresh venv: ref may differ from the last run's
+    bin_dir = wheel_install(work, ours_bin, source, "ours-before")
+    if bin_dir is None:
+        sys.exit(f"bench_train: could not install {ref} for --before")
+    return bin_dir
 
 
 # --------------------------------------------------------------------------------------------
@@ -419,6 +440,11 @@ def render(results: dict) -> str:
         f"- **Peer / ours**: **{judged_ratio:.1f}x**; target >= {TARGET_RATIO:.0f}x: {ok2}. The peer's own "
         f"overhead (its `train` minus the script on its Python): {fmt_ms(r['peer_overhead'])}.",
     ]
+    if r.get("before"):
+        b = r["before"]
+        lines.append(
+            f"- Before the change (`{b['ref']}`, wheel-installed the same way, timed in the same rounds): overhead "
+            f"{fmt_ms(b['overhead'])}, peer / ours {b['ratio']:.1f}x.")
     if r.get("wheel_overhead") is not None:
         lines.append(
             f"- In {dev}: overhead {fmt_ms(ov)} (median of the paired per-round differences: "
@@ -432,9 +458,14 @@ def render(results: dict) -> str:
         "waitress); the fetchers import what a download needs (boto3, tempfile, tarfile, shutil...) only when "
         "one happens; its log lines are written directly unless a plugin loads `logging` (22 M instructions, "
         "about 3.6 ms, less); the job's process is started by the core's one supervisor with "
-        "`subprocess.Popen(cwd=...)` (26 M instructions more than `os.posix_spawn`, which cannot set the "
-        "child's folder without changing ours); the cyclic garbage "
-        "collector does not walk the modules imported at start-up, nor, at exit, what is left (`gc.freeze`). "
+        "`subprocess.Popen(cwd=...)` (importing subprocess, threading, selectors and locale costs about 22 M "
+        "instructions, but `os.posix_spawn` cannot set the child's folder without changing ours, and glibc's "
+        "leaves its internal signals 32 and 33 ignored in the child, where a Popen child has none: "
+        "tests/test_supervisor.py holds ours to Popen's); `ServingEnv` and `ProcessingEnv`, frozen dataclasses "
+        "whose methods are generated and compiled when the class is built (about 22 M instructions), live in "
+        "modules `train` does not import; the cyclic garbage "
+        "collector is off from the first import and does not walk the modules imported at start-up, nor, at "
+        "exit, what is left (`gc.freeze`). "
         "An editable install is a `.pth` path entry, not an import hook (setup.cfg `package_dir`). What is "
         "left is mostly the interpreter and pluggy (which imports inspect, ast and typing), pathlib and json.",
         "",
@@ -506,6 +537,9 @@ def main() -> None:
     ap.add_argument("--quiet-load", type=float, default=0.0,
                     help="first wait (up to 10 min) until the 1-minute load average is below this (0: do not wait)")
     ap.add_argument("--no-wheel", action="store_true", help="skip the wheel-installed case of ours")
+    ap.add_argument("--before", metavar="GIT_REF",
+                    help="also time this commit of the checkout (e.g. main), wheel-installed, in the same "
+                         "interleaved rounds: the before/after of a change from one run")
     ap.add_argument("--no-docs", action="store_true", help="do not write docs/benchmarks.md")
     ap.add_argument("--profile", action="store_true", help="print a cProfile of our train even if targets are met")
     ap.add_argument("--render", type=Path, metavar="RESULTS_JSON",
@@ -531,7 +565,13 @@ def main() -> None:
                     if os.environ.get(tp.NAMESPACE_MARK) == "1" else "resolves on this machine")
     ours_bin = tp.our_bin(args.ours)
     wheel_bin = None if args.no_wheel else wheel_install(work, ours_bin)
-    cases = build_cases(work, peer_bin, ours_bin, studio_mode, wheel_bin)
+    before = None
+    if args.before:
+        before_ref = subprocess.run(["git", "-C", str(tp.REPO), "rev-parse", "--short", args.before],
+                                    capture_output=True, text=True, check=True).stdout.strip()
+        before = (f"{args.before} {before_ref}" if before_ref != args.before else args.before,
+                  before_install(work, ours_bin, args.before))
+    cases = build_cases(work, peer_bin, ours_bin, studio_mode, wheel_bin, before)
     for case in cases:
         check_once(case)
     ours_py = str(ours_bin / "python")
@@ -574,6 +614,8 @@ def main() -> None:
         "ratio": med["peer"] / med["ours"],
         "wheel_overhead": med["ours-wheel"] - med["direct"] if "ours-wheel" in med else None,
         "wheel_ratio": med["peer"] / med["ours-wheel"] if "ours-wheel" in med else None,
+        "before": {"ref": before[0], "overhead": med["ours-before"] - med["direct"],
+                   "ratio": med["peer"] / med["ours-before"]} if before else None,
     }
     for case in cases:
         if case.key in ("peer", "ours"):

@@ -75,3 +75,35 @@ def test_a_whole_train_run_imports_neither_logging_nor_importlib_metadata(tmp_pa
     loaded = set(modules.read_text().split())
     assert "toolkit.training" in loaded
     assert not loaded & {"logging", "importlib.metadata", *HEAVY}, loaded & {"logging", "importlib.metadata"}
+    # serve's and process's environments are frozen dataclasses whose methods are generated and
+    # compiled when the class is built (ServingEnv: 33 fields): train builds neither
+    assert not loaded & {"toolkit.servingenv", "toolkit.processingenv"}, loaded
+
+
+def test_the_other_environments_are_still_found_in_toolkit_environment() -> None:
+    # moved out of environment.py for train's start-up, not out of its API
+    code = ("import toolkit\nfrom toolkit.environment import ProcessingEnv, ServingEnv\n"
+            "from toolkit import environment\n"
+            "assert toolkit.ServingEnv is ServingEnv and toolkit.ProcessingEnv is ProcessingEnv\n"
+            "assert ServingEnv.from_environ({}).port == 8080\n"
+            "assert not hasattr(environment, 'NoSuchEnv')")
+    assert "toolkit.servingenv" in imported_after(code)
+
+
+def test_train_starts_with_the_cyclic_collector_off(tmp_path: Path) -> None:
+    # the modules train imports make no garbage: no collection may walk them while they load
+    job = Job(tmp_path).hyperparameters({"sagemaker_program": "train.py"}).resources().channels("train")
+    job.script("train.py", "print('trained')\n")
+    seen = tmp_path / "seen.txt"
+    probe = ("import builtins, gc, sys\n"
+             "real = builtins.__import__\n"
+             "def watch(name, *args, **kwargs):\n"
+             "    if name in FIRST and name not in sys.modules and gc.isenabled():\n"
+             f"        open({str(seen)!r}, 'a').write(name + '\\n')\n"
+             "    return real(name, *args, **kwargs)\n"
+             "FIRST = {'toolkit.process', 'signal', 'subprocess', 'pathlib', 'json', 'pluggy', 'toolkit.training'}\n"
+             "builtins.__import__ = watch\n"
+             "from toolkit.scripts import train_main\ntrain_main()")
+    out = subprocess.run([sys.executable, "-c", probe], env=job.environ(), capture_output=True, text=True)
+    assert out.returncode == 0 and "trained" in out.stdout, out.stderr
+    assert not seen.exists(), seen.read_text()

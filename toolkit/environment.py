@@ -19,7 +19,6 @@ from typing import Any, Mapping, Optional
 
 from toolkit import checks, settings
 from toolkit.errors import ConfigError
-from toolkit.log import INFO
 from toolkit.redact import MASK, SECRET_WORDS, looks_secret, mask, mask_argv, mask_uri  # noqa: F401 - re-exported
 
 DEFAULT_BASE_DIR = settings.DEFAULT_BASE_DIR
@@ -535,7 +534,7 @@ class TrainingEnv(_Cluster):
         }
 
 
-# --- serving ---
+# --- for launcher plugins ---
 
 
 def positive_int(value: Any, what: str) -> Optional[int]:
@@ -546,221 +545,15 @@ def positive_int(value: Any, what: str) -> Optional[int]:
     return int(settings.parse_number(value, f"{what} ({value!r})", whole=True, minimum=1, example=1))
 
 
-@dataclass(frozen=True)
-class ServingEnv:
-    """Everything ``serve`` needs to know, read once from the environment mapping.
-
-    SAGEMAKER_MODEL_SERVER_TIMEOUT is in seconds here (Multi Model Server read it as minutes).
-    """
-
-    base_dir: Path
-    environ: Mapping[str, str]
-    port: int = 8080
-    host: str = "0.0.0.0"
-    safe_port_range: Optional[tuple[int, int]] = None
-    workers: int = 1
-    threads: int = 8  # 8, not waitress's 4: p99 at 16 connections fell from ~17 ms to ~9 ms (docs/benchmarks.md)
-    timeout: float = 60.0
-    max_payload_mb: int = 6
-    default_accept: str = "application/json"
-    program: str = "inference.py"
-    submit_dir: Optional[str] = None
-    max_concurrent_transforms: int = 1
-    batch_strategy: str = "MULTI_RECORD"
-    preload_model: bool = False
-    log_ping: bool = False
-    log_level: int = INFO
-    multi_model: bool = False
-    stop_seconds: float = 28.0
-    max_models: int = 0  # multi-model: at most this many loaded at once; 0 = no limit
-    memory_headroom_mb: int = 512  # multi-model: refuse a load (507) with less memory than this available
-    idle_seconds: float = 120.0  # a connection with no request in progress is closed after this long
-    header_seconds: float = 20.0  # a request's line and headers must arrive within this of its first byte
-    body_seconds: float = 60.0  # its body within this of the end of its headers
-    probe_model_loads: bool = True  # multi-model: load each model once in a throwaway process first
-    max_batch_size: int = 1  # dynamic batching for models that declare none; 1 = off (toolkit.serving.batching)
-    max_batch_wait_ms: float = 5.0
-    metrics_port: int = 0  # Prometheus metrics on this port, served by the supervisor; 0 = off
-    access_log: bool = True  # one line per request (toolkit.serving.observer)
-    max_requests: int = 0  # recycle a worker after this many requests (plus jitter); 0 = never
-    max_requests_jitter: int = 0
-    max_rss_mb: int = 0  # recycle a worker whose RSS passes this; 0 = never
-    gil_switch_ms: float = 0.0  # a worker's sys.setswitchinterval; 0 = Python's own (5 ms). See serving.md
-
-    @classmethod
-    def from_environ(cls, environ: Mapping[str, str], base_dir: Optional[str] = None) -> ServingEnv:
-        """Parse the serving variables; raises ``ConfigError`` naming the variable and a valid value."""
-
-        def read(name: str) -> Any:
-            return settings.read(environ, name)
-
-        port = read("SAGEMAKER_BIND_TO_PORT")
-        metrics_port = read("TOOLKIT_METRICS_PORT")
-        if metrics_port and metrics_port == port:
-            raise ConfigError(f"TOOLKIT_METRICS_PORT={metrics_port} is not a free TCP port beside "
-                              f"SAGEMAKER_BIND_TO_PORT={port}; expected e.g. 9090, or 0 for no metrics")
-        return cls(
-            base_dir=settings.base_dir(environ, base_dir),
-            environ=MappingProxyType(dict(environ)),
-            port=port,
-            host=read("TOOLKIT_BIND_HOST"),
-            safe_port_range=read("SAGEMAKER_SAFE_PORT_RANGE"),
-            workers=read("SAGEMAKER_MODEL_SERVER_WORKERS") or cpu_count(),
-            threads=read("TOOLKIT_SERVER_THREADS"),
-            timeout=read("SAGEMAKER_MODEL_SERVER_TIMEOUT"),
-            max_payload_mb=read("SAGEMAKER_MAX_PAYLOAD_IN_MB"),
-            default_accept=read("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT"),
-            program=str(check_entry_point(read("SAGEMAKER_PROGRAM") or cls.program, "SAGEMAKER_PROGRAM")),
-            submit_dir=read("SAGEMAKER_SUBMIT_DIRECTORY"),
-            max_concurrent_transforms=read("SAGEMAKER_MAX_CONCURRENT_TRANSFORMS"),
-            batch_strategy=read("SAGEMAKER_BATCH_STRATEGY"),
-            preload_model=read("TOOLKIT_PRELOAD_MODEL"),
-            log_ping=read("TOOLKIT_LOG_PING"),
-            log_level=settings.log_level(environ),
-            multi_model=read("SAGEMAKER_MULTI_MODEL"),
-            stop_seconds=read("TOOLKIT_SERVE_STOP_SECONDS"),
-            max_models=read("TOOLKIT_MAX_MODELS"),
-            memory_headroom_mb=read("TOOLKIT_MEMORY_HEADROOM_MB"),
-            idle_seconds=read("TOOLKIT_IDLE_SECONDS"),
-            header_seconds=read("TOOLKIT_HEADER_SECONDS"),
-            body_seconds=read("TOOLKIT_BODY_SECONDS"),
-            probe_model_loads=read("TOOLKIT_PROBE_MODEL_LOADS"),
-            max_batch_size=read("TOOLKIT_MAX_BATCH_SIZE"),
-            max_batch_wait_ms=read("TOOLKIT_MAX_BATCH_WAIT_MS"),
-            metrics_port=metrics_port,
-            access_log=read("TOOLKIT_ACCESS_LOG"),
-            max_requests=read("TOOLKIT_MAX_REQUESTS"),
-            max_requests_jitter=read("TOOLKIT_MAX_REQUESTS_JITTER"),
-            max_rss_mb=read("TOOLKIT_MAX_RSS_MB"),
-            gil_switch_ms=read("TOOLKIT_GIL_SWITCH_MS"),
-        )
-
-    @property
-    def model_dir(self) -> Path:
-        return self.base_dir / "model"
-
-    @property
-    def code_dir(self) -> Path:
-        """Where the inference code is when no submit directory is given: /opt/ml/model/code."""
-        return self.model_dir / "code"
-
-    @property
-    def max_payload_bytes(self) -> Optional[int]:
-        """The request body limit; None when SAGEMAKER_MAX_PAYLOAD_IN_MB=0 (chunked Batch Transform)."""
-        return self.max_payload_mb * 1024 * 1024 if self.max_payload_mb else None
-
-    def settings_view(self) -> Mapping[str, str]:
-        """The environment as fetchers and installers receive it."""
-        return self.environ
+# ServingEnv and ProcessingEnv are read here too, from modules of their own: building a frozen
+# dataclass generates its methods (ServingEnv has 30-odd fields), about 3.5 ms that every `train`
+# would pay for classes it never uses. They are imported on first use (PEP 562).
+_ELSEWHERE = {"ServingEnv": "toolkit.servingenv", "ProcessingEnv": "toolkit.processingenv"}
 
 
-# --- processing ---
+def __getattr__(name: str) -> Any:
+    if name in _ELSEWHERE:
+        import importlib
 
-
-def _named_paths(specs: Any, kind: str, key: str, base: Path, path: Path) -> dict[str, Path]:
-    """``{name: local path}`` of processingjobconfig.json's inputs or outputs."""
-    if specs is None:
-        return {}
-    if not isinstance(specs, list):
-        raise ConfigError(f"{path}: {kind} must be a list of objects")
-    found: dict[str, Path] = {}
-    for i, spec in enumerate(specs):
-        name = spec.get(f"{kind[:-1]}Name") if isinstance(spec, dict) else None
-        local = (spec.get(key) or {}).get("LocalPath") if isinstance(spec, dict) else None
-        if not isinstance(name, str) or not name:
-            raise ConfigError(f"{path}: {kind}[{i}] has no {kind[:-1]}Name")
-        if local is None:
-            continue  # not an S3 input/output (a dataset definition or a feature store output)
-        found[name] = rebase(str(local), base)
-    return found
-
-
-def rebase(container_path: str, base: Path) -> Path:
-    """A path the job names under /opt/ml, as it is under ``base`` (the same path in a container)."""
-    path = Path(container_path)
-    default = Path(DEFAULT_BASE_DIR)
-    if base == default or default not in path.parents:
-        return path
-    return base / path.relative_to(default)
-
-
-@dataclass(frozen=True)
-class ProcessingEnv(_Cluster):
-    """A processing job's facts, read once from (environ, base dir).
-
-    The platform writes ``<base>/config/processingjobconfig.json`` (the CreateProcessingJob request
-    as described) and ``<base>/config/resourceconfig.json`` (current_host, hosts), and starts the
-    container with the request's ContainerEntrypoint and ContainerArguments. Paths the request names
-    under /opt/ml are reported under ``base`` when the base is elsewhere (a test's folder).
-    """
-
-    base_dir: Path
-    environ: Mapping[str, str]
-    job_config: Mapping[str, Any]
-    resource_config: Mapping[str, Any]
-    inputs: Mapping[str, Path]
-    outputs: Mapping[str, Path]
-    job_name: str
-    log_level: int
-    region: str
-    submit_dir: Optional[str] = None
-    warnings: tuple[str, ...] = field(default=())
-
-    @classmethod
-    def from_environ(cls, environ: Mapping[str, str], base_dir: Optional[str] = None) -> ProcessingEnv:
-        """Parse the processing config; raises ``ConfigError`` naming the file and what is wrong."""
-        base = settings.base_dir(environ, base_dir)
-        config = base / "config"
-        warnings: list[str] = []
-        job_path = config / "processingjobconfig.json"
-        job = _read_json(job_path, "processing job config")
-        if job is None:
-            warnings.append(f"{job_path} not found: no inputs or outputs are known (outside SageMaker)")
-            job = {}
-        resources = _parse_resource_config(config / "resourceconfig.json", warnings)
-        output_config = job.get("ProcessingOutputConfig") or {}
-        if not isinstance(output_config, dict):
-            raise ConfigError(f"{job_path}: ProcessingOutputConfig must be an object")
-        return cls(
-            base_dir=base,
-            environ=MappingProxyType(dict(environ)),
-            job_config=MappingProxyType(job),
-            resource_config=MappingProxyType(resources),
-            inputs=MappingProxyType(_named_paths(job.get("ProcessingInputs"), "Inputs", "S3Input", base,
-                                                 job_path)),
-            outputs=MappingProxyType(_named_paths(output_config.get("Outputs"), "Outputs", "S3Output", base,
-                                                  job_path)),
-            job_name=str(job.get("ProcessingJobName") or ""),
-            log_level=settings.log_level(environ),
-            region=settings.region(environ),
-            submit_dir=settings.read(environ, "SAGEMAKER_SUBMIT_DIRECTORY"),
-            warnings=tuple(warnings),
-        )
-
-    @property
-    def instance_type(self) -> str:
-        resources = (self.job_config.get("ProcessingResources") or {}).get("ClusterConfig") or {}
-        return str(self.resource_config.get("current_instance_type") or resources.get("InstanceType") or "local")
-
-    @property
-    def config_dir(self) -> Path:
-        return self.base_dir / "config"
-
-    @property
-    def message_file(self) -> Path:
-        """/opt/ml/output/message: the platform shows its first 1 KB as the job's ExitMessage."""
-        return self.base_dir / "output" / "message"
-
-    def settings_view(self) -> Mapping[str, str]:
-        """The environment as fetchers and installers receive it."""
-        return self.environ
-
-    def training_view(self, code_dir: Path, entry_point: str) -> TrainingEnv:
-        """The job as ``toolkit_launch`` implementations read it (they take a TrainingEnv): this
-        job's hosts, environment and log level, with no hyperparameters and no channels."""
-        return TrainingEnv(
-            base_dir=self.base_dir, environ=self.environ, hyperparameters=MappingProxyType({}),
-            settings=MappingProxyType({}), input_data_config=MappingProxyType({}),
-            resource_config=self.resource_config, entry_point=entry_point, submit_dir=self.submit_dir,
-            log_level=self.log_level, region=self.region, job_name=self.job_name, source_dir=code_dir,
-        )
+        return getattr(importlib.import_module(_ELSEWHERE[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

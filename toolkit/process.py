@@ -23,8 +23,10 @@ import sys
 import time
 from _queue import Empty, SimpleQueue  # queue's own, without the rest of queue.py
 from collections import deque
-from pathlib import Path
-from typing import Any, Callable, Mapping, NamedTuple, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, NamedTuple, Optional, Sequence
+
+if TYPE_CHECKING:  # pragma: no cover - types only: starting a child needs no pathlib
+    from pathlib import Path
 
 from toolkit.log import INFO, WARNING, log
 

@@ -8,7 +8,8 @@ the log (both the toolkit's own writer and ``logging``'s handler), the failure f
 messages, ``toolkit env`` and the plugin trace call: change the rule here and it changes
 everywhere.
 
-Standard library only, and only ``re`` and ``json`` (already loaded by every ``train``).
+Standard library only, and only ``re`` and ``json`` (already loaded by every ``train``). The URI
+patterns are compiled on first use (``re`` keeps them): most ``train`` runs log no URI at all.
 """
 
 from __future__ import annotations
@@ -27,24 +28,24 @@ SECRET_WORDS = ("SECRET", "PASSWORD", "PASSWD", "PASSPHRASE", "TOKEN", "KEY", "P
 SECRET_QUERY_NAMES = frozenset({"SIG", "CODE"})
 MASK = "******"
 
-_SEPARATORS = re.compile(r"[-_.\s]")
+_SEPARATORS = str.maketrans("", "", "-_.")  # and whitespace, which str.split() drops
 # scheme://userinfo@ : the userinfo is everything up to the last '@' before the host's end
-_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^\s/?#'\"]+)@")
+_USERINFO = r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^\s/?#'\"]+)@"
 # name=value inside a URI's query or fragment (the value stops at & # and whitespace/quotes)
-_QUERY_PARAM = re.compile(r"(?P<sep>[?&#;])(?P<name>[^=&#\s'\"]+)=(?P<value>[^&#\s'\"]*)")
-_URI = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]*")
+_QUERY_PARAM = r"(?P<sep>[?&#;])(?P<name>[^=&#\s'\"]+)=(?P<value>[^&#\s'\"]*)"
+_URI = r"\b[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]*"
 
 
 def looks_secret(name: object) -> bool:
     """Whether a variable, hyperparameter, option or query parameter name suggests a secret value."""
-    folded = _SEPARATORS.sub("", str(name)).upper()
+    folded = "".join(str(name).split()).translate(_SEPARATORS).upper()
     return any(word in folded for word in SECRET_WORDS)
 
 
 def mask_uri(uri: str) -> str:
     """``uri`` with its user information masked (``user:******@`` or ``******@``) and the values
     of secret-looking query and fragment parameters masked."""
-    return _URI.sub(lambda m: _mask_one_uri(m.group(0)), uri)
+    return re.sub(_URI, lambda m: _mask_one_uri(m.group(0)), uri)
 
 
 def _mask_one_uri(uri: str) -> str:
@@ -62,8 +63,8 @@ def _mask_one_uri(uri: str) -> str:
             return f"{m.group('sep')}{name}={MASK}"
         return m.group(0)
 
-    masked = _USERINFO.sub(userinfo, uri, count=1)
-    return _QUERY_PARAM.sub(param, masked) if ("?" in masked or "#" in masked) else masked
+    masked = re.sub(_USERINFO, userinfo, uri, count=1)
+    return re.sub(_QUERY_PARAM, param, masked) if ("?" in masked or "#" in masked) else masked
 
 
 def redact(text: str) -> str:

@@ -5,12 +5,15 @@ containers run unchanged. See docs/environment.md for the list."""
 from __future__ import annotations
 
 import json
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from toolkit import settings
 from toolkit.compat import importing as compat
-from toolkit.environment import V3_MASTER_PORT, ProcessingEnv, TrainingEnv, cpu_count, gpu_count, shell_safe, which
+from toolkit.environment import V3_MASTER_PORT, TrainingEnv, cpu_count, gpu_count, shell_safe, which
 from toolkit.hookspecs import hookimpl
+
+if TYPE_CHECKING:  # pragma: no cover - types only: train does not build ProcessingEnv
+    from toolkit.processingenv import ProcessingEnv
 
 
 def format_value(value: Any) -> str:
