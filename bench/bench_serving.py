@@ -241,6 +241,18 @@ def session_pids(sid: int) -> list:
     return pids
 
 
+def session_cpu(sid: int) -> float:
+    """CPU seconds (user + system) used so far by the live processes of a session."""
+    total = 0
+    for pid in session_pids(sid):
+        try:
+            stat = proc_stat(pid)
+        except (OSError, IndexError):
+            continue
+        total += int(stat[11]) + int(stat[12])  # utime, stime (fields 14, 15 of /proc/PID/stat)
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def status_kb(pid: int, field: str) -> int:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -445,8 +457,9 @@ def main() -> None:
     paths = setup(Path(args.serve) if args.serve else None)
     cfgs = configs(paths)
     if args.baseline:  # a change measured against what it changes, in one run
-        cfgs["baseline"] = dict(cfgs["toolkit"], argv=[args.baseline])
-        names.append("baseline")
+        for name in [n for n in names if n.startswith("toolkit")]:  # each `serve` config, with the other `serve`
+            cfgs["baseline" + name[7:]] = dict(cfgs[name], argv=[args.baseline])
+            names.append("baseline" + name[7:])
     logs = WORK / "logs"
     logs.mkdir(exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -480,7 +493,10 @@ def main() -> None:
                 wrk(2, 16, 3, paths["files"], log)
                 record = {"kind": "load", "config": name, "rep": rep}
                 for threads, conns in ((2, 16), (1, 1)):
-                    record[f"c{conns}"] = wrk(threads, conns, args.duration, paths["files"], log)
+                    cpu = session_cpu(proc.pid)
+                    record[f"c{conns}"] = result = wrk(threads, conns, args.duration, paths["files"], log)
+                    # the server's own CPU per answer: less sensitive to the machine's other work than req/s
+                    result["cpu_us"] = round((session_cpu(proc.pid) - cpu) * 1e6 / max(result["requests"], 1), 1)
                 sampler.done.set()
                 sampler.join()
                 record["rss_mb"] = round(sampler.peak / 1024, 1)

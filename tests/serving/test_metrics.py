@@ -50,6 +50,89 @@ def test_metrics_totals_equal_what_was_sent(start_server) -> None:
     assert "toolkit_batch_size_count" not in str(seen)  # not batched: no batch series
 
 
+THREADED = """
+    import os
+    import threading
+    import time
+
+    def model_fn(model_dir):
+        return "model"
+
+    def predict_fn(data, model):
+        time.sleep(0.002)  # long enough for the clients' requests to overlap on a worker's threads
+        return {"pid": os.getpid(), "thread": threading.get_ident()}
+"""
+
+
+def invoke_concurrently(server: Server, clients: int, each: int) -> set:
+    """``clients`` kept-alive connections, ``each`` requests on each; the (pid, thread) that answered."""
+    seen: set = set()
+    failures: list = []
+
+    def client() -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+        try:
+            for i in range(each):
+                conn.request("POST", "/invocations", body=str(i).encode(), headers={"Content-Type": "application/json"})
+                resp = conn.getresponse()
+                body = resp.read()
+                if resp.status != 200:
+                    failures.append((resp.status, body))
+                    continue
+                answer = json.loads(body)
+                seen.add((answer["pid"], answer["thread"]))
+        finally:
+            conn.close()
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+    return seen
+
+
+def test_counts_from_many_request_threads_add_up_across_a_crash(start_server) -> None:
+    """Each request thread of a worker counts in its own lane of the shared table (no lock per
+    request); the scrape sums them: totals equal what was sent, each series is one line, and a
+    killed worker's counts stay."""
+    port = free_port()
+    server = start_server(THREADED, TOOLKIT_METRICS_PORT=str(port))
+    answered = invoke_concurrently(server, 8, 25)
+    per_worker: dict = {}
+    for pid, thread in answered:
+        per_worker.setdefault(pid, set()).add(thread)
+    assert max(len(threads) for threads in per_worker.values()) >= 2, per_worker  # lanes of several threads
+    text = raw_scrape(port)
+    lines = [line.rpartition(" ")[0] for line in text.splitlines() if line and not line.startswith("#")]
+    assert len(lines) == len(set(lines)), text  # the lanes are summed, not listed
+    seen = scrape(port)
+    assert seen[OK] == 200
+    assert seen['toolkit_request_duration_seconds_count{model="model"}'] == 200
+    assert seen['toolkit_request_duration_seconds_bucket{model="model",le="+Inf"}'] == 200
+    assert seen['toolkit_requests_in_flight{model="model"}'] == 0
+    victim = next(iter(per_worker))
+    os.kill(victim, signal.SIGKILL)
+    wait_for(lambda: victim not in server.worker_pids() and len(server.worker_pids()) == 2, 30,
+             "the killed worker to be replaced")
+    server.wait_ready()
+    invoke_concurrently(server, 8, 10)
+    seen = scrape(port)
+    assert seen[OK] == 280  # the dead worker's lanes still count; the replacement's add to them
+    assert seen['toolkit_request_duration_seconds_count{model="model"}'] == 280
+    assert seen['toolkit_requests_in_flight{model="model"}'] == 0
+
+
+def raw_scrape(port: int) -> str:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("GET", "/metrics")
+        return conn.getresponse().read().decode()
+    finally:
+        conn.close()
+
+
 def test_metrics_survive_a_worker_crash(start_server) -> None:
     server, port = metrics_server(start_server)
     pids = {server.invoke(str(i)).json()["pid"] for i in range(30)}

@@ -266,6 +266,7 @@ def toolkit_serve(app: Any, sock: Any, env: Any, slot: Any) -> Optional[bool]:
         clear_untrusted_proxy_headers=True,
         asyncore_use_poll=True,
         backlog=1024,
+        channel_request_lookahead=1,  # polled for its next request while one runs (toolkit.serving.connections)
     )
     _bound_connections(server, env)
     _balance(server, app, slot)
