@@ -271,7 +271,12 @@ def main() -> None:
                     bs.wrk(1, 64, 3, paths["batching"], log, path=path)  # warm-up (Java's JIT too)
                     record = {"model": model, "config": name, "rep": rep}
                     for conns in (32, 64):
-                        record[f"c{conns}"] = bs.wrk(1, conns, args.duration, paths["batching"], log, path=path)
+                        cpu, switches = bs.session_cpu(proc.pid), bs.session_switches(proc.pid)
+                        result = record[f"c{conns}"] = bs.wrk(1, conns, args.duration, paths["batching"], log,
+                                                              path=path)
+                        served = max(result["requests"], 1)  # the server's own CPU and context switches per answer
+                        result["cpu_us"] = round((bs.session_cpu(proc.pid) - cpu) * 1e6 / served, 1)
+                        result["switches"] = round((bs.session_switches(proc.pid) - switches) / served, 2)
                 finally:
                     bs.stop(proc)
                 results.append(record)
@@ -298,8 +303,9 @@ def summarize(results: list, names: list, models: list, inproc: dict, args, load
         out += [f"### {model}: {sizes}", "",
                 f"In-process, one torch thread, median of 50 calls: 1 row {call['one_ms']:.2f} ms, 32 rows "
                 f"{call['batch32_ms']:.2f} ms ({call['batch32_ms'] / call['one_ms']:.1f}x for 32x the rows).", "",
-                "| server | req/s, 32 conn | p50 / p99 ms, 32 conn | req/s, 64 conn | p50 / p99 ms, 64 conn | errors |",
-                "| --- | --- | --- | --- | --- | --- |"]
+                "| server | req/s, 32 conn | p50 / p99 ms, 32 conn | req/s, 64 conn | p50 / p99 ms, 64 conn "
+                "| server CPU per answer, 32 / 64 conn (us) | errors |",
+                "| --- | --- | --- | --- | --- | --- | --- |"]
         rows = {}
         for name in names:
             runs = [r for r in results if r["model"] == model and r["config"] == name]
@@ -310,10 +316,12 @@ def summarize(results: list, names: list, models: list, inproc: dict, args, load
                 key = f"c{conns}"
                 row[conns] = {"rps": statistics.median(r[key]["rps"] for r in runs),
                               "p50": statistics.median(r[key]["p50_us"] for r in runs) / 1000,
-                              "p99": statistics.median(r[key]["p99_us"] for r in runs) / 1000}
+                              "p99": statistics.median(r[key]["p99_us"] for r in runs) / 1000,
+                              "cpu": statistics.median(r[key].get("cpu_us", float("nan")) for r in runs)}
             row["errors"] = sum(r[k]["errors"] for r in runs for k in ("c32", "c64"))
             out.append(f"| {label[name]} | {row[32]['rps']:,.0f} | {row[32]['p50']:.1f} / {row[32]['p99']:.1f} "
-                       f"| {row[64]['rps']:,.0f} | {row[64]['p50']:.1f} / {row[64]['p99']:.1f} | {row['errors']} |")
+                       f"| {row[64]['rps']:,.0f} | {row[64]['p50']:.1f} / {row[64]['p99']:.1f} "
+                       f"| {row[32]['cpu']:.0f} / {row[64]['cpu']:.0f} | {row['errors']} |")
         if "batched" in rows:
             b = rows["batched"]
             out += ["", "Targets, as measured in this run:", ""]

@@ -253,6 +253,20 @@ def session_cpu(sid: int) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
+def session_switches(sid: int) -> int:
+    """Context switches so far (voluntary + involuntary) of every thread of a session's live processes:
+    each time a thread sleeps to wait for another (a hand-off, a lock) is a voluntary one."""
+    total = 0
+    for pid in session_pids(sid):
+        for status in glob.glob(f"/proc/{pid}/task/*/status"):
+            try:
+                text = Path(status).read_text()
+            except OSError:
+                continue
+            total += sum(int(line.split()[1]) for line in text.splitlines() if "ctxt_switches:" in line)
+    return total
+
+
 def status_kb(pid: int, field: str) -> int:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -493,8 +507,9 @@ def main() -> None:
                 wrk(2, 16, 3, paths["files"], log)
                 record = {"kind": "load", "config": name, "rep": rep}
                 for threads, conns in ((2, 16), (1, 1)):
-                    cpu = session_cpu(proc.pid)
+                    cpu, switches = session_cpu(proc.pid), session_switches(proc.pid)
                     record[f"c{conns}"] = result = wrk(threads, conns, args.duration, paths["files"], log)
+                    result["switches"] = round((session_switches(proc.pid) - switches) / max(result["requests"], 1), 2)
                     # the server's own CPU per answer: less sensitive to the machine's other work than req/s
                     result["cpu_us"] = round((session_cpu(proc.pid) - cpu) * 1e6 / max(result["requests"], 1), 1)
                 sampler.done.set()
@@ -530,6 +545,8 @@ def summarize(results: list, names: list, args, csv, loadavg, per_request=None) 
             "p99_1": med([r["c1"]["p99_us"] / 1000 for r in loads]), "rss": med([r["rss_mb"] for r in loads]),
             "cold": med(colds), "errors": sum(r["c16"]["errors"] + r["c1"]["errors"] for r in loads),
             "procs": max([r["procs"] for r in loads], default=0),
+            "cpu16": med([r["c16"].get("cpu_us", float("nan")) for r in loads]),
+            "sw16": med([r["c16"].get("switches", float("nan")) for r in loads]),
         }
     label = {"toolkit": "`serve` (this project, 2 workers)", "mms": "AWS inference toolkit on MMS",
              "waitress": "Flask on 1 waitress process", "gunicorn": "Flask on gunicorn, 2 sync workers",
@@ -544,14 +561,15 @@ def summarize(results: list, names: list, args, csv, loadavg, per_request=None) 
         f"{loadavg[0][0]:.1f} at the start and {loadavg[1][0]:.1f} at the end: the higher, the noisier.",
         "",
         "| server | req/s, 16 conn | p50 / p99 ms, 16 conn | req/s, 1 conn | p99 ms, 1 conn | first /ping 200 (s) "
-        "| RSS, all processes (MB) | processes | errors |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| RSS, all processes (MB) | processes | server CPU per answer, 16 conn (us) "
+        "| context switches per answer, 16 conn | errors |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for name in names:
         r = rows[name]
         out.append(f"| {label.get(name, name)} | {r['rps16']:,.0f} | {r['p50_16']:.1f} / {r['p99_16']:.1f} "
                    f"| {r['rps1']:,.0f} | {r['p99_1']:.1f} | {r['cold']:.2f} | {r['rss']:.0f} | {r['procs']} "
-                   f"| {r['errors']} |")
+                   f"| {r['cpu16']:.0f} | {r['sw16']:.1f} | {r['errors']} |")
     if "toolkit" in rows:
         t = rows["toolkit"]
         out += ["", "Ratios (`serve` / peer, same run):", "",
@@ -578,7 +596,8 @@ def summarize(results: list, names: list, args, csv, loadavg, per_request=None) 
         for name, text in costs.items():
             if name in rows:
                 slow, fast = (t, rows[name]) if name == "toolkit-nolog" else (rows[name], t)
-                targets.append("- " + text.format(1 - slow["rps16"] / fast["rps16"]))
+                targets.append("- " + text.format(1 - slow["rps16"] / fast["rps16"]) +
+                               f"; server CPU per answer {slow['cpu16'] / fast['cpu16'] - 1:+.1%}")
         if per_request:
             budget = 2e6 / t["rps16"]  # CPU microseconds per request at 16 connections, the server's and wrk's
             targets.append(f"- timed in-process (best of 5, free of the machine's noise): the metrics take "

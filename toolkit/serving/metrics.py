@@ -19,8 +19,8 @@ again, so the series in a slot are bounded by the threads a worker runs at once.
 series' positions once; only making a new series takes the lock. Histograms are stored as one
 count per bucket, made cumulative when rendered, so a bucket that was never hit costs no series.
 In-flight counts are zeroed when a worker exits (its requests went with it). When a region is full
-(more than ~100 series per lane, e.g. ~50 models with 8 request threads), new series are dropped
-and a warning is logged once.
+(16,384 series: a model takes up to ~20 per lane, so some 100 models with 8 request threads), new
+series are dropped and a warning is logged once.
 """
 
 from __future__ import annotations
