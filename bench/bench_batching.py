@@ -46,6 +46,9 @@ from benchdoc import write_section
 TORCH = "torch==2.13.0"
 MODELS = {"mlp": [256, 1024, 1024, 10], "mlp-l": [256, 2048, 2048, 2048, 10]}
 CONFIGS = ("batched", "unbatched", "mms", "torchserve")
+# `serve` batching variants (not run by default): --configs batched,batched16,...
+VARIANTS = {"batched16": {"TOOLKIT_MAX_BATCH_SIZE": "16"},  # half a worker's connections at 64: two batches alternate
+            "batched-gil1": {"TOOLKIT_GIL_SWITCH_MS": "1"}}  # the threads a batch wakes get the GIL sooner
 ROW = [round(math.sin(i) * 0.5, 4) for i in range(1, 257)]
 BODY = json.dumps({"inputs": ROW})
 
@@ -202,6 +205,8 @@ def configs(paths: dict, model: str) -> dict:
     return {
         "batched": {**serve, "env": {**serve["env"], "TOOLKIT_MAX_BATCH_SIZE": "32", "TOOLKIT_MAX_BATCH_WAIT_MS": "5"}},
         "unbatched": serve,
+        **{name: {**serve, "env": {**serve["env"], "TOOLKIT_MAX_BATCH_SIZE": "32", "TOOLKIT_MAX_BATCH_WAIT_MS": "5",
+                                   **extra}} for name, extra in VARIANTS.items()},
         "mms": {**mms, "env": {**mms["env"], **base}},
         "torchserve": dict(argv=[str(ts / "torchserve"), "--start", "--ncs", "--foreground", "--ts-config",
                                  str(files / "ts" / "config.properties"), "--model-store",
@@ -244,8 +249,12 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=2, help="load reps per config and model (fresh server each)")
     ap.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
     ap.add_argument("--no-docs", action="store_true", help="do not write docs/benchmarks.md")
+    ap.add_argument("--baseline", default=None,
+                    help="another `serve` (e.g. main's, with torch), run as config `baseline`: batched, interleaved")
     args = ap.parse_args()
     names, models = args.configs.split(","), args.models.split(",")
+    if args.baseline:
+        names.append("baseline")
     paths = setup()
     inproc = {}
     for model in models:
@@ -261,6 +270,8 @@ def main() -> None:
     for rep in range(args.reps):
         for model in models:
             cfgs = configs(paths, model)
+            if args.baseline:
+                cfgs["baseline"] = {**cfgs["batched"], "argv": [args.baseline]}
             for name in names:
                 cfg = cfgs[name]
                 log.write(f"\n==== {model} {name} {rep}\n".encode())
@@ -290,6 +301,8 @@ def main() -> None:
 
 def summarize(results: list, names: list, models: list, inproc: dict, args, loadavg) -> str:
     label = {"batched": "`serve`, batching 32 / 5 ms", "unbatched": "`serve`, no batching",
+             "batched16": "`serve`, batching 16 / 5 ms", "baseline": "`serve` before this change, batching 32 / 5 ms",
+             "batched-gil1": "`serve`, batching 32 / 5 ms, 1 ms GIL switch",
              "mms": "AWS inference toolkit on MMS", "torchserve": "TorchServe 0.12, batch 32 / 5 ms"}
     out = [f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} by `bench/bench_batching.py` on this "
            f"machine ({os.cpu_count()} CPUs, shared with wrk: compare ratios from the same run). Each server "
