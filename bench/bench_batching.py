@@ -76,8 +76,24 @@ with torch.no_grad():
         for _ in range(50):
             t = time.perf_counter(); model(x); times.append(time.perf_counter() - t)
         out[n] = sorted(times)[25] * 1000
-    print(json.dumps({"one_ms": out[1], "batch32_ms": out[32],
-                      "reference": model(torch.tensor([row]))[0].tolist()}))
+    # the request's own handler work around the model, as INFERENCE below does it (thread CPU time)
+    import numpy
+    body = json.dumps({"inputs": row}).encode()
+    def input_fn():
+        return torch.from_numpy(numpy.array([json.loads(body)["inputs"]], dtype=numpy.float32))
+    y = model(torch.tensor([row] * 32))
+    def output_fn():
+        return json.dumps(y[3:4][0].tolist())  # a request's rows of the batch output, then encoded
+    def cpu_us(fn, n=2000):
+        best = float("inf")
+        for _ in range(5):
+            t = time.thread_time()
+            for _ in range(n):
+                fn()
+            best = min(best, (time.thread_time() - t) / n)
+        return best * 1e6
+    print(json.dumps({"one_ms": out[1], "batch32_ms": out[32], "input_us": cpu_us(input_fn),
+                      "output_us": cpu_us(output_fn), "reference": model(torch.tensor([row]))[0].tolist()}))
 '''
 # The same inference.py for `serve` (with or without batching) and for the AWS toolkit on MMS.
 INFERENCE = '''\
@@ -352,6 +368,17 @@ def summarize(results: list, names: list, models: list, inproc: dict, args, load
                 if "mms" in rows:
                     parts.append(f"{b[conns]['rps'] / rows['mms'][conns]['rps']:.2f}x the AWS toolkit on MMS")
                 out.append(f"- {conns} connections: " + "; ".join(parts))
+            if "unbatched" in rows and "input_us" in call:
+                handler = call["input_us"] + call["output_us"]
+                one, per_row = call["one_ms"] * 1000, call["batch32_ms"] * 1000 / 32
+                saved = one - per_row
+                cpu = rows["unbatched"][64]["cpu"]
+                out += ["", f"Where a request's time goes (in-process): input_fn {call['input_us']:.0f} us, "
+                            f"output_fn {call['output_us']:.0f} us, the model {one:.0f} us for one row and "
+                            f"{per_row:.0f} us per row of a 32-row call. Batching saves {saved:.0f} us of model time "
+                            f"per request and nothing else: with no HTTP server at all the best it could bring is "
+                            f"{(handler + one) / (handler + per_row):.2f}x; against the {cpu:.0f} us of server CPU "
+                            f"an unbatched answer took in this run (64 connections), {cpu / max(cpu - saved, 1):.2f}x."]
             out += ["", f"wrk keeps every connection busy, so the mean latency is connections / throughput (Little's "
                         f"law): {32000 / b[32]['rps']:.1f} ms at 32 and {64000 / b[64]['rps']:.1f} ms at 64 "
                         f"connections for batched `serve`, and p99 is above the mean. The bound of max wait + "
