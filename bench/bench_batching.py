@@ -63,7 +63,7 @@ torch.jit.script(torch.nn.Sequential(*layers[:-1]).eval()).save(sys.argv[1])
 '''
 INPROC = '''\
 import json, sys, time, torch
-torch.set_num_threads(1)
+''' + bs.TIMED + '''torch.set_num_threads(1)
 model = torch.jit.load(sys.argv[1])
 row = json.loads(sys.argv[2])
 out = {}
@@ -84,16 +84,9 @@ with torch.no_grad():
     y = model(torch.tensor([row] * 32))
     def output_fn():
         return json.dumps(y[3:4][0].tolist())  # a request's rows of the batch output, then encoded
-    def cpu_us(fn, n=2000):
-        best = float("inf")
-        for _ in range(5):
-            t = time.thread_time()
-            for _ in range(n):
-                fn()
-            best = min(best, (time.thread_time() - t) / n)
-        return best * 1e6
-    print(json.dumps({"one_ms": out[1], "batch32_ms": out[32], "input_us": cpu_us(input_fn),
-                      "output_us": cpu_us(output_fn), "reference": model(torch.tensor([row]))[0].tolist()}))
+    print(json.dumps({"one_ms": out[1], "batch32_ms": out[32], "input_us": timed(input_fn, 2000, time.thread_time),
+                      "output_us": timed(output_fn, 2000, time.thread_time),
+                      "reference": model(torch.tensor([row]))[0].tolist()}))
 '''
 # The same inference.py for `serve` (with or without batching) and for the AWS toolkit on MMS.
 INFERENCE = '''\
