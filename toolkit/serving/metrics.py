@@ -135,7 +135,7 @@ class Metrics:
                     log.warning("metrics: %d series in this worker, the most it keeps; new ones are dropped", ENTRIES)
                 return -1
             at = self._base + self._used
-            raw = SEP.join(key).encode("utf-8")[:KEY_BYTES]
+            raw = SEP.join((lane, metric, model, label)).encode("utf-8")[:KEY_BYTES]  # a cut spares the lane
             self._keys[at * KEY_BYTES: at * KEY_BYTES + len(raw)] = raw
             self._values[at] = 0.0
             self._lengths[at] = len(raw)  # last: a reader sees the whole key or none
@@ -168,7 +168,7 @@ class Metrics:
         if not length:
             return None
         text = bytes(self._keys[at * KEY_BYTES: at * KEY_BYTES + length]).decode("utf-8", errors="replace")
-        metric, model, label, lane = [*text.split(SEP), "", "", ""][:4]
+        lane, metric, model, label = [*text.split(SEP), "", "", ""][:4]
         key = self._decoded[at] = (metric, model, label, lane)
         return key
 
