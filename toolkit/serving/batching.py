@@ -41,7 +41,7 @@ DECLARED = ("max_batch_size", "max_batch_wait_ms")  # what an inference.py may s
 
 
 class _Item:
-    __slots__ = ("context", "data", "done", "failed", "next", "outcome", "queued")
+    __slots__ = ("context", "data", "done", "failed", "outcome", "queued")
 
     def __init__(self, data: Any, context: Any) -> None:
         self.data = data
@@ -51,7 +51,6 @@ class _Item:
         self.done.acquire()  # released once the outcome is set
         self.outcome: Any = None
         self.failed = False
-        self.next: Optional[_Item] = None  # the request after this one in its batch: woken by this one
 
 
 class Batcher:
@@ -78,8 +77,6 @@ class Batcher:
             leader = batch is None
             if leader:
                 batch = self._open = []
-            else:
-                batch[-1].next = item  # type: ignore[index]
             batch.append(item)  # type: ignore[union-attr]
             if len(batch) >= self.max_size or self._all_in(len(batch)):  # type: ignore[arg-type]
                 self._open = None  # full: the next request opens a new one
@@ -89,8 +86,6 @@ class Batcher:
             self._lead(batch, item.queued + self.max_wait)  # type: ignore[arg-type]
         else:
             item.done.acquire()
-            if item.next is not None:  # wake the next one as this one goes: see _lead
-                item.next.done.release()
         if item.failed:
             raise item.outcome
         return item.outcome
@@ -136,11 +131,8 @@ class Batcher:
             with cond:
                 self._calls.remove(call)
                 cond.notify_all()
-            # The waiting requests are woken one after another, each by the one before it as it leaves,
-            # not all at once: woken together, a batch's threads all queued for the GIL at once and
-            # passed it around many times more (context switches per answer: 11 against 5 unbatched).
-            if batch[0].next is not None:
-                batch[0].next.done.release()
+            for item in batch:
+                item.done.release()
 
     def _until_stale(self) -> Optional[float]:
         """How long until the running calls have all run past the time limit (None: no limit)."""

@@ -11,9 +11,8 @@ worker dies or is recycled, and the table never grows. The supervisor sums the s
 
 A region is a list of series: a key (metric, model, one more label, lane) and a float. A lane is one
 thread of the process: each thread that records gets its own lane number and writes only its own
-series, so every float has exactly one writer and an update is a plain ``+=`` with no lock (a lock
-taken twice per request by every request thread of a worker, with the GIL switching between them,
-is what the first version paid). The scrape sums the lanes (and the slots). A thread's lane number
+series, so every float has exactly one writer and an update is a plain ``+=`` with no lock (no
+request thread ever waits for another on it). The scrape sums the lanes (and the slots). A thread's lane number
 goes back to a free list when the thread ends, and a replacement worker numbers its lanes from 0
 again, so the series in a slot are bounded by the threads a worker runs at once. A thread finds its
 series' positions once; only making a new series takes the lock. Histograms are stored as one
