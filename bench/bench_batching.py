@@ -46,6 +46,9 @@ from benchdoc import write_section
 TORCH = "torch==2.13.0"
 MODELS = {"mlp": [256, 1024, 1024, 10], "mlp-l": [256, 2048, 2048, 2048, 10]}
 CONFIGS = ("batched", "unbatched", "mms", "torchserve")
+# `serve` batching variants (not run by default): --configs batched,batched16,...
+VARIANTS = {"batched16": {"TOOLKIT_MAX_BATCH_SIZE": "16"},  # half a worker's connections at 64: two batches alternate
+            "batched-gil1": {"TOOLKIT_GIL_SWITCH_MS": "1"}}  # the threads a batch wakes get the GIL sooner
 ROW = [round(math.sin(i) * 0.5, 4) for i in range(1, 257)]
 BODY = json.dumps({"inputs": ROW})
 
@@ -60,7 +63,7 @@ torch.jit.script(torch.nn.Sequential(*layers[:-1]).eval()).save(sys.argv[1])
 '''
 INPROC = '''\
 import json, sys, time, torch
-torch.set_num_threads(1)
+''' + bs.TIMED + '''torch.set_num_threads(1)
 model = torch.jit.load(sys.argv[1])
 row = json.loads(sys.argv[2])
 out = {}
@@ -71,9 +74,18 @@ with torch.no_grad():
             model(x)
         times = []
         for _ in range(50):
-            t = time.perf_counter(); model(x); times.append(time.perf_counter() - t)
+            t = time.thread_time(); model(x); times.append(time.thread_time() - t)  # CPU: other work does not count
         out[n] = sorted(times)[25] * 1000
-    print(json.dumps({"one_ms": out[1], "batch32_ms": out[32],
+    # the request's own handler work around the model, as INFERENCE below does it (thread CPU time)
+    import numpy
+    body = json.dumps({"inputs": row}).encode()
+    def input_fn():
+        return torch.from_numpy(numpy.array([json.loads(body)["inputs"]], dtype=numpy.float32))
+    y = model(torch.tensor([row] * 32))
+    def output_fn():
+        return json.dumps(y[3:4][0].tolist())  # a request's rows of the batch output, then encoded
+    print(json.dumps({"one_ms": out[1], "batch32_ms": out[32], "input_us": timed(input_fn, 2000, time.thread_time),
+                      "output_us": timed(output_fn, 2000, time.thread_time),
                       "reference": model(torch.tensor([row]))[0].tolist()}))
 '''
 # The same inference.py for `serve` (with or without batching) and for the AWS toolkit on MMS.
@@ -202,6 +214,8 @@ def configs(paths: dict, model: str) -> dict:
     return {
         "batched": {**serve, "env": {**serve["env"], "TOOLKIT_MAX_BATCH_SIZE": "32", "TOOLKIT_MAX_BATCH_WAIT_MS": "5"}},
         "unbatched": serve,
+        **{name: {**serve, "env": {**serve["env"], "TOOLKIT_MAX_BATCH_SIZE": "32", "TOOLKIT_MAX_BATCH_WAIT_MS": "5",
+                                   **extra}} for name, extra in VARIANTS.items()},
         "mms": {**mms, "env": {**mms["env"], **base}},
         "torchserve": dict(argv=[str(ts / "torchserve"), "--start", "--ncs", "--foreground", "--ts-config",
                                  str(files / "ts" / "config.properties"), "--model-store",
@@ -244,8 +258,12 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=2, help="load reps per config and model (fresh server each)")
     ap.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
     ap.add_argument("--no-docs", action="store_true", help="do not write docs/benchmarks.md")
+    ap.add_argument("--baseline", default=None,
+                    help="another `serve` (e.g. main's, with torch), run as config `baseline`: batched, interleaved")
     args = ap.parse_args()
     names, models = args.configs.split(","), args.models.split(",")
+    if args.baseline:
+        names.append("baseline")
     paths = setup()
     inproc = {}
     for model in models:
@@ -261,6 +279,8 @@ def main() -> None:
     for rep in range(args.reps):
         for model in models:
             cfgs = configs(paths, model)
+            if args.baseline:
+                cfgs["baseline"] = {**cfgs["batched"], "argv": [args.baseline]}
             for name in names:
                 cfg = cfgs[name]
                 log.write(f"\n==== {model} {name} {rep}\n".encode())
@@ -271,7 +291,12 @@ def main() -> None:
                     bs.wrk(1, 64, 3, paths["batching"], log, path=path)  # warm-up (Java's JIT too)
                     record = {"model": model, "config": name, "rep": rep}
                     for conns in (32, 64):
-                        record[f"c{conns}"] = bs.wrk(1, conns, args.duration, paths["batching"], log, path=path)
+                        cpu, switches = bs.session_cpu(proc.pid), bs.session_switches(proc.pid)
+                        result = record[f"c{conns}"] = bs.wrk(1, conns, args.duration, paths["batching"], log,
+                                                              path=path)
+                        served = max(result["requests"], 1)  # the server's own CPU and context switches per answer
+                        result["cpu_us"] = round((bs.session_cpu(proc.pid) - cpu) * 1e6 / served, 1)
+                        result["switches"] = round((bs.session_switches(proc.pid) - switches) / served, 2)
                 finally:
                     bs.stop(proc)
                 results.append(record)
@@ -285,6 +310,8 @@ def main() -> None:
 
 def summarize(results: list, names: list, models: list, inproc: dict, args, loadavg) -> str:
     label = {"batched": "`serve`, batching 32 / 5 ms", "unbatched": "`serve`, no batching",
+             "batched16": "`serve`, batching 16 / 5 ms", "baseline": "`serve` before this change, batching 32 / 5 ms",
+             "batched-gil1": "`serve`, batching 32 / 5 ms, 1 ms GIL switch",
              "mms": "AWS inference toolkit on MMS", "torchserve": "TorchServe 0.12, batch 32 / 5 ms"}
     out = [f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} by `bench/bench_batching.py` on this "
            f"machine ({os.cpu_count()} CPUs, shared with wrk: compare ratios from the same run). Each server "
@@ -296,10 +323,11 @@ def summarize(results: list, names: list, models: list, inproc: dict, args, load
         sizes = " -> ".join(map(str, MODELS[model]))
         call = inproc[model]
         out += [f"### {model}: {sizes}", "",
-                f"In-process, one torch thread, median of 50 calls: 1 row {call['one_ms']:.2f} ms, 32 rows "
+                f"In-process, one torch thread, median CPU time of 50 calls: 1 row {call['one_ms']:.2f} ms, 32 rows "
                 f"{call['batch32_ms']:.2f} ms ({call['batch32_ms'] / call['one_ms']:.1f}x for 32x the rows).", "",
-                "| server | req/s, 32 conn | p50 / p99 ms, 32 conn | req/s, 64 conn | p50 / p99 ms, 64 conn | errors |",
-                "| --- | --- | --- | --- | --- | --- |"]
+                "| server | req/s, 32 conn | p50 / p99 ms, 32 conn | req/s, 64 conn | p50 / p99 ms, 64 conn "
+                "| server CPU per answer, 32 / 64 conn (us) | errors |",
+                "| --- | --- | --- | --- | --- | --- | --- |"]
         rows = {}
         for name in names:
             runs = [r for r in results if r["model"] == model and r["config"] == name]
@@ -310,10 +338,12 @@ def summarize(results: list, names: list, models: list, inproc: dict, args, load
                 key = f"c{conns}"
                 row[conns] = {"rps": statistics.median(r[key]["rps"] for r in runs),
                               "p50": statistics.median(r[key]["p50_us"] for r in runs) / 1000,
-                              "p99": statistics.median(r[key]["p99_us"] for r in runs) / 1000}
+                              "p99": statistics.median(r[key]["p99_us"] for r in runs) / 1000,
+                              "cpu": statistics.median(r[key].get("cpu_us", float("nan")) for r in runs)}
             row["errors"] = sum(r[k]["errors"] for r in runs for k in ("c32", "c64"))
             out.append(f"| {label[name]} | {row[32]['rps']:,.0f} | {row[32]['p50']:.1f} / {row[32]['p99']:.1f} "
-                       f"| {row[64]['rps']:,.0f} | {row[64]['p50']:.1f} / {row[64]['p99']:.1f} | {row['errors']} |")
+                       f"| {row[64]['rps']:,.0f} | {row[64]['p50']:.1f} / {row[64]['p99']:.1f} "
+                       f"| {row[32]['cpu']:.0f} / {row[64]['cpu']:.0f} | {row['errors']} |")
         if "batched" in rows:
             b = rows["batched"]
             out += ["", "Targets, as measured in this run:", ""]
@@ -331,6 +361,18 @@ def summarize(results: list, names: list, models: list, inproc: dict, args, load
                 if "mms" in rows:
                     parts.append(f"{b[conns]['rps'] / rows['mms'][conns]['rps']:.2f}x the AWS toolkit on MMS")
                 out.append(f"- {conns} connections: " + "; ".join(parts))
+            if "unbatched" in rows and "input_us" in call:
+                handler = call["input_us"] + call["output_us"]
+                one, per_row = call["one_ms"] * 1000, call["batch32_ms"] * 1000 / 32
+                saved = one - per_row
+                cpu = rows["unbatched"][64]["cpu"]
+                out += ["", f"Where a request's time goes (in-process): input_fn {call['input_us']:.0f} us, "
+                            f"output_fn {call['output_us']:.0f} us, the model {one:.0f} us for one row and "
+                            f"{per_row:.0f} us per row of a 32-row call. Batching saves {saved:.0f} us of model time "
+                            f"per request and nothing else: with no HTTP server at all the best it could bring is "
+                            f"{(handler + one) / (handler + per_row):.2f}x" + (
+                                f"; against the {cpu:.0f} us of server CPU an unbatched answer took in this run (64 "
+                                f"connections), {cpu / (cpu - saved):.2f}x." if cpu > 2 * saved else ".")]
             out += ["", f"wrk keeps every connection busy, so the mean latency is connections / throughput (Little's "
                         f"law): {32000 / b[32]['rps']:.1f} ms at 32 and {64000 / b[64]['rps']:.1f} ms at 64 "
                         f"connections for batched `serve`, and p99 is above the mean. The bound of max wait + "

@@ -241,6 +241,32 @@ def session_pids(sid: int) -> list:
     return pids
 
 
+def session_cpu(sid: int) -> float:
+    """CPU seconds (user + system) used so far by the live processes of a session."""
+    total = 0
+    for pid in session_pids(sid):
+        try:
+            stat = proc_stat(pid)
+        except (OSError, IndexError):
+            continue
+        total += int(stat[11]) + int(stat[12])  # utime, stime (fields 14, 15 of /proc/PID/stat)
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def session_switches(sid: int) -> int:
+    """Context switches so far (voluntary + involuntary) of every thread of a session's live processes:
+    each time a thread sleeps to wait for another (a hand-off, a lock) is a voluntary one."""
+    total = 0
+    for pid in session_pids(sid):
+        for status in glob.glob(f"/proc/{pid}/task/*/status"):
+            try:
+                text = Path(status).read_text()
+            except OSError:
+                continue
+            total += sum(int(line.split()[1]) for line in text.splitlines() if "ctxt_switches:" in line)
+    return total
+
+
 def status_kb(pid: int, field: str) -> int:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -391,9 +417,22 @@ def csv_memory(paths: dict, log) -> dict:
             "extra_x_body": round((peak - resting) * 1024 / len(body), 2)}
 
 
+TIMED = '''
+def timed(step, n=100000, clock=None):
+    """Microseconds per call of ``step``, the best of 5 rounds of ``n`` (``clock``: time.perf_counter)."""
+    import time
+    clock = clock or time.perf_counter
+    best = float("inf")
+    for _ in range(5):
+        started = clock()
+        for _ in range(n):
+            step()
+        best = min(best, (clock() - started) / n)
+    return best * 1e6
+'''
 PER_REQUEST = '''\
 import json, os, sys, time
-from toolkit.serving.metrics import Metrics
+''' + TIMED + '''from toolkit.serving.metrics import Metrics
 from toolkit.serving.observer import AccessLog, line
 metrics = Metrics(2)
 metrics.bind(0)
@@ -401,14 +440,6 @@ lines = AccessLog()
 environ = {"REMOTE_ADDR": "127.0.0.1", "REQUEST_METHOD": "POST", "PATH_INFO": "/invocations", "toolkit.model": "model"}
 seen = ["200 OK", [("Content-Length", "99")]]
 sys.stderr = open(os.devnull, "w")  # the lines are made and written, to nowhere
-def timed(step, n=100000):
-    best = float("inf")
-    for _ in range(5):
-        started = time.perf_counter()
-        for _ in range(n):
-            step()
-        best = min(best, (time.perf_counter() - started) / n)
-    return best * 1e6
 def count():
     series = metrics.model("model")
     series.started()
@@ -445,8 +476,9 @@ def main() -> None:
     paths = setup(Path(args.serve) if args.serve else None)
     cfgs = configs(paths)
     if args.baseline:  # a change measured against what it changes, in one run
-        cfgs["baseline"] = dict(cfgs["toolkit"], argv=[args.baseline])
-        names.append("baseline")
+        for name in [n for n in names if n.startswith("toolkit")]:  # each `serve` config, with the other `serve`
+            cfgs["baseline" + name[7:]] = dict(cfgs[name], argv=[args.baseline])
+            names.append("baseline" + name[7:])
     logs = WORK / "logs"
     logs.mkdir(exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -480,7 +512,11 @@ def main() -> None:
                 wrk(2, 16, 3, paths["files"], log)
                 record = {"kind": "load", "config": name, "rep": rep}
                 for threads, conns in ((2, 16), (1, 1)):
-                    record[f"c{conns}"] = wrk(threads, conns, args.duration, paths["files"], log)
+                    cpu, switches = session_cpu(proc.pid), session_switches(proc.pid)
+                    record[f"c{conns}"] = result = wrk(threads, conns, args.duration, paths["files"], log)
+                    result["switches"] = round((session_switches(proc.pid) - switches) / max(result["requests"], 1), 2)
+                    # the server's own CPU per answer: less sensitive to the machine's other work than req/s
+                    result["cpu_us"] = round((session_cpu(proc.pid) - cpu) * 1e6 / max(result["requests"], 1), 1)
                 sampler.done.set()
                 sampler.join()
                 record["rss_mb"] = round(sampler.peak / 1024, 1)
@@ -514,6 +550,8 @@ def summarize(results: list, names: list, args, csv, loadavg, per_request=None) 
             "p99_1": med([r["c1"]["p99_us"] / 1000 for r in loads]), "rss": med([r["rss_mb"] for r in loads]),
             "cold": med(colds), "errors": sum(r["c16"]["errors"] + r["c1"]["errors"] for r in loads),
             "procs": max([r["procs"] for r in loads], default=0),
+            "cpu16": med([r["c16"].get("cpu_us", float("nan")) for r in loads]),
+            "sw16": med([r["c16"].get("switches", float("nan")) for r in loads]),
         }
     label = {"toolkit": "`serve` (this project, 2 workers)", "mms": "AWS inference toolkit on MMS",
              "waitress": "Flask on 1 waitress process", "gunicorn": "Flask on gunicorn, 2 sync workers",
@@ -528,14 +566,15 @@ def summarize(results: list, names: list, args, csv, loadavg, per_request=None) 
         f"{loadavg[0][0]:.1f} at the start and {loadavg[1][0]:.1f} at the end: the higher, the noisier.",
         "",
         "| server | req/s, 16 conn | p50 / p99 ms, 16 conn | req/s, 1 conn | p99 ms, 1 conn | first /ping 200 (s) "
-        "| RSS, all processes (MB) | processes | errors |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| RSS, all processes (MB) | processes | server CPU per answer, 16 conn (us) "
+        "| context switches per answer, 16 conn | errors |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for name in names:
         r = rows[name]
         out.append(f"| {label.get(name, name)} | {r['rps16']:,.0f} | {r['p50_16']:.1f} / {r['p99_16']:.1f} "
                    f"| {r['rps1']:,.0f} | {r['p99_1']:.1f} | {r['cold']:.2f} | {r['rss']:.0f} | {r['procs']} "
-                   f"| {r['errors']} |")
+                   f"| {r['cpu16']:.0f} | {r['sw16']:.1f} | {r['errors']} |")
     if "toolkit" in rows:
         t = rows["toolkit"]
         out += ["", "Ratios (`serve` / peer, same run):", "",
@@ -562,7 +601,8 @@ def summarize(results: list, names: list, args, csv, loadavg, per_request=None) 
         for name, text in costs.items():
             if name in rows:
                 slow, fast = (t, rows[name]) if name == "toolkit-nolog" else (rows[name], t)
-                targets.append("- " + text.format(1 - slow["rps16"] / fast["rps16"]))
+                targets.append("- " + text.format(1 - slow["rps16"] / fast["rps16"]) +
+                               f"; server CPU per answer {slow['cpu16'] / fast['cpu16'] - 1:+.1%}")
         if per_request:
             budget = 2e6 / t["rps16"]  # CPU microseconds per request at 16 connections, the server's and wrk's
             targets.append(f"- timed in-process (best of 5, free of the machine's noise): the metrics take "

@@ -251,3 +251,43 @@ def test_port_in_use_is_a_clear_error(tmp_path) -> None:
         out = subprocess.run([str(BIN / "serve")], env=env, capture_output=True, text=True, timeout=30)
     assert out.returncode == 2
     assert f"cannot listen on 127.0.0.1:{port}" in out.stderr and "SAGEMAKER_BIND_TO_PORT" in out.stderr
+
+
+def read_responses(sock: socket.socket, count: int) -> list[tuple[int, bytes]]:
+    """``count`` HTTP responses read off ``sock``: (status, body) each (bodies have a Content-Length)."""
+    buffer, answers = b"", []
+    while len(answers) < count:
+        head, sep, rest = buffer.partition(b"\r\n\r\n")
+        if sep:
+            lines = head.decode("latin-1").split("\r\n")
+            length = next(int(line.split(":", 1)[1]) for line in lines if line.lower().startswith("content-length:"))
+            if len(rest) >= length:
+                answers.append((int(lines[0].split()[1]), rest[:length]))
+                buffer = rest[length:]
+                continue
+        data = sock.recv(65536)
+        assert data, "the server closed the connection"
+        buffer += data
+    return answers
+
+
+def test_kept_alive_and_pipelined_requests_never_wait_for_the_event_loop_tick(start_server) -> None:
+    """A request thread that has answered does not wake the event loop when the loop has nothing to do
+    for the connection (toolkit.serving.connections): it must still wake it whenever it has, or the
+    next request waits for the loop's 0.2 s tick. 40 rounds of 3 pipelined requests on one kept-alive
+    connection take well under one tick per round."""
+    server = start_server(TROUBLE, SAGEMAKER_MODEL_SERVER_WORKERS="1")
+    body = json.dumps({"action": "none"}).encode()
+    one = (b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+           % (len(body), body))
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+        read_responses(sock.sendall(one) or sock, 1)  # warm
+        started = time.monotonic()
+        for _ in range(40):
+            sock.sendall(one * 3)
+            answers = read_responses(sock, 3)
+            assert [status for status, _ in answers] == [200, 200, 200]
+            sock.sendall(one)  # and one alone: answered, then the connection polled again
+            assert read_responses(sock, 1)[0][0] == 200
+        took = time.monotonic() - started
+    assert took < 40 * 0.2 / 2, f"{took:.2f} s for 40 rounds: answers waited for the event loop's tick"

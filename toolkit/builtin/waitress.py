@@ -161,6 +161,7 @@ def toolkit_serve(worker: Any) -> Optional[bool]:
         clear_untrusted_proxy_headers=True,
         asyncore_use_poll=True,
         backlog=1024,
+        channel_request_lookahead=1,  # polled for its next request while one runs (toolkit.serving.connections)
     )
     _bound_connections(server, env)
     _balance(server, worker)

@@ -9,12 +9,17 @@ plus one for itself. A worker writes only to its own slot's region; a replacemen
 free slot and carries on from the counts already in it, so nothing is lost or double counted when a
 worker dies or is recycled, and the table never grows. The supervisor sums the slots when scraped.
 
-A region is a list of series: a key (metric, model, one more label) and a float. A worker finds its
-series' positions once and then updates floats in place under its own lock (a few hundred
-nanoseconds per request). Histograms are stored as one count per bucket, made cumulative when
-rendered, so a bucket that was never hit costs no series. In-flight counts are zeroed when a worker
-exits (its requests went with it). When a region is full (more than ~50 models served by one worker),
-new series are dropped and a warning is logged once.
+A region is a list of series: a key (metric, model, one more label, lane) and a float. A lane is one
+thread of the process: each thread that records gets its own lane number and writes only its own
+series, so every float has exactly one writer and an update is a plain ``+=`` with no lock (no
+request thread ever waits for another on it). The scrape sums the lanes (and the slots). A thread's lane number
+goes back to a free list when the thread ends, and a replacement worker numbers its lanes from 0
+again, so the series in a slot are bounded by the threads a worker runs at once. A thread finds its
+series' positions once; only making a new series takes the lock. Histograms are stored as one
+count per bucket, made cumulative when rendered, so a bucket that was never hit costs no series.
+In-flight counts are zeroed when a worker exits (its requests went with it). When a region is full
+(16,384 series: a model takes up to ~20 per lane, so some 100 models with 8 request threads), new
+series are dropped and a warning is logged once.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from typing import Any, Iterable, Optional
 
 log = logging.getLogger("toolkit")
 
-ENTRIES = 4096  # series per slot
+ENTRIES = 16384  # series per slot (all its lanes); only the pages used are resident
 KEY_BYTES = 254  # the key's UTF-8 bytes; model names longer than this (in UTF-8) are cut
 SEP = "\x1f"
 
@@ -53,6 +58,9 @@ METRICS: dict[str, tuple[str, str, tuple]] = {
 GAUGES = frozenset(name for name, (kind, _, _) in METRICS.items() if kind == "gauge")
 
 
+Key = tuple[str, str, str, str]  # (metric, model, label, lane)
+
+
 class Metrics:
     """The shared table (made before forking) and this process's view of its own slot."""
 
@@ -64,8 +72,8 @@ class Metrics:
         self._values = view[: total * 8].cast("d")
         self._lengths = view[total * 8: total * 10].cast("H")
         self._keys = view[total * 10:]
-        self._lock = threading.Lock()
-        self._decoded: dict[int, tuple[str, str, str]] = {}  # position -> key (keys never change)
+        self._lock = threading.Lock()  # making a series, taking a lane: never on the per-request path
+        self._decoded: dict[int, Key] = {}  # position -> key (keys never change)
         self.bind(slots)
 
     # -- writing (in a worker, or in the supervisor) ---------------------------------------------
@@ -74,8 +82,10 @@ class Metrics:
         """Write to ``slot`` from now on (in a new worker, after fork); series already there are reused."""
         self._slot = slot
         self._base = slot * ENTRIES
-        self._index: dict[tuple[str, str, str], int] = {}
-        self._models: dict[str, ModelSeries] = {}
+        self._index: dict[Key, int] = {}
+        self._local = threading.local()  # this thread's lane: {model name: ModelSeries}
+        self._lanes = 0  # lane numbers given out so far in this process
+        self._free: list[int] = []  # lanes of threads that have ended
         self._full_warned = False
         for i in range(ENTRIES):
             key = self._key(self._base + i)
@@ -85,15 +95,32 @@ class Metrics:
         self._used = len(self._index)
 
     def model(self, name: str) -> ModelSeries:
-        """The series of one model in this process (made on first use)."""
-        series = self._models.get(name)
-        if series is None:
-            series = self._models[name] = ModelSeries(self, name)
+        """The series of one model for the calling thread (made on its first use in this thread)."""
+        try:
+            return self._local.models[name]
+        except (AttributeError, KeyError):
+            return self._new_series(name)
+
+    def _new_series(self, name: str) -> ModelSeries:
+        lane = self.lane()
+        series = self._local.models[name] = ModelSeries(self, name, lane)
         return series
 
-    def position(self, metric: str, model: str, label: str = "") -> int:
+    def lane(self) -> str:
+        """The calling thread's lane (given on its first call in this process)."""
+        local = self._local
+        found = getattr(local, "lane", None)
+        if found is None:
+            with self._lock:
+                number = self._free.pop() if self._free else self._lanes
+                self._lanes = max(self._lanes, number + 1)
+            local.models = {}
+            found = local.lane = _Lane(number, self._free)  # gives the number back when the thread's locals go
+        return found.name
+
+    def position(self, metric: str, model: str, label: str = "", lane: str = "") -> int:
         """Where a series' value is (made if new); -1 when this slot's region is full."""
-        key = (metric, model, label)
+        key = (metric, model, label, lane)
         found = self._index.get(key)
         if found is not None:
             return found
@@ -107,7 +134,7 @@ class Metrics:
                     log.warning("metrics: %d series in this worker, the most it keeps; new ones are dropped", ENTRIES)
                 return -1
             at = self._base + self._used
-            raw = SEP.join(key).encode("utf-8")[:KEY_BYTES]
+            raw = SEP.join((lane, metric, model, label)).encode("utf-8")[:KEY_BYTES]  # a cut spares the lane
             self._keys[at * KEY_BYTES: at * KEY_BYTES + len(raw)] = raw
             self._values[at] = 0.0
             self._lengths[at] = len(raw)  # last: a reader sees the whole key or none
@@ -115,14 +142,11 @@ class Metrics:
             self._index[key] = at
             return at
 
-    def add(self, at: int, amount: float = 1.0) -> None:
-        if at >= 0:
-            with self._lock:
-                self._values[at] += amount
-
     def count(self, metric: str, model: str = "", label: str = "", amount: float = 1.0) -> None:
-        """Add to a series named by its key (not for hot paths: ``ModelSeries`` caches positions)."""
-        self.add(self.position(metric, model, label), amount)
+        """Add to a series named by its key, in the calling thread's lane (not for hot paths)."""
+        at = self.position(metric, model, label, self.lane())
+        if at >= 0:
+            self._values[at] += amount
 
     def clear_gauges(self, slot: int) -> None:
         """Zero the gauges of ``slot`` (its worker has exited: nothing of it is in flight any more)."""
@@ -135,7 +159,7 @@ class Metrics:
 
     # -- reading (the supervisor, when scraped) --------------------------------------------------
 
-    def _key(self, at: int) -> Optional[tuple[str, str, str]]:
+    def _key(self, at: int) -> Optional[Key]:
         key = self._decoded.get(at)
         if key is not None:
             return key
@@ -143,19 +167,20 @@ class Metrics:
         if not length:
             return None
         text = bytes(self._keys[at * KEY_BYTES: at * KEY_BYTES + length]).decode("utf-8", errors="replace")
-        metric, model, label = [*text.split(SEP), "", ""][:3]
-        key = self._decoded[at] = (metric, model, label)
+        lane, metric, model, label = [*text.split(SEP), "", "", ""][:4]
+        key = self._decoded[at] = (metric, model, label, lane)
         return key
 
     def totals(self) -> dict[tuple[str, str, str], float]:
-        """Every series summed over all slots."""
+        """Every series summed over all lanes and slots."""
         sums: dict[tuple[str, str, str], float] = {}
         for slot in range(self.slots + 1):
             for i in range(slot * ENTRIES, (slot + 1) * ENTRIES):
                 key = self._key(i)
                 if key is None:
                     break
-                sums[key] = sums.get(key, 0.0) + self._values[i]
+                series = key[:3]
+                sums[series] = sums.get(series, 0.0) + self._values[i]
         return sums
 
     def render(self) -> bytes:
@@ -180,81 +205,101 @@ class Metrics:
         return ("\n".join(out) + "\n").encode("utf-8")
 
 
-class ModelSeries:
-    """One model's series in this process, with their positions found once."""
+class _Lane:
+    """A thread's lane number, returned to the free list when the thread ends (its locals are dropped)."""
 
-    def __init__(self, metrics: Metrics, model: str) -> None:
+    def __init__(self, number: int, free: list[int]) -> None:
+        self.number = number
+        self.name = str(number)
+        self._free = free
+
+    def __del__(self) -> None:
+        self._free.append(self.number)  # list.append is atomic: no lock in a finalizer
+
+
+class ModelSeries:
+    """One model's series in one thread's lane, with their positions found once. Only that thread
+    writes them (a call from another thread goes to that thread's own lane)."""
+
+    def __init__(self, metrics: Metrics, model: str, lane: str) -> None:
         self.metrics = metrics
         self.model = model
+        self.lane = lane
+        self._owner = threading.get_ident()
         self._values = metrics._values
-        self._lock = metrics._lock
-        self._inflight = metrics.position("toolkit_requests_in_flight", model)
+        self._inflight = metrics.position("toolkit_requests_in_flight", model, "", lane)
         self._statuses: dict[int, int] = {}
         self._histograms: dict[str, Histogram] = {}
+        self._latency: Optional[Histogram] = None  # made on the first answer (a load alone makes none)
 
     def histogram(self, metric: str) -> Histogram:
         found = self._histograms.get(metric)
         if found is None:
-            found = self._histograms[metric] = Histogram(self.metrics, metric, self.model, METRICS[metric][2])
+            found = self._histograms[metric] = Histogram(self, metric, METRICS[metric][2])
         return found
 
     def started(self) -> None:
+        if self._owner != get_ident():
+            return self.metrics.model(self.model).started()
         if self._inflight >= 0:
-            with self._lock:
-                self._values[self._inflight] += 1
+            self._values[self._inflight] += 1
 
     def finished(self, status: int, seconds: float) -> None:
+        if self._owner != get_ident():  # e.g. a stream closed by another thread than the one it started on
+            return self.metrics.model(self.model).finished(status, seconds)
+        values = self._values
+        if self._inflight >= 0:
+            values[self._inflight] -= 1
         at = self._statuses.get(status)
         if at is None:
-            at = self._statuses[status] = self.metrics.position("toolkit_requests_total", self.model, str(status))
-        latency = self.histogram("toolkit_request_duration_seconds")
-        bucket = latency.bucket(seconds)
-        values = self._values
-        with self._lock:
-            if self._inflight >= 0:
-                values[self._inflight] -= 1
-            if at >= 0:
-                values[at] += 1
-            latency.add(values, bucket, seconds)
+            at = self._statuses[status] = self.metrics.position("toolkit_requests_total", self.model, str(status),
+                                                                self.lane)
+        if at >= 0:
+            values[at] += 1
+        latency = self._latency
+        if latency is None:
+            latency = self._latency = self.histogram("toolkit_request_duration_seconds")
+        latency.add(seconds)
 
     def observe(self, metric: str, value: float) -> None:
-        histogram = self.histogram(metric)
-        bucket = histogram.bucket(value)
-        with self._lock:
-            histogram.add(self._values, bucket, value)
+        if self._owner != get_ident():
+            return self.metrics.model(self.model).observe(metric, value)
+        self.histogram(metric).add(value)
 
     def observe_many(self, metric: str, values: Iterable[float]) -> None:
-        histogram = self.histogram(metric)
-        buckets = [(histogram.bucket(value), value) for value in values]  # outside the lock: may make one
-        with self._lock:
-            for bucket, value in buckets:
-                histogram.add(self._values, bucket, value)
+        if self._owner != get_ident():
+            return self.metrics.model(self.model).observe_many(metric, values)
+        add = self.histogram(metric).add
+        for value in values:
+            add(value)
+
+
+get_ident = threading.get_ident
 
 
 class Histogram:
-    """Positions of one histogram's buckets (made when first hit), sum and count."""
+    """Positions of one histogram's buckets (made when first hit), sum and count, in one lane."""
 
-    def __init__(self, metrics: Metrics, metric: str, model: str, bounds: tuple) -> None:
-        self.metrics = metrics
+    def __init__(self, series: ModelSeries, metric: str, bounds: tuple) -> None:
+        self.metrics = series.metrics
         self.metric = metric
-        self.model = model
+        self.model = series.model
+        self.lane = series.lane
         self.bounds = bounds
-        self._buckets: list[Optional[int]] = [None] * (len(bounds) + 1)
-        self._sum = metrics.position(metric, model, "sum")
-        self._count = metrics.position(metric, model, "count")
+        self._values = series._values
+        self._buckets: list[int] = [-2] * (len(bounds) + 1)  # -2: not made yet; -1: the region is full
+        self._sum = self.metrics.position(metric, self.model, "sum", self.lane)
+        self._count = self.metrics.position(metric, self.model, "count", self.lane)
 
-    def bucket(self, value: float) -> int:
-        """The position of the bucket ``value`` falls in (found outside the lock: it may make one)."""
+    def add(self, value: float) -> None:
+        """One observation (by the lane's own thread: no lock)."""
         index = bisect.bisect_left(self.bounds, value)
         at = self._buckets[index]
-        if at is None:
-            at = self._buckets[index] = self.metrics.position(self.metric, self.model, str(index))
-        return at
-
-    def add(self, values: Any, bucket: int, value: float) -> None:
-        """Under the metrics lock."""
-        if bucket >= 0:
-            values[bucket] += 1
+        if at == -2:
+            at = self._buckets[index] = self.metrics.position(self.metric, self.model, str(index), self.lane)
+        values = self._values
+        if at >= 0:
+            values[at] += 1
         if self._sum >= 0:
             values[self._sum] += value
             values[self._count] += 1

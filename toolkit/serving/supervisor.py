@@ -190,6 +190,9 @@ class Supervisor:
             if self.recycling is not None and not self.stopping:
                 self._recycle()
             if not self.workers and self.stopping:
+                # the stop deadline's timer must not outlive us: it would fire while the interpreter
+                # exits, its handler gone, and end the process by SIGALRM (exit -14, seen under load)
+                signal.setitimer(signal.ITIMER_REAL, 0)
                 log.info("stopped")
                 return 0
             if not self.workers:
