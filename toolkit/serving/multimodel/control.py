@@ -11,7 +11,7 @@ died) is told to load every registered model before it may serve.
 
 Fork safety: the main thread forks while this thread runs, and a fork copies only the forking
 thread, with every lock as it was. The children never use this object's locks or readers (they close
-the supervisor's socket ends by fd, ``Channel``), and they write their logs through new stdout/stderr
+the supervisor's socket ends by fd, ``WorkerSockets``), and they write their logs through new stdout/stderr
 objects: this thread may have been inside sys.stderr's buffer lock (a log line, pip's output) at the
 moment of the fork, which would leave that lock held forever in the child. logging re-creates its
 own handler locks after a fork.
@@ -33,7 +33,7 @@ from toolkit import steps
 from toolkit.environment import ServingEnv
 from toolkit.errors import ToolkitError
 from toolkit.serving.multimodel import memory
-from toolkit.serving.multimodel.links import Channel, Line, close_in_child, reply
+from toolkit.serving.multimodel.links import Line, WorkerSockets, close_in_child, reply
 
 log = logging.getLogger("toolkit")
 MB = 1024 * 1024
@@ -88,7 +88,7 @@ class ModelControl:
         self.trial = trial  # a Registry to try each load with first, in a throwaway process (probe.py)
         self.registry: dict[str, str] = {}  # name -> url, in load order
         self.workers: dict[int, WorkerLink] = {}
-        self.channels: list[Channel] = []  # every channel made, for children to close (main thread only)
+        self.channels: list[WorkerSockets] = []  # every channel made, for children to close (main thread only)
         self._joining: queue.SimpleQueue = queue.SimpleQueue()
         self._wake_read, self._wake_write = socket.socketpair()
         self._thread: Optional[threading.Thread] = None
@@ -106,20 +106,20 @@ class ModelControl:
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
-    def channel(self) -> Channel:
+    def channel(self) -> WorkerSockets:
         """A new worker's lines, made before fork."""
-        made = Channel()
+        made = WorkerSockets()
         self.channels = [c for c in self.channels if not c.closed()]
         self.channels.append(made)
         return made
 
-    def adopt(self, pid: int, made: Channel) -> None:
+    def adopt(self, pid: int, made: WorkerSockets) -> None:
         """After fork, in the supervisor: hand the worker to the control thread."""
         requests, commands = made.in_supervisor()
         self._joining.put(WorkerLink(pid, requests, commands))
         self._wake_write.send(b"x")
 
-    def in_child(self, own: Channel) -> tuple[Line, Line]:
+    def in_child(self, own: WorkerSockets) -> tuple[Line, Line]:
         """After fork, in the worker: keep only its own ends of its own channel."""
         for other in self.channels:
             if other is not own:

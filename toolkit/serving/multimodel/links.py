@@ -61,7 +61,7 @@ class Line:
             self.sock.close()
 
 
-class Channel:
+class WorkerSockets:
     """A worker's two socketpairs; each process closes the ends that are not its own after fork."""
 
     def __init__(self) -> None:
