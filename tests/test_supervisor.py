@@ -143,6 +143,36 @@ def test_a_stop_signal_is_forwarded_and_reported(tmp_path: Path) -> None:
     process._STOPS.clear()  # this test's stop is not the next test's
 
 
+# A stop whose handler is due while the main thread sleeps in the supervisor's wait: here the
+# signal is caught by another thread (it can also arrive just before the wait begins). Python runs
+# the handler only in the main thread between bytecodes, so before SIGNAL_POLL the stop waited for
+# the child's own end (`train` ignored SIGTERM during a pip install that waited on a silent index).
+STOP_CAUGHT_BY_ANOTHER_THREAD = """
+import signal, sys, threading, time
+from toolkit import process
+waiting = threading.Event()
+def elsewhere():
+    waiting.wait()
+    time.sleep(0.5)  # the main thread is in sup.wait() by now
+    signal.pthread_kill(threading.get_ident(), signal.SIGTERM)
+threading.Thread(target=elsewhere).start()
+with process.Supervisor(5.0) as sup:
+    child = sup.start(["sleep", "30"])
+    waiting.set()
+    began = time.monotonic()
+    done = sup.wait()
+print(child.exit_code, done.signalled, round(time.monotonic() - began, 1))
+"""
+
+
+def test_a_stop_the_main_thread_did_not_see_arrive_still_stops_the_child() -> None:
+    out = subprocess.run([sys.executable, "-c", STOP_CAUGHT_BY_ANOTHER_THREAD], capture_output=True, text=True,
+                         timeout=60)
+    code, signalled, seconds = out.stdout.split()
+    assert (int(code), int(signalled)) == (128 + signal.SIGTERM, signal.SIGTERM), out.stderr
+    assert float(seconds) < 5  # not the 30 s of the child's own end
+
+
 def test_each_line_gets_the_prefix_and_the_tail_is_kept(capfd: pytest.CaptureFixture[str]) -> None:
     script = ("import sys, time\nsys.stdout.write('one\\ntw'); sys.stdout.flush(); time.sleep(0.1)\n"
               "print('o'); print(); sys.stderr.write('oops\\n')")

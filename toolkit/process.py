@@ -32,6 +32,11 @@ from toolkit.log import INFO, WARNING, log
 
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 TAIL_BYTES = 16 * 1024
+# The longest the supervisor's main thread blocks without running Python code. A stop signal's
+# handler runs only there, between bytecodes: a signal that arrives just before the thread enters
+# a lock wait (or that the kernel hands to another thread) would otherwise wait for the next event,
+# which may be minutes away (a pip that waits on a silent index).
+SIGNAL_POLL = 0.25
 
 
 class Stopped(BaseException):
@@ -393,10 +398,11 @@ class Supervisor:
         while any(c.exit_code is None for c in self.children):
             now = time.monotonic()
             waits = [t - now for t in (deadline, self.kill_at) if t is not None and t != float("inf")]
+            waits.append(SIGNAL_POLL)
             if self.stop_when is not None:
                 waits.append(self.poll)
             try:
-                event = self.events.get(timeout=max(min(waits), 0.0) if waits else None)
+                event = self.events.get(timeout=max(min(waits), 0.0))
             except Empty:
                 event = None
             if isinstance(event, int):  # a stop signal
