@@ -214,6 +214,7 @@ def configs(paths: dict, model: str) -> dict:
     return {
         "batched": {**serve, "env": {**serve["env"], "TOOLKIT_MAX_BATCH_SIZE": "32", "TOOLKIT_MAX_BATCH_WAIT_MS": "5"}},
         "unbatched": serve,
+        "inline": {**serve, "env": {**serve["env"], "TOOLKIT_X_INLINE": "1"}},
         **{name: {**serve, "env": {**serve["env"], "TOOLKIT_MAX_BATCH_SIZE": "32", "TOOLKIT_MAX_BATCH_WAIT_MS": "5",
                                    **extra}} for name, extra in VARIANTS.items()},
         "mms": {**mms, "env": {**mms["env"], **base}},
@@ -309,7 +310,7 @@ def main() -> None:
 
 
 def summarize(results: list, names: list, models: list, inproc: dict, args, loadavg) -> str:
-    label = {"batched": "`serve`, batching 32 / 5 ms", "unbatched": "`serve`, no batching",
+    label = {"inline": "`serve`, inline", "batched": "`serve`, batching 32 / 5 ms", "unbatched": "`serve`, no batching",
              "batched16": "`serve`, batching 16 / 5 ms", "baseline": "`serve` before this change, batching 32 / 5 ms",
              "batched-gil1": "`serve`, batching 32 / 5 ms, 1 ms GIL switch",
              "mms": "AWS inference toolkit on MMS", "torchserve": "TorchServe 0.12, batch 32 / 5 ms"}
