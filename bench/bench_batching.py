@@ -48,7 +48,8 @@ MODELS = {"mlp": [256, 1024, 1024, 10], "mlp-l": [256, 2048, 2048, 2048, 10]}
 CONFIGS = ("batched", "unbatched", "mms", "torchserve")
 # `serve` batching variants (not run by default): --configs batched,batched16,...
 VARIANTS = {"batched16": {"TOOLKIT_MAX_BATCH_SIZE": "16"},  # half a worker's connections at 64: two batches alternate
-            "batched-gil1": {"TOOLKIT_GIL_SWITCH_MS": "1"}}  # the threads a batch wakes get the GIL sooner
+            "batched-gil1": {"TOOLKIT_GIL_SWITCH_MS": "1"},  # the threads a batch wakes get the GIL sooner
+            "batched-handoff0": {"TOOLKIT_LOOP_HANDOFF_MS": "0"}}  # the threads a batch wakes get the GIL sooner
 ROW = [round(math.sin(i) * 0.5, 4) for i in range(1, 257)]
 BODY = json.dumps({"inputs": ROW})
 
@@ -214,7 +215,7 @@ def configs(paths: dict, model: str) -> dict:
     return {
         "batched": {**serve, "env": {**serve["env"], "TOOLKIT_MAX_BATCH_SIZE": "32", "TOOLKIT_MAX_BATCH_WAIT_MS": "5"}},
         "unbatched": serve,
-        "inline": {**serve, "env": {**serve["env"], "TOOLKIT_X_INLINE": "1"}},
+        "unbatched-handoff0": {**serve, "env": {**serve["env"], "TOOLKIT_LOOP_HANDOFF_MS": "0"}},
         **{name: {**serve, "env": {**serve["env"], "TOOLKIT_MAX_BATCH_SIZE": "32", "TOOLKIT_MAX_BATCH_WAIT_MS": "5",
                                    **extra}} for name, extra in VARIANTS.items()},
         "mms": {**mms, "env": {**mms["env"], **base}},
@@ -310,7 +311,9 @@ def main() -> None:
 
 
 def summarize(results: list, names: list, models: list, inproc: dict, args, loadavg) -> str:
-    label = {"inline": "`serve`, inline", "batched": "`serve`, batching 32 / 5 ms", "unbatched": "`serve`, no batching",
+    label = {"batched": "`serve`, batching 32 / 5 ms", "unbatched": "`serve`, no batching",
+             "batched-handoff0": "`serve`, batching 32 / 5 ms, TOOLKIT_LOOP_HANDOFF_MS=0",
+             "unbatched-handoff0": "`serve`, no batching, TOOLKIT_LOOP_HANDOFF_MS=0",
              "batched16": "`serve`, batching 16 / 5 ms", "baseline": "`serve` before this change, batching 32 / 5 ms",
              "batched-gil1": "`serve`, batching 32 / 5 ms, 1 ms GIL switch",
              "mms": "AWS inference toolkit on MMS", "torchserve": "TorchServe 0.12, batch 32 / 5 ms"}

@@ -54,12 +54,13 @@ ROOT = Path(__file__).resolve().parent.parent
 WORK = Path(os.environ.get("TOOLKIT_BENCH_DIR", str(Path.home() / ".cache" / "toolkit-bench")))
 PORT = int(os.environ.get("TOOLKIT_BENCH_PORT", "18080"))
 BODY = "[[1.5, 2.25, 3.125, 4.0, 5.5, 6.75, 7.0, 8.125], [9.5, 10.25, 11.0, 12.5, 13.75, 14.0, 15.5, 16.0]]"
-CONFIGS = ("toolkit", "mms", "waitress", "gunicorn", "toolkit-nolog", "toolkit-metrics", "toolkit-gil1", "toolkit-inline")
+CONFIGS = ("toolkit", "mms", "waitress", "gunicorn", "toolkit-nolog", "toolkit-metrics",
+           "toolkit-gil1", "toolkit-handoff0")
 # `serve` variants, each one setting away from the default, for what it costs or brings
 VARIANTS = {"toolkit-nolog": {"TOOLKIT_ACCESS_LOG": "false"},
             "toolkit-metrics": {"TOOLKIT_METRICS_PORT": str(PORT + 10)},
             "toolkit-gil1": {"TOOLKIT_GIL_SWITCH_MS": "1"},
-            "toolkit-inline": {"TOOLKIT_X_INLINE": "1"}}
+            "toolkit-handoff0": {"TOOLKIT_LOOP_HANDOFF_MS": "0"}}
 
 INFERENCE = '''\
 """The echo model every server runs: model_fn returns a trivial model, predict_fn echoes."""

@@ -17,8 +17,11 @@ follower, and the request stays where it is, when the leader's request
   that the requests of one batch are parsed and decoded while the first of them waits.
 
 A relieved thread finishes its request as waitress's request threads do (the new leader sends what
-it wrote), then becomes a follower. At most ``threads`` requests run at once, plus the loop: when
-no thread is left to take the loop over, the leader keeps it and its request runs to the end.
+it wrote), then becomes a follower. At most ``threads`` requests run at once (TOOLKIT_SERVER_THREADS,
+raised by one for each request stuck past its 504): while that many run on relieved threads, the
+leader polls (reads, sends, accepts, times out slow connections) but starts no request. The loop
+can always move, so that a leader whose answer waits for the loop to send it (waitress's writer
+blocks above its buffer limit) is relieved like any other.
 
 The main thread runs no request: it keeps the signal handlers prompt, watches the leader and runs
 the stop. Everything that touches the socket map (the stop's closing of the listening socket
@@ -56,8 +59,8 @@ class EventLoop:
         self._turn = threading.Condition(self._lock)  # followers wait here for the loop
         self.leader: Optional[int] = None  # the thread running the loop (None: a follower may take it)
         self._started = 0.0  # when the leader's request began (0.0: the leader is not in a request)
-        self._threads = 0  # threads made
-        self._limit = threads + 1  # request threads, plus the loop's
+        self._cap = threads  # requests that may run at once
+        self._running = 0  # requests running on threads the loop has left
         self._waiting = 0  # followers waiting for the loop
         self.done = threading.Event()
 
@@ -71,7 +74,7 @@ class EventLoop:
     def set_thread_count(self, count: int) -> None:
         """Requests that may run at once (the watchdog raises it for each request stuck past its 504)."""
         with self._lock:
-            self._limit = count + 1
+            self._cap = count
 
     def shutdown(self, cancel_pending: bool = True, timeout: float = 5) -> bool:
         self.stop()
@@ -83,8 +86,7 @@ class EventLoop:
         """Start the loop on a thread of its own and watch it until ``stop()`` (the main thread)."""
         global _current
         _current = self
-        with self._lock:
-            self._spawn()
+        self._spawn()
         period = max(self.handoff / 2, 0.001)
         while not self.done.wait(period):
             started = self._started
@@ -103,22 +105,21 @@ class EventLoop:
         self.server.pull_trigger()
 
     def relieve(self, started: Optional[float]) -> None:
-        """Give the loop to a follower (a new thread if none waits and the limit allows). ``started``:
-        only if the leader is still in the request that began then (None: the caller is the leader)."""
+        """Give the loop to a follower, or to a new thread if none waits. ``started``: only if the
+        leader is still in the request that began then (None: the caller is the leader)."""
         with self._lock:
             if self.leader is None or (started is not None and self._started != started):
                 return
-            if not self._waiting and self._threads >= self._limit:
-                return  # no thread to take the loop: the leader keeps it
             self.leader = None
             self._started = 0.0
-            if self._waiting:
+            self._running += 1
+            waiting = self._waiting
+            if waiting:
                 self._turn.notify()
-            else:
-                self._spawn()
+        if not waiting:
+            self._spawn()
 
     def _spawn(self) -> None:
-        self._threads += 1
         threading.Thread(target=self._follow, name="toolkit-loop", daemon=True).start()
 
     # -- the loop's threads ---------------------------------------------------------------------
@@ -132,7 +133,6 @@ class EventLoop:
                     self._turn.wait()
                     self._waiting -= 1
                 if self.done.is_set():
-                    self._threads -= 1
                     return
                 self.leader = me
             self._lead(me)
@@ -144,8 +144,8 @@ class EventLoop:
         while not self.done.is_set():
             while soon:
                 soon.popleft()()
-            poll(0.0 if pending else 0.2, socket_map)
-            while pending:
+            poll(0.0 if pending and self._running < self._cap else 0.2, socket_map)
+            while pending and self._running < self._cap:
                 channel = pending.popleft()
                 with lock:
                     self._started = time.monotonic()
@@ -153,7 +153,9 @@ class EventLoop:
                 with lock:
                     relieved = self.leader != me
                     self._started = 0.0
-                if relieved:  # the new leader sends what this request wrote
+                    if relieved:
+                        self._running -= 1
+                if relieved:  # the new leader sends what this request wrote, and may start the next
                     self.server.pull_trigger()
                     return
                 if channel.total_outbufs_len:
