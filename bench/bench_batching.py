@@ -16,6 +16,9 @@ Servers, 2 worker processes each (one per CPU), started fresh for each rep, conf
   unbatched   the same `serve` and inference.py, batching off
   mms         sagemaker-inference 1.10.1 on multi-model-server 1.1.11, the same inference.py
   torchserve  TorchServe 0.12.0, batch_size=32, max_batch_delay=5 ms, the peer's batching handler
+and, by --configs only: batched16 (batch 16), batched-gil1 (1 ms GIL switch), batched-handoff0 and
+unbatched-handoff0 (TOOLKIT_LOOP_HANDOFF_MS=0: every request handed to a request thread, waitress's
+design, instead of answered by the event loop's thread).
 For each: first /ping 200, one answer checked against the in-process model, 3 s warm-up at 64
 connections, then wrk -t1 at 32 and at 64 connections.
 
