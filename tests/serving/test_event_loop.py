@@ -36,7 +36,7 @@ from typing import Any, Callable, Iterator, Optional
 import pytest
 import serving_helpers
 from helpers import wait_for
-from serving_helpers import Response, Server, write_model
+from serving_helpers import Response, Server, accepting, read_responses, read_until, write_model
 
 start_server = serving_helpers.start_server  # the fixture
 
@@ -154,20 +154,15 @@ def assert_answered_at_once(server: Server, tag: str) -> None:
     assert answer.status == 200 and answer.json()["id"] == tag and took < QUICK, (answer, took)
 
 
-def test_a_sleeping_request_holds_up_no_other_connection(server: Server) -> None:
-    slow = in_handler(server, {"action": "sleep", "seconds": 3, "id": "slow"}, "sleep")
-    assert_answered_at_once(server, "quick-while-sleeping")
+@pytest.mark.parametrize("action, seconds", [("sleep", 3), ("spin", 2)], ids=["sleeping", "busy-in-python"])
+def test_a_slow_request_holds_up_no_other_connection(server: Server, action: str, seconds: float) -> None:
+    """A request asleep in the handler (3 s), or computing in pure Python (2 s, the GIL taken back
+    only at the interpreter's switches): /ping and a quick request are answered meanwhile."""
+    slow = in_handler(server, {"action": action, "seconds": seconds, "id": action}, action)
+    assert_answered_at_once(server, f"quick-while-{action}")
     assert not slow.done, "the slow request ended first: nothing was shown"
     answer = slow.result()
-    assert answer.status == 200 and answer.json()["id"] == "slow"
-
-
-def test_a_request_busy_in_python_code_holds_up_no_other_connection(server: Server) -> None:
-    busy = in_handler(server, {"action": "spin", "seconds": 2, "id": "spin"}, "spin")
-    assert_answered_at_once(server, "quick-while-spinning")
-    assert not busy.done, "the busy request ended first: nothing was shown"
-    answer = busy.result()
-    assert answer.status == 200 and answer.json()["id"] == "spin"
+    assert answer.status == 200 and answer.json()["id"] == action
 
 
 def test_requests_waiting_on_io_overlap_on_the_request_threads(server: Server) -> None:
@@ -206,44 +201,35 @@ def test_pipelined_answers_keep_their_order_when_the_first_is_slow(server: Serve
     assert json.loads(answers[2][1])["pad"] == "x" * 5000
 
 
-def read_responses(sock: socket.socket, count: int) -> list[tuple[int, bytes]]:
-    """``count`` HTTP answers read off ``sock``: (status, body) each (bodies have a Content-Length)."""
-    buffer, answers = b"", []
-    while len(answers) < count:
-        head, sep, rest = buffer.partition(b"\r\n\r\n")
-        if sep:
-            lines = head.decode("latin-1").split("\r\n")
-            length = next(int(line.split(":", 1)[1]) for line in lines if line.lower().startswith("content-length:"))
-            if len(rest) >= length:
-                answers.append((int(lines[0].split()[1]), rest[:length]))
-                buffer = rest[length:]
-                continue
-        data = sock.recv(65536)
-        assert data, f"the server closed the connection after {len(answers)} answers"
-        buffer += data
+def from_many_clients(server: Server, clients: int, each: int, body: Callable[[str], dict]) -> dict[str, Response]:
+    """``clients`` kept-alive connections at once, ``each`` requests on each: ``body(tag)`` for the
+    request tagged "client C request I"; the answers by tag."""
+    answers: dict[str, Response] = {}
+
+    def client(c: int) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+        try:
+            for i in range(each):
+                tag = f"client {c} request {i}"
+                answers[tag] = post(server.port, body(tag), conn)
+        finally:
+            conn.close()
+
+    for pending in [Pending(lambda c=c: client(c)) for c in range(clients)]:
+        pending.result(120)
+    assert len(answers) == clients * each
     return answers
 
 
 def test_answers_never_cross_between_many_kept_alive_clients(server: Server) -> None:
     """64 clients x 20 requests, each body unique (and of its own length), on one worker."""
-    clients, each = 64, 20
-    wrong: list = []
+    def body(tag: str) -> dict:
+        return {"id": tag, "pad": "x" * (sum(tag.encode()) % 97)}
 
-    def client(c: int) -> int:
-        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
-        try:
-            for i in range(each):
-                tag, pad = f"client {c} request {i}", "x" * ((c * each + i) % 97)
-                answer = post(server.port, {"id": tag, "pad": pad}, conn)
-                if answer.status != 200 or answer.json()["id"] != tag or answer.json()["pad"] != pad:
-                    wrong.append((tag, answer))
-            return each
-        finally:
-            conn.close()
-
-    pending = [Pending(lambda c=c: client(c)) for c in range(clients)]
-    assert sum(p.result(120) for p in pending) == clients * each
-    assert wrong == []
+    answers = from_many_clients(server, 64, 20, body)
+    wrong = {tag: answer for tag, answer in answers.items()
+             if answer.status != 200 or answer.json() != {**body(tag), "pid": answer.json()["pid"]}}
+    assert wrong == {}
 
 
 def test_ping_is_answered_while_a_stream_is_in_progress(server: Server, tmp_path: Path) -> None:
@@ -259,45 +245,21 @@ def test_ping_is_answered_while_a_stream_is_in_progress(server: Server, tmp_path
         answer, took = timed(lambda: post(server.port, {"id": "while-streaming"}))
         assert answer.status == 200 and answer.json()["id"] == "while-streaming" and took < QUICK, (answer, took)
         assert not marker.exists(), "the stream had ended: nothing was shown"
-        received += read_until(sock, b"0\r\n\r\n", received)
+        received += read_until(sock, b"0\r\n\r\n")  # the last chunk of a chunked body
     assert received.startswith(b"HTTP/1.1 200 ")
     assert all(b"chunk %d;" % i in received for i in range(7))
-
-
-def read_until(sock: socket.socket, needle: bytes, before: bytes = b"") -> bytes:
-    """What ``sock`` sends until ``needle`` has arrived (counting what arrived ``before``)."""
-    data = b""
-    while needle not in before + data:
-        part = sock.recv(65536)
-        assert part, f"connection closed before {needle!r}; got {before + data!r}"
-        data += part
-    return data
 
 
 def test_a_failing_request_among_many_fails_alone_and_the_worker_serves_on(server: Server) -> None:
     """16 clients x 10 requests, one of which raises: that one is a 500, the other 159 are answered
     by the same worker process, which answers afterwards too."""
-    clients, each, failing = 16, 10, "client 7 request 4"
-    answers: dict[str, Response] = {}
-
-    def client(c: int) -> None:
-        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
-        try:
-            for i in range(each):
-                tag = f"client {c} request {i}"
-                answers[tag] = post(server.port, {"id": tag, "action": "raise" if tag == failing else "echo"}, conn)
-        finally:
-            conn.close()
-
+    failing = "client 7 request 4"
     before = post(server.port, {"id": "before"}).json()["pid"]
-    pending = [Pending(lambda c=c: client(c)) for c in range(clients)]
-    for p in pending:
-        p.result(120)
+    answers = from_many_clients(server, 16, 10, lambda tag: {"id": tag, "action": "raise" * (tag == failing)})
     failed = answers.pop(failing)
     assert failed.status == 500, failed
     assert f"RuntimeError: request {failing} asked to fail" in failed.json()["message"]
     assert {(a.status, a.json()["id"]) for a in answers.values()} == {(200, tag) for tag in answers}
-    assert len(answers) == clients * each - 1
     assert {a.json()["pid"] for a in answers.values()} == {before}
     assert post(server.port, {"id": "after"}).json()["pid"] == before
 
@@ -317,11 +279,6 @@ def test_a_request_that_never_returns_holds_up_no_other_connection(start_server)
             assert post(server.port, {"id": i}).json()["id"] == i
     finally:
         release.write_text("")  # lets the stuck handler end
-
-
-def accepting(port: int) -> bool:
-    with socket.socket() as probe:
-        return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
 def test_sigterm_answers_every_request_in_flight_on_a_worker_then_exits_0(start_server) -> None:
