@@ -46,7 +46,7 @@ from waitress.parser import HTTPRequestParser
 from waitress.task import ErrorTask
 from waitress.utilities import BadRequest, Error, RequestEntityTooLarge
 
-from toolkit.serving.eventloop import is_leader
+from toolkit.serving.eventloop import skip_wakeup
 
 log = logging.getLogger("toolkit")
 
@@ -270,7 +270,7 @@ class _QuietTrigger:
         return getattr(self._server, name)
 
     def pull_trigger(self) -> None:
-        if is_leader():  # the loop's own thread answered: it sends and polls next anyway
+        if skip_wakeup():  # the loop's own thread answered: it sends and polls next anyway
             return
         channel = self._channel
         if (channel.requests or channel.total_outbufs_len or channel.will_close or channel.close_when_flushed

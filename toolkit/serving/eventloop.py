@@ -36,6 +36,7 @@ from collections import deque
 from typing import Any, Callable, Optional
 
 _current: Optional[EventLoop] = None  # the worker's loop (one per process)
+_local = threading.local()  # skipped: a wake-up was left out during this thread's request (skip_wakeup)
 
 
 def release() -> None:
@@ -149,14 +150,16 @@ class EventLoop:
                 channel = pending.popleft()
                 with lock:
                     self._started = time.monotonic()
+                _local.skipped = False
                 channel.service()
                 with lock:
                     relieved = self.leader != me
                     self._started = 0.0
                     if relieved:
                         self._running -= 1
-                if relieved:  # the new leader sends what this request wrote, and may start the next
-                    self.server.pull_trigger()
+                if relieved:
+                    if _local.skipped or pending:  # the new leader sends what this request wrote, or starts
+                        self.server.pull_trigger()  # a request it held back while this one ran
                     return
                 if channel.total_outbufs_len:
                     channel.handle_write()
@@ -165,7 +168,11 @@ class EventLoop:
             self._turn.notify_all()
 
 
-def is_leader() -> bool:
-    """Whether this thread runs the event loop (it then sends what it writes itself: no wake-up)."""
+def skip_wakeup() -> bool:
+    """Whether a request's end needs no wake-up of the loop: this thread runs the loop and sends what
+    it wrote itself. (If the loop moves on before then, ``_lead`` wakes the new leader instead.)"""
     loop = _current
-    return loop is not None and loop.leader == threading.get_ident()
+    if loop is not None and loop.leader == threading.get_ident():
+        _local.skipped = True
+        return True
+    return False
