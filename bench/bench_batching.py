@@ -16,6 +16,9 @@ Servers, 2 worker processes each (one per CPU), started fresh for each rep, conf
   unbatched   the same `serve` and inference.py, batching off
   mms         sagemaker-inference 1.10.1 on multi-model-server 1.1.11, the same inference.py
   torchserve  TorchServe 0.12.0, batch_size=32, max_batch_delay=5 ms, the peer's batching handler
+and, by --configs only: batched16 (batch 16), batched-gil1 (1 ms GIL switch), batched-handoff0 and
+unbatched-handoff0 (TOOLKIT_LOOP_HANDOFF_MS=0: every request handed to a request thread, waitress's
+design, instead of answered by the event loop's thread).
 For each: first /ping 200, one answer checked against the in-process model, 3 s warm-up at 64
 connections, then wrk -t1 at 32 and at 64 connections.
 
@@ -48,7 +51,8 @@ MODELS = {"mlp": [256, 1024, 1024, 10], "mlp-l": [256, 2048, 2048, 2048, 10]}
 CONFIGS = ("batched", "unbatched", "mms", "torchserve")
 # `serve` batching variants (not run by default): --configs batched,batched16,...
 VARIANTS = {"batched16": {"TOOLKIT_MAX_BATCH_SIZE": "16"},  # half a worker's connections at 64: two batches alternate
-            "batched-gil1": {"TOOLKIT_GIL_SWITCH_MS": "1"}}  # the threads a batch wakes get the GIL sooner
+            "batched-gil1": {"TOOLKIT_GIL_SWITCH_MS": "1"},  # the threads a batch wakes get the GIL sooner
+            "batched-handoff0": {"TOOLKIT_LOOP_HANDOFF_MS": "0"}}  # the threads a batch wakes get the GIL sooner
 ROW = [round(math.sin(i) * 0.5, 4) for i in range(1, 257)]
 BODY = json.dumps({"inputs": ROW})
 
@@ -214,6 +218,7 @@ def configs(paths: dict, model: str) -> dict:
     return {
         "batched": {**serve, "env": {**serve["env"], "TOOLKIT_MAX_BATCH_SIZE": "32", "TOOLKIT_MAX_BATCH_WAIT_MS": "5"}},
         "unbatched": serve,
+        "unbatched-handoff0": {**serve, "env": {**serve["env"], "TOOLKIT_LOOP_HANDOFF_MS": "0"}},
         **{name: {**serve, "env": {**serve["env"], "TOOLKIT_MAX_BATCH_SIZE": "32", "TOOLKIT_MAX_BATCH_WAIT_MS": "5",
                                    **extra}} for name, extra in VARIANTS.items()},
         "mms": {**mms, "env": {**mms["env"], **base}},
@@ -310,6 +315,8 @@ def main() -> None:
 
 def summarize(results: list, names: list, models: list, inproc: dict, args, loadavg) -> str:
     label = {"batched": "`serve`, batching 32 / 5 ms", "unbatched": "`serve`, no batching",
+             "batched-handoff0": "`serve`, batching 32 / 5 ms, TOOLKIT_LOOP_HANDOFF_MS=0",
+             "unbatched-handoff0": "`serve`, no batching, TOOLKIT_LOOP_HANDOFF_MS=0",
              "batched16": "`serve`, batching 16 / 5 ms", "baseline": "`serve` before this change, batching 32 / 5 ms",
              "batched-gil1": "`serve`, batching 32 / 5 ms, 1 ms GIL switch",
              "mms": "AWS inference toolkit on MMS", "torchserve": "TorchServe 0.12, batch 32 / 5 ms"}

@@ -9,8 +9,10 @@ Peers (each installed in its own venv under $TOOLKIT_BENCH_DIR, default ~/.cache
 and `toolkit`: this checkout's `serve`, pip-installed into its own venv the same way
 (SAGEMAKER_MODEL_SERVER_WORKERS defaults to the CPU count), with its defaults, and three variants of it
 that each change one setting: `toolkit-nolog` (TOOLKIT_ACCESS_LOG=false: the access log's cost),
-`toolkit-metrics` (TOOLKIT_METRICS_PORT set: the metrics' cost) and `toolkit-gil1`
-(TOOLKIT_GIL_SWITCH_MS=1: a 1 ms GIL switch interval instead of Python's 5 ms, for the p99 tail).
+`toolkit-metrics` (TOOLKIT_METRICS_PORT set: the metrics' cost), `toolkit-gil1`
+(TOOLKIT_GIL_SWITCH_MS=1: a 1 ms GIL switch interval instead of Python's 5 ms, for the p99 tail) and
+`toolkit-handoff0` (TOOLKIT_LOOP_HANDOFF_MS=0: every request handed to a request thread, waitress's
+own design, instead of answered by the event loop's thread).
 All run the same JSON echo model (model_fn + echo predict_fn; Flask echoes the same JSON).
 
 For each rep (configs interleaved, in an order rotated from rep to rep, a fresh server each time):
@@ -54,11 +56,13 @@ ROOT = Path(__file__).resolve().parent.parent
 WORK = Path(os.environ.get("TOOLKIT_BENCH_DIR", str(Path.home() / ".cache" / "toolkit-bench")))
 PORT = int(os.environ.get("TOOLKIT_BENCH_PORT", "18080"))
 BODY = "[[1.5, 2.25, 3.125, 4.0, 5.5, 6.75, 7.0, 8.125], [9.5, 10.25, 11.0, 12.5, 13.75, 14.0, 15.5, 16.0]]"
-CONFIGS = ("toolkit", "mms", "waitress", "gunicorn", "toolkit-nolog", "toolkit-metrics", "toolkit-gil1")
+CONFIGS = ("toolkit", "mms", "waitress", "gunicorn", "toolkit-nolog", "toolkit-metrics",
+           "toolkit-gil1", "toolkit-handoff0")
 # `serve` variants, each one setting away from the default, for what it costs or brings
 VARIANTS = {"toolkit-nolog": {"TOOLKIT_ACCESS_LOG": "false"},
             "toolkit-metrics": {"TOOLKIT_METRICS_PORT": str(PORT + 10)},
-            "toolkit-gil1": {"TOOLKIT_GIL_SWITCH_MS": "1"}}
+            "toolkit-gil1": {"TOOLKIT_GIL_SWITCH_MS": "1"},
+            "toolkit-handoff0": {"TOOLKIT_LOOP_HANDOFF_MS": "0"}}
 
 INFERENCE = '''\
 """The echo model every server runs: model_fn returns a trivial model, predict_fn echoes."""
@@ -557,7 +561,8 @@ def summarize(results: list, names: list, args, csv, loadavg, per_request=None) 
              "waitress": "Flask on 1 waitress process", "gunicorn": "Flask on gunicorn, 2 sync workers",
              "toolkit-nolog": "`serve`, TOOLKIT_ACCESS_LOG=false",
              "toolkit-metrics": "`serve`, TOOLKIT_METRICS_PORT set",
-             "toolkit-gil1": "`serve`, TOOLKIT_GIL_SWITCH_MS=1"}
+             "toolkit-gil1": "`serve`, TOOLKIT_GIL_SWITCH_MS=1",
+             "toolkit-handoff0": "`serve`, TOOLKIT_LOOP_HANDOFF_MS=0 (waitress's hand-off)"}
     out = [
         f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} by `bench/bench_serving.py` on this machine "
         f"({os.cpu_count()} CPUs, shared with wrk and with other work: compare ratios from the same run, not "
@@ -614,7 +619,9 @@ def summarize(results: list, names: list, args, csv, loadavg, per_request=None) 
             targets.append(f"- p99 at 16 connections no worse than gunicorn's: {t['p99_16']:.1f} ms against "
                            f"{rows['gunicorn']['p99_16']:.1f} ms" + (
                                f" (with a 1 ms GIL switch interval: {rows['toolkit-gil1']['p99_16']:.1f} ms)"
-                               if "toolkit-gil1" in rows else ""))
+                               if "toolkit-gil1" in rows else "") + (
+                               f" (with every request handed to a request thread: "
+                               f"{rows['toolkit-handoff0']['p99_16']:.1f} ms)" if "toolkit-handoff0" in rows else ""))
         out += ["", "Targets from the serving issues, as measured in this run:", "", *[x for x in targets if x]]
     if csv:
         out += ["", f"8 MB CSV body (`serve`, one worker, 10 numeric columns, decoded to a numpy array): the "

@@ -55,6 +55,7 @@ class ServingEnv:
     max_requests: int = 0  # recycle a worker after this many requests (plus jitter); 0 = never
     max_requests_jitter: int = 0
     max_rss_mb: int = 0  # recycle a worker whose RSS passes this; 0 = never
+    loop_handoff_ms: float = 20.0  # see toolkit.serving.eventloop; 0 = every request on a request thread
     gil_switch_ms: float = 0.0  # a worker's sys.setswitchinterval; 0 = Python's own (5 ms). See serving.md
 
     @classmethod
@@ -102,6 +103,7 @@ class ServingEnv:
             max_requests=read("TOOLKIT_MAX_REQUESTS"),
             max_requests_jitter=read("TOOLKIT_MAX_REQUESTS_JITTER"),
             max_rss_mb=read("TOOLKIT_MAX_RSS_MB"),
+            loop_handoff_ms=read("TOOLKIT_LOOP_HANDOFF_MS"),
             gil_switch_ms=read("TOOLKIT_GIL_SWITCH_MS"),
         )
 

@@ -173,8 +173,14 @@ TABLE: dict[str, Row] = {
         "Worker processes.",
         "number of CPUs"),
     "TOOLKIT_SERVER_THREADS": (8, "int", (1, None), "serve", "serve",
-        "Request threads per worker (waitress; 8 rather than waitress's 4 halves p99 at 16 connections, see "
-        "benchmarks.md)."),
+        "Requests one worker runs at once, each on a thread of its own while it runs past "
+        "`TOOLKIT_LOOP_HANDOFF_MS` or waits in a batch; quicker ones are answered by the event loop's thread "
+        "([serving.md](serving.md#the-event-loop))."),
+    "TOOLKIT_LOOP_HANDOFF_MS": (20.0, "number", (0, None), "serve", "serve",
+        "A request still running after this long on the thread of a worker's event loop leaves the loop to "
+        "another thread, so that the worker's other connections are served meanwhile "
+        "([serving.md](serving.md#the-event-loop)).",
+        "`0`: hand every request to a request thread at once (waitress's own design)"),
     "SAGEMAKER_MODEL_SERVER_TIMEOUT": (60.0, "seconds", (0, None), "serve", "serve",
         "Time limit per request **in seconds** (Multi Model Server read it as minutes); past it the client "
         "gets 504. `0` turns the limit off."),

@@ -7,6 +7,7 @@ under pytest's default import mode)."""
 from __future__ import annotations
 
 import http.client
+import socket
 import subprocess
 import textwrap
 from pathlib import Path
@@ -72,6 +73,41 @@ def scrape(port: int) -> dict[str, float]:
             (line.rpartition(" ") for line in text.splitlines() if line and not line.startswith("#"))}
 
 
+def accepting(port: int) -> bool:
+    """Whether something accepts TCP connections on 127.0.0.1:``port``."""
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def read_responses(sock: socket.socket, count: int) -> list[tuple[int, bytes]]:
+    """``count`` HTTP responses read off ``sock``: (status, body) each (bodies have a Content-Length)."""
+    buffer, answers = b"", []
+    while len(answers) < count:
+        head, sep, rest = buffer.partition(b"\r\n\r\n")
+        if sep:
+            lines = head.decode("latin-1").split("\r\n")
+            length = next(int(line.split(":", 1)[1]) for line in lines if line.lower().startswith("content-length:"))
+            if len(rest) >= length:
+                answers.append((int(lines[0].split()[1]), rest[:length]))
+                buffer = rest[length:]
+                continue
+        data = sock.recv(65536)
+        assert data, f"the server closed the connection after {len(answers)} answers"
+        buffer += data
+    return answers
+
+
+def read_until(sock: socket.socket, needle: bytes) -> bytes:
+    """What ``sock`` sends until ``needle`` has arrived (raw reads of a streamed answer)."""
+    data = b""
+    while needle not in data:
+        part = sock.recv(65536)
+        if not part:
+            raise AssertionError(f"connection closed before {needle!r}; got {data!r}")
+        data += part
+    return data
+
+
 ServerT = TypeVar("ServerT", bound=Server)
 
 
@@ -121,4 +157,5 @@ def echo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     server.stop(timeout=10)
 
 
-__all__ = ["BIN", "ECHO", "Response", "Server", "clean_environ", "free_port", "scrape"]
+__all__ = ["BIN", "ECHO", "Response", "Server", "accepting", "clean_environ", "free_port", "read_responses",
+           "read_until", "scrape"]

@@ -97,9 +97,10 @@ def invoke_concurrently(server: Server, clients: int, each: int) -> set:
 def test_counts_from_many_request_threads_add_up_across_a_crash(start_server) -> None:
     """Each request thread of a worker counts in its own lane of the shared table (no lock per
     request); the scrape sums them: totals equal what was sent, each series is one line, and a
-    killed worker's counts stay."""
+    killed worker's counts stay. (TOOLKIT_LOOP_HANDOFF_MS=0: every request on a request thread; the
+    event loop would answer these quick ones on its own thread.)"""
     port = free_port()
-    server = start_server(THREADED, TOOLKIT_METRICS_PORT=str(port))
+    server = start_server(THREADED, TOOLKIT_METRICS_PORT=str(port), TOOLKIT_LOOP_HANDOFF_MS="0")
     answered = invoke_concurrently(server, 8, 25)
     per_worker: dict = {}
     for pid, thread in answered:

@@ -19,7 +19,7 @@ from typing import Any, Optional
 
 import serving_helpers
 from helpers import wait_for
-from serving_helpers import BIN, Response, Server, clean_environ, free_port
+from serving_helpers import BIN, Response, Server, accepting, clean_environ, free_port, read_responses
 
 start_server = serving_helpers.start_server  # the fixture
 
@@ -74,11 +74,6 @@ def blocked_request(server: Server, seconds: float = 120) -> tuple[threading.Thr
     thread.start()
     wait_for(started.exists, 60, "the request to reach the handler")
     return thread, result, release
-
-
-def accepting(port: int) -> bool:
-    with socket.socket() as probe:
-        return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
 def process_state(pid: int) -> Optional[str]:
@@ -251,24 +246,6 @@ def test_port_in_use_is_a_clear_error(tmp_path) -> None:
         out = subprocess.run([str(BIN / "serve")], env=env, capture_output=True, text=True, timeout=30)
     assert out.returncode == 2
     assert f"cannot listen on 127.0.0.1:{port}" in out.stderr and "SAGEMAKER_BIND_TO_PORT" in out.stderr
-
-
-def read_responses(sock: socket.socket, count: int) -> list[tuple[int, bytes]]:
-    """``count`` HTTP responses read off ``sock``: (status, body) each (bodies have a Content-Length)."""
-    buffer, answers = b"", []
-    while len(answers) < count:
-        head, sep, rest = buffer.partition(b"\r\n\r\n")
-        if sep:
-            lines = head.decode("latin-1").split("\r\n")
-            length = next(int(line.split(":", 1)[1]) for line in lines if line.lower().startswith("content-length:"))
-            if len(rest) >= length:
-                answers.append((int(lines[0].split()[1]), rest[:length]))
-                buffer = rest[length:]
-                continue
-        data = sock.recv(65536)
-        assert data, "the server closed the connection"
-        buffer += data
-    return answers
 
 
 def test_kept_alive_and_pipelined_requests_never_wait_for_the_event_loop_tick(start_server) -> None:

@@ -12,7 +12,7 @@ from typing import Iterator
 
 import pytest
 import serving_helpers
-from serving_helpers import Server, write_model
+from serving_helpers import Server, read_until, write_model
 
 start_server = serving_helpers.start_server  # the fixture
 
@@ -88,16 +88,6 @@ def raw_request(server: Server, payload: dict, accept: str = "text/plain") -> so
     sock.sendall(b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                  b"Accept: %s\r\nContent-Length: %d\r\n\r\n%s" % (accept.encode(), len(body), body))
     return sock
-
-
-def read_until(sock: socket.socket, needle: bytes) -> bytes:
-    data = b""
-    while needle not in data:
-        part = sock.recv(65536)
-        if not part:
-            raise AssertionError(f"connection closed before {needle!r}; got {data!r}")
-        data += part
-    return data
 
 
 def wait_for(path: Path, timeout: float = 10.0) -> str:

@@ -23,6 +23,7 @@ import time
 from typing import Any, Optional
 
 from toolkit.hookspecs import hookimpl
+from toolkit.serving.eventloop import EventLoop
 
 log = logging.getLogger("toolkit")
 ACCEPT_BATCH = 64  # at most this many connections accepted per turn of a worker's event loop
@@ -164,26 +165,35 @@ def toolkit_serve(worker: Any) -> Optional[bool]:
         channel_request_lookahead=1,  # polled for its next request while one runs (toolkit.serving.connections)
     )
     _bound_connections(server, env)
+    loop: Optional[EventLoop] = None
+    if env.loop_handoff_ms > 0:  # the event loop answers requests itself (toolkit.serving.eventloop)
+        server.task_dispatcher.shutdown()
+        loop = server.task_dispatcher = EventLoop(server, worker.threads, env.loop_handoff_ms / 1000,
+                                                  wasyncore.poll2)
     _balance(server, worker)
     server.application = worker.timed_app(  # the tasks call server.application
         abort=lambda environ, response: _abort(server, environ, response),
         set_threads=server.task_dispatcher.set_thread_count)
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # "task queue depth" under load is normal
-    done = threading.Event()
+    done = loop.done if loop is not None else threading.Event()
 
     def drain() -> None:
         worker.drain(lambda: _busy(server) or _recently_used(server))
         done.set()
         server.pull_trigger()
 
-    def on_stop() -> None:
+    def stop_accepting() -> None:
         server.accepting = False
         server.del_channel()
         server.socket.close()
         _close_after_answering(server)
         threading.Thread(target=drain, name="toolkit-drain", daemon=True).start()
 
-    worker.on_stop(on_stop)
+    if loop is not None:
+        worker.on_stop(lambda: loop.call_soon(stop_accepting))  # the socket map is the leader's
+        loop.run()
+        return True
+    worker.on_stop(stop_accepting)
     while not done.is_set():
         wasyncore.loop(timeout=0.2, map=server._map, use_poll=True, count=1)
     return True

@@ -32,6 +32,7 @@ from collections import Counter
 from typing import Any, Callable, Optional, Sequence
 
 from toolkit.errors import ClientError, CodeError, ToolkitError
+from toolkit.serving import eventloop
 
 log = logging.getLogger("toolkit")
 
@@ -82,6 +83,7 @@ class Batcher:
                 self._open = None  # full: the next request opens a new one
                 if not leader:
                     self._cond.notify_all()
+        eventloop.release()  # this thread may run the worker's event loop: the batch's other requests need it
         if leader:
             self._lead(batch, item.queued + self.max_wait)  # type: ignore[arg-type]
         else:

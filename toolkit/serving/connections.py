@@ -46,6 +46,8 @@ from waitress.parser import HTTPRequestParser
 from waitress.task import ErrorTask
 from waitress.utilities import BadRequest, Error, RequestEntityTooLarge
 
+from toolkit.serving.eventloop import skip_wakeup
+
 log = logging.getLogger("toolkit")
 
 LINGER_SECONDS = 10.0  # after an early error answer: read and drop the rest of the body for at most this long
@@ -268,6 +270,8 @@ class _QuietTrigger:
         return getattr(self._server, name)
 
     def pull_trigger(self) -> None:
+        if skip_wakeup():  # the loop's own thread answered: it sends and polls next anyway
+            return
         channel = self._channel
         if (channel.requests or channel.total_outbufs_len or channel.will_close or channel.close_when_flushed
                 or not channel.connected or channel.lingering or channel.draining_until):
