@@ -24,6 +24,8 @@ start-up. Why each bound (issue 12, all measured against a real ``serve``):
   connection left waiting for 2**72 bytes.
 - Every error waitress answers itself (400, 408, 413, 431, 500...) has a JSON body like the app's.
 
+One send per answer: a small answer's head and body leave in one ``send`` (``OneSendTask``).
+
 One thread hand-off fewer per request (the p99 tail, docs/serving.md): waitress's request thread, once
 it has answered, wakes the event loop through the trigger pipe so that the loop polls the connection
 for its next request again. The server runs with ``channel_request_lookahead=1``, so the loop keeps
