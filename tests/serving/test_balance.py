@@ -9,6 +9,7 @@ import os
 import signal
 import time
 from collections import Counter
+from pathlib import Path
 
 import serving_helpers
 from helpers import wait_for
@@ -33,6 +34,11 @@ WHO = """
     def predict_fn(data, model):
         return {"pid": os.getpid()}
 """
+
+
+def _state(pid: int, task: str) -> str:
+    stat = Path(f"/proc/{pid}/task/{task}/stat").read_text()
+    return stat[stat.rindex(")") + 2:].split()[0]
 
 
 def connect(server: Server) -> http.client.HTTPConnection:
@@ -112,6 +118,10 @@ def test_a_stopped_worker_does_not_hold_up_new_connections(start_server) -> None
         live, stopped = ask(first)[1], ask(second)[1]
         assert live != stopped
         os.kill(stopped, signal.SIGSTOP)  # its event loop is frozen with the fewest connections
+        # kill() returns before every thread has stopped: a thread still running could accept the next
+        # connection and then freeze with it (seen with the event loop on a thread of its own)
+        wait_for(lambda: all(_state(stopped, task) == "T" for task in os.listdir(f"/proc/{stopped}/task")), 10,
+                 "the worker's threads to stop")
         for _ in range(4):  # the live worker takes them all (after at most balance.STALE_AFTER)
             extra.append(connect(server))
             assert ask(extra[-1]) == (200, live), server.log

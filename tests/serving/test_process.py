@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import socket
+import struct
 import subprocess
 import threading
 import time
@@ -246,6 +247,30 @@ def test_port_in_use_is_a_clear_error(tmp_path) -> None:
         out = subprocess.run([str(BIN / "serve")], env=env, capture_output=True, text=True, timeout=30)
     assert out.returncode == 2
     assert f"cannot listen on 127.0.0.1:{port}" in out.stderr and "SAGEMAKER_BIND_TO_PORT" in out.stderr
+
+
+def _segments_in(sock: socket.socket) -> int:
+    """TCP segments this socket has received (Linux's tcp_info.tcpi_segs_in, at byte 140)."""
+    return struct.unpack_from("I", sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 256), 140)[0]
+
+
+def test_a_small_answer_arrives_in_one_tcp_segment(start_server) -> None:
+    """Status line, headers and body of a small answer go out in one send (toolkit.serving.connections.
+    OneSendTask): waitress alone sends the head and the body apart, two segments and two wake-ups of
+    the client per answer. Counted on the client's socket over 30 kept-alive requests (an ACK of its
+    own may add a segment now and then; two sends per answer would give 60 or more)."""
+    server = start_server(TROUBLE, SAGEMAKER_MODEL_SERVER_WORKERS="1")
+    body = json.dumps({"action": "none"}).encode()
+    one = (b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+           % (len(body), body))
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+        read_responses(sock.sendall(one) or sock, 1)  # warm
+        before = _segments_in(sock)
+        for _ in range(30):
+            sock.sendall(one)
+            assert read_responses(sock, 1)[0][0] == 200
+        segments = _segments_in(sock) - before
+    assert 30 <= segments < 45, f"{segments} TCP segments for 30 answers"
 
 
 def test_kept_alive_and_pipelined_requests_never_wait_for_the_event_loop_tick(start_server) -> None:

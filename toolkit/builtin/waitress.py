@@ -76,9 +76,9 @@ def _recently_used(server: Any) -> bool:
 
 def _close_after_answering(server: Any) -> None:
     """While stopping: each answer still to come closes its connection (``Connection: close``)."""
-    from waitress.task import WSGITask
+    from toolkit.serving.connections import OneSendTask
 
-    class ClosingTask(WSGITask):
+    class ClosingTask(OneSendTask):
         def build_response_header(self) -> Any:
             self.set_close_on_finish()
             return super().build_response_header()
