@@ -249,6 +249,11 @@ def test_port_in_use_is_a_clear_error(tmp_path) -> None:
     assert f"cannot listen on 127.0.0.1:{port}" in out.stderr and "SAGEMAKER_BIND_TO_PORT" in out.stderr
 
 
+_BODY = json.dumps({"action": "none"}).encode()
+ONE = (b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+       % (len(_BODY), _BODY))  # one raw request, for the tests that write to the socket themselves
+
+
 def _segments_in(sock: socket.socket) -> int:
     """TCP segments this socket has received (Linux's tcp_info.tcpi_segs_in, at byte 140)."""
     return struct.unpack_from("I", sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 256), 140)[0]
@@ -260,14 +265,11 @@ def test_a_small_answer_arrives_in_one_tcp_segment(start_server) -> None:
     the client per answer. Counted on the client's socket over 30 kept-alive requests (an ACK of its
     own may add a segment now and then; two sends per answer would give 60 or more)."""
     server = start_server(TROUBLE, SAGEMAKER_MODEL_SERVER_WORKERS="1")
-    body = json.dumps({"action": "none"}).encode()
-    one = (b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
-           % (len(body), body))
     with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
-        read_responses(sock.sendall(one) or sock, 1)  # warm
+        read_responses(sock.sendall(ONE) or sock, 1)  # warm
         before = _segments_in(sock)
         for _ in range(30):
-            sock.sendall(one)
+            sock.sendall(ONE)
             assert read_responses(sock, 1)[0][0] == 200
         segments = _segments_in(sock) - before
     assert 30 <= segments < 45, f"{segments} TCP segments for 30 answers"
@@ -279,17 +281,14 @@ def test_kept_alive_and_pipelined_requests_never_wait_for_the_event_loop_tick(st
     next request waits for the loop's 0.2 s tick. 40 rounds of 3 pipelined requests on one kept-alive
     connection take well under one tick per round."""
     server = start_server(TROUBLE, SAGEMAKER_MODEL_SERVER_WORKERS="1")
-    body = json.dumps({"action": "none"}).encode()
-    one = (b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
-           % (len(body), body))
     with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
-        read_responses(sock.sendall(one) or sock, 1)  # warm
+        read_responses(sock.sendall(ONE) or sock, 1)  # warm
         started = time.monotonic()
         for _ in range(40):
-            sock.sendall(one * 3)
+            sock.sendall(ONE * 3)
             answers = read_responses(sock, 3)
             assert [status for status, _ in answers] == [200, 200, 200]
-            sock.sendall(one)  # and one alone: answered, then the connection polled again
+            sock.sendall(ONE)  # and one alone: answered, then the connection polled again
             assert read_responses(sock, 1)[0][0] == 200
         took = time.monotonic() - started
     assert took < 40 * 0.2 / 2, f"{took:.2f} s for 40 rounds: answers waited for the event loop's tick"
