@@ -29,7 +29,7 @@ class ServingEnv:
     host: str = "0.0.0.0"
     safe_port_range: Optional[tuple[int, int]] = None
     workers: int = 1
-    threads: int = 8  # 8, not waitress's 4: p99 at 16 connections fell from ~17 ms to ~9 ms (docs/benchmarks.md)
+    threads: int = 8  # requests one worker runs at once (toolkit.serving.eventloop)
     timeout: float = 60.0
     max_payload_mb: int = 6
     default_accept: str = "application/json"

@@ -3,9 +3,12 @@
 The worker (``toolkit.serving.worker.Worker``) owns the time limit, the balancing and stopping;
 this plugin connects them to waitress:
 
-- The time limit (SAGEMAKER_MODEL_SERVER_TIMEOUT): the app runs on waitress's own threads with no
+- Requests: the event loop's thread answers them itself and leaves the loop to another thread when
+  one runs long or waits in a batch (``toolkit.serving.eventloop``, the server's task dispatcher);
+  with TOOLKIT_LOOP_HANDOFF_MS=0, waitress's own dispatcher hands every request to a thread.
+- The time limit (SAGEMAKER_MODEL_SERVER_TIMEOUT): the app runs on the server's own threads with no
   hand-off; when the worker's watchdog times a request out, ``_abort`` writes the 504 on its channel
-  (the connection is then closed) and waitress gets a thread more for the stuck one.
+  (the connection is then closed) and the server may run one request more for the stuck one.
 - SIGTERM: stop accepting, wait for in-flight requests to be answered (``worker.drain``), return.
   Answers given while stopping carry ``Connection: close``, and the worker waits until its
   connections are closed or have been idle for ``IDLE_AFTER`` seconds, so that a kept-alive client
