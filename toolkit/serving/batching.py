@@ -1,18 +1,26 @@
 """Dynamic batching: requests to one model that arrive within a short wait are predicted in one call.
 
-Each request keeps its own thread: it is decoded there (``input_fn``), joins the model's open batch,
-waits, and is encoded there (``output_fn``), so each client gets its own answer, status and headers.
-The first request of a batch leads it: it waits until the batch holds ``max_batch_size`` requests
-or ``max_batch_wait_ms`` have passed, then makes the one call and hands each request its part.
-No thread is added and no request changes thread on the way (a dedicated batching thread would add
-two hand-offs per request). A batch also closes as soon as it holds every request that could still
-join it: when its requests and those of the running call are as many as the worker's open
-connections (a client waits for its answer before sending again), waiting longer would only add
-latency; this is what keeps a worker with fewer connections than ``max_batch_size`` from waiting the
-whole ``max_batch_wait_ms`` on every batch. One batch call runs at a time per model in a worker:
-while one runs, the next batch keeps filling past its wait (up to the size), which is what makes
-batches grow under load. A call that has run longer than SAGEMAKER_MODEL_SERVER_TIMEOUT (its requests have had their
-504) no longer holds the next batch back.
+Each request is decoded on its own (``input_fn``), joins the model's open batch, waits, and is
+encoded on its own (``output_fn``), so each client gets its own answer, status and headers. A batch
+closes when it holds ``max_batch_size`` requests, or every request that could still join it (its
+requests and those of the running call are as many as the worker's open connections: a client
+waits for its answer before sending again, so waiting longer would only add latency; this keeps a
+worker with fewer connections than ``max_batch_size`` from waiting out ``max_batch_wait_ms`` on
+every batch), or when ``max_batch_wait_ms`` have passed since its first request. One batch call runs
+at a time per model in a worker: while one runs, the next batches fill (each up to the size) and
+wait their turn, which is what makes batches grow under load. A call that has run longer than
+SAGEMAKER_MODEL_SERVER_TIMEOUT (its requests have had their 504) no longer holds the next back.
+
+How a request waits depends on the server:
+
+- With the built-in server's event loop (``toolkit.serving.eventloop``), a waiting request costs no
+  thread: the thread that decoded it runs the loop on, nested (``EventLoop.park``), so the batch's
+  other requests are read and decoded by the same thread; the call is made by the request that
+  fills the batch, or by the loop when the batch's wait is over (``make_due``); then each parked
+  request encodes and sends its own answer. No thread switch happens on the way.
+- Elsewhere (TOOLKIT_LOOP_HANDOFF_MS=0, another server plugin), each request waits on its own
+  thread: the first request of a batch leads it, waits until it closes, makes the call and hands
+  each request its part.
 
 The batch call is ``predict_batch_fn(inputs, model)`` from inference.py when it is defined: a list
 of the decoded inputs in, a list of as many predictions out (an ``Exception`` in that list fails
@@ -28,7 +36,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from typing import Any, Callable, Optional, Sequence
 
 from toolkit.errors import ClientError, CodeError, ToolkitError
@@ -42,7 +50,7 @@ DECLARED = ("max_batch_size", "max_batch_wait_ms")  # what an inference.py may s
 
 
 class _Item:
-    __slots__ = ("context", "data", "done", "failed", "outcome", "queued")
+    __slots__ = ("context", "data", "done", "failed", "finished", "outcome", "queued")
 
     def __init__(self, data: Any, context: Any) -> None:
         self.data = data
@@ -50,6 +58,7 @@ class _Item:
         self.queued = time.monotonic()
         self.done = threading.Lock()
         self.done.acquire()  # released once the outcome is set
+        self.finished = False  # set (before ``done`` is released) once the outcome is set
         self.outcome: Any = None
         self.failed = False
 
@@ -67,12 +76,95 @@ class Batcher:
         self.name = name
         self._cond = threading.Condition(threading.Lock())
         self._open: Optional[list[_Item]] = None
+        self._deadline = 0.0  # when the open batch's wait is over (event-loop mode)
+        self._ready: deque[list[_Item]] = deque()  # closed batches waiting for the running call (event-loop mode)
         self._calls: list[tuple[float, int]] = []  # the running batch calls: (when it started, its size)
         self.capacity: Optional[Callable[[], int]] = None  # the worker's open connections (set per worker)
 
     def submit(self, data: Any, context: Any = None) -> Any:
         """Predict ``data`` as part of a batch; its prediction, or the exception meant for this request."""
         item = _Item(data, context)
+        loop = eventloop.current()
+        if loop is not None:
+            self._submit_on_loop(item, loop)
+        else:
+            self._submit_on_thread(item)
+        if item.failed:
+            raise item.outcome
+        return item.outcome
+
+    # -- with the event loop ----------------------------------------------------------------------
+
+    def _submit_on_loop(self, item: _Item, loop: eventloop.EventLoop) -> None:
+        with self._cond:
+            batch = self._open
+            if batch is None:
+                batch = self._open = []
+                self._deadline = item.queued + self.max_wait
+            batch.append(item)
+            call = None
+            if len(batch) >= self.max_size or self._all_in(len(batch)):
+                self._open = None
+                if self._held_back() or self._ready:
+                    self._ready.append(batch)  # the loop makes it once the running call has ended
+                else:
+                    call = self._start(batch)
+        if call is not None:
+            self._call(batch, call, loop)
+            return
+        loop.watch(self)
+        if not (loop.leads() and loop.park(lambda: item.finished)):
+            item.done.acquire()
+
+    def left(self, now: float) -> Optional[float]:
+        """Seconds until a batch call is due (0: now), or None when no batch waits (the event loop asks)."""
+        with self._cond:
+            if self._open is None and not self._ready:
+                return None
+            if self._held_back():
+                return self._until_stale() or 0.2
+            if self._ready or self._all_in(len(self._open)):  # type: ignore[arg-type]
+                return 0.0
+            return max(self._deadline - now, 0.0)
+
+    def make_due(self, now: float) -> None:
+        """Make the batch call that is due, if one is, on this thread (the event loop's)."""
+        with self._cond:
+            if self._held_back():
+                return
+            if self._ready:
+                batch = self._ready.popleft()
+            elif self._open is not None and (now >= self._deadline or self._all_in(len(self._open))):
+                batch, self._open = self._open, None
+            else:
+                return
+            call = self._start(batch)
+        self._call(batch, call, eventloop.current())
+
+    def _start(self, batch: list[_Item]) -> tuple[float, int]:
+        """Count ``batch``'s call as running (with the lock held, together with the check that no
+        other call holds it back)."""
+        call = (time.monotonic(), len(batch))
+        self._calls.append(call)
+        return call
+
+    def _call(self, batch: list[_Item], call: tuple[float, int], loop: Optional[eventloop.EventLoop]) -> None:
+        """Make the batch call, give each request its outcome and wake whoever waits for them."""
+        try:
+            self._run(batch, call[0])
+        finally:
+            with self._cond:
+                self._calls.remove(call)
+                self._cond.notify_all()  # a batch leader waiting for this call (without the event loop)
+            for item in batch:
+                item.finished = True
+                item.done.release()
+            if loop is not None and not loop.leads():
+                loop.wake()  # its requests may be parked on the loop's thread, another batch may be due
+
+    # -- each request on a thread of its own --------------------------------------------------------
+
+    def _submit_on_thread(self, item: _Item) -> None:
         with self._cond:
             batch = self._open
             leader = batch is None
@@ -83,14 +175,10 @@ class Batcher:
                 self._open = None  # full: the next request opens a new one
                 if not leader:
                     self._cond.notify_all()
-        eventloop.release()  # this thread may run the worker's event loop: the batch's other requests need it
         if leader:
             self._lead(batch, item.queued + self.max_wait)  # type: ignore[arg-type]
         else:
             item.done.acquire()
-        if item.failed:
-            raise item.outcome
-        return item.outcome
 
     def _all_in(self, size: int) -> bool:
         """Whether no other request can join: every open connection of the worker has its request
@@ -125,16 +213,8 @@ class Batcher:
                 self._open = None
             while self._held_back():  # a full batch waits for the call before it
                 cond.wait(self._until_stale())
-            call = (time.monotonic(), len(batch))
-            self._calls.append(call)
-        try:
-            self._run(batch, call[0])
-        finally:
-            with cond:
-                self._calls.remove(call)
-                cond.notify_all()
-            for item in batch:
-                item.done.release()
+            call = self._start(batch)
+        self._call(batch, call, None)
 
     def _until_stale(self) -> Optional[float]:
         """How long until the running calls have all run past the time limit (None: no limit)."""

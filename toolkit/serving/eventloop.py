@@ -7,21 +7,27 @@ workers (docs/serving.md#the-tail), and with torch, whose every operation releas
 more than the model.
 
 Here the thread that runs the event loop (the *leader*) answers each request itself, between two
-polls, as a single-threaded server would. The other threads (*followers*) wait. The loop moves to a
-follower, and the request stays where it is, when the leader's request
+polls, as a single-threaded server would. The other threads (*followers*) wait. When the leader's
+request has run for ``handoff`` seconds (TOOLKIT_LOOP_HANDOFF_MS; the main thread looks every half
+of it), the loop moves to a follower and the request stays where it is, so that a slow model, a
+stream or a model load never holds the worker's other connections, /ping among them, for longer
+than that.
 
-- has run for ``handoff`` seconds (TOOLKIT_LOOP_HANDOFF_MS; the main thread looks every half of it),
-  so that a slow model, a stream or a model load never holds the worker's other connections, /ping
-  among them, for longer than that;
-- is about to wait (``release()``, called by dynamic batching before a request joins a batch), so
-  that the requests of one batch are parsed and decoded while the first of them waits.
+A request that waits for its dynamic batch does not wait: it runs the loop on (``park``), nested in
+its own call, until its batch has been predicted. The batch's other requests are read, decoded and
+parked the same way, one level deeper each, and the batch call is made by whichever level closes it
+(full, every connection in, or its wait over: ``Batcher.due``). Then the levels return one by one,
+each encoding and sending its own answer. So a batched request costs no thread and no thread
+switch. The stack is at most ``MAX_PARKED`` requests deep; a request parked below one that runs
+long (and is relieved) is answered when that one ends (its batch is not held up: the next leader
+makes the call).
 
 A relieved thread finishes its request as waitress's request threads do (the new leader sends what
-it wrote), then becomes a follower. At most ``threads`` requests run at once (TOOLKIT_SERVER_THREADS,
-raised by one for each request stuck past its 504): while that many run on relieved threads, the
-leader polls (reads, sends, accepts, times out slow connections) but starts no request. The loop
-can always move, so that a leader whose answer waits for the loop to send it (waitress's writer
-blocks above its buffer limit) is relieved like any other.
+it wrote), then becomes a follower. At most ``threads`` requests run at once on relieved threads
+(TOOLKIT_SERVER_THREADS, raised by one for each request stuck past its 504): while that many run,
+the leader polls (reads, sends, accepts, times out slow connections) but starts no request. The
+loop can always move, so that a leader whose answer waits for the loop to send it (waitress's
+writer blocks above its buffer limit) is relieved like any other.
 
 The main thread runs no request: it keeps the signal handlers prompt, watches the leader and runs
 the stop. Everything that touches the socket map (the stop's closing of the listening socket
@@ -30,21 +36,33 @@ included) runs on the leader's thread (``call_soon``).
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections import deque
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Protocol
+
+MAX_PARKED = 256  # requests parked on the leader's stack at most (a batch then waits as a thread)
+FRAMES_PER_PARK = 24  # Python frames one parked request takes on the stack (with room to spare)
 
 _current: Optional[EventLoop] = None  # the worker's loop (one per process)
-_local = threading.local()  # skipped: a wake-up was left out during this thread's request (skip_wakeup)
+_local = threading.local()  # skipped: a wake-up was left out during this thread's request (skip_wakeup);
+# parked: requests parked on this thread's stack (park)
 
 
-def release() -> None:
-    """Called by a request's thread before it waits for long (a batch): if that thread runs the
-    event loop, another thread takes the loop over first. Does nothing anywhere else."""
-    loop = _current
-    if loop is not None and loop.leader == threading.get_ident():
-        loop.relieve(None)
+class Batches(Protocol):
+    """What the loop asks of a model's batching (``toolkit.serving.batching.Batcher``)."""
+
+    def left(self, now: float) -> Optional[float]:
+        """Seconds until a batch call is due (0: now), or None when no batch is open."""
+
+    def make_due(self, now: float) -> None:
+        """Make the batch call that is due, if one is, on this thread."""
+
+
+def current() -> Optional[EventLoop]:
+    """The worker's event loop, or None (another server, or TOOLKIT_LOOP_HANDOFF_MS=0)."""
+    return _current
 
 
 class EventLoop:
@@ -63,6 +81,7 @@ class EventLoop:
         self._cap = threads  # requests that may run at once
         self._running = 0  # requests running on threads the loop has left
         self._waiting = 0  # followers waiting for the loop
+        self._batches: list[Batches] = []  # models with a batch open, made when due (``watch``)
         self.done = threading.Event()
 
     # -- waitress's task dispatcher -------------------------------------------------------------
@@ -105,6 +124,10 @@ class EventLoop:
         self._soon.append(function)
         self.server.pull_trigger()
 
+    def wake(self) -> None:
+        """Make the leader poll again now (from any thread): a batch was predicted elsewhere."""
+        self.server.pull_trigger()
+
     def relieve(self, started: Optional[float]) -> None:
         """Give the loop to a follower, or to a new thread if none waits. ``started``: only if the
         leader is still in the request that began then (None: the caller is the leader)."""
@@ -123,10 +146,54 @@ class EventLoop:
     def _spawn(self) -> None:
         threading.Thread(target=self._follow, name="toolkit-loop", daemon=True).start()
 
+    # -- batches (any thread; ``park`` on the leader's) -----------------------------------------
+
+    def leads(self) -> bool:
+        """Whether the calling thread runs the loop."""
+        return self.leader == threading.get_ident()
+
+    def watch(self, batches: Batches) -> None:
+        """A batch of ``batches`` is open: ask it when it is due, between polls (from any thread)."""
+        if batches not in self._batches:
+            self._batches.append(batches)
+            if not self.leads():
+                self.server.pull_trigger()
+
+    def park(self, finished: Callable[[], bool]) -> bool:
+        """Run the loop on, nested in the leader's current request, until ``finished()``. False: the
+        loop moved to another thread first (or the stack is full), and the caller must wait as a
+        thread (the loop is no longer its)."""
+        me = threading.get_ident()
+        parked = getattr(_local, "parked", 0)
+        if self.leader != me:
+            return False
+        if parked >= MAX_PARKED:
+            self.relieve(None)
+            return False
+        _local.parked = parked + 1
+        try:
+            with self._lock:
+                if self.leader != me:
+                    return False
+                started, self._started = self._started, 0.0  # waiting, not running: the loop stays here
+            while not finished():
+                if self.done.is_set() or self._round(me):
+                    return False
+            with self._lock:
+                if self.leader != me:
+                    return False
+                self._started = started or time.monotonic()
+            return True
+        finally:
+            _local.parked = parked
+
     # -- the loop's threads ---------------------------------------------------------------------
 
     def _follow(self) -> None:
         me = threading.get_ident()
+        limit = 1000 + FRAMES_PER_PARK * MAX_PARKED  # parked requests nest: room for them on this thread
+        if sys.getrecursionlimit() < limit:
+            sys.setrecursionlimit(limit)
         while True:
             with self._lock:
                 while self.leader is not None and not self.done.is_set():
@@ -140,32 +207,66 @@ class EventLoop:
 
     def _lead(self, me: int) -> None:
         """Poll and answer until the loop is stopped or moves to another thread."""
-        pending, soon, poll, socket_map = self._pending, self._soon, self._poll, self.server._map
-        lock = self._lock
         while not self.done.is_set():
-            while soon:
-                soon.popleft()()
-            poll(0.0 if pending and self._running < self._cap else 0.2, socket_map)
-            while pending and self._running < self._cap:
-                channel = pending.popleft()
-                with lock:
-                    self._started = time.monotonic()
-                _local.skipped = False
-                channel.service()
-                with lock:
-                    relieved = self.leader != me
-                    self._started = 0.0
-                    if relieved:
-                        self._running -= 1
-                if relieved:
-                    if _local.skipped or pending:  # the new leader sends what this request wrote, or starts
-                        self.server.pull_trigger()  # a request it held back while this one ran
-                    return
-                if channel.total_outbufs_len:
-                    channel.handle_write()
-        with lock:
+            _local.skipped = False
+            if self._round(me):  # relieved: this thread's request has ended, it becomes a follower
+                with self._lock:
+                    self._running -= 1
+                if _local.skipped or self._pending:  # the new leader sends what this request wrote, or
+                    self.server.pull_trigger()  # starts a request it held back while this one ran
+                return
+        with self._lock:
             self.leader = None
             self._turn.notify_all()
+
+    def _round(self, me: int) -> bool:
+        """One turn of the loop: what was asked for, a poll, the requests ready to start, the batches
+        due. True when the loop moved to another thread meanwhile (it is no longer this one's)."""
+        pending, soon, lock = self._pending, self._soon, self._lock
+        while soon:
+            soon.popleft()()
+        if pending and self._running < self._cap:
+            timeout = 0.0
+        else:
+            timeout = 0.2
+            if self._batches:
+                now = time.monotonic()
+                for batches in self._batches:
+                    left = batches.left(now)
+                    if left is not None and left < timeout:
+                        timeout = left
+        self._poll(timeout, self.server._map)
+        while pending and self._running < self._cap:
+            channel = pending.popleft()
+            with lock:
+                self._started = time.monotonic()
+            channel.service()
+            with lock:
+                if self.leader != me:
+                    return True
+                self._started = 0.0
+            if channel.total_outbufs_len:
+                channel.handle_write()
+        if self._batches:
+            return self._make_due(me)
+        return False
+
+    def _make_due(self, me: int) -> bool:
+        """Make the batch calls that are due, each on this thread. True: the loop moved meanwhile."""
+        now = time.monotonic()
+        for batches in list(self._batches):
+            left = batches.left(now)
+            if left is None:
+                self._batches.remove(batches)
+            elif left <= 0:
+                with self._lock:
+                    self._started = now  # a batch call that runs long moves the loop on
+                batches.make_due(now)
+                with self._lock:
+                    if self.leader != me:
+                        return True
+                    self._started = 0.0
+        return False
 
 
 def skip_wakeup() -> bool:

@@ -123,7 +123,7 @@ class Watchdog:
         self.threads = threads
         self.abort = abort
         self.set_threads = set_threads
-        self.active: dict[int, list] = {}  # thread id -> [started, environ, timed_out, streaming]
+        self.active: dict[int, list] = {}  # id(entry) -> entry: [started, environ, timed_out, streaming]
         self.stuck = 0
         self.lock = threading.Lock()
         body = json.dumps({"message": f"the model did not answer within {timeout:g} s "
@@ -135,7 +135,6 @@ class Watchdog:
     def wrap(self, app: WSGIApp) -> WSGIApp:
         """``app`` on the server's own threads, watched (the watchdog aborts what runs too long)."""
         active = self.active
-        get_ident = threading.get_ident
         monotonic = time.monotonic
         untimed = getattr(app, "untimed", None)  # e.g. a multi-model endpoint's POST /models (a model load)
 
@@ -143,7 +142,7 @@ class Watchdog:
             if untimed is not None and untimed(environ):
                 return app(environ, start_response)
             entry = [monotonic(), environ, False, False]
-            key = get_ident()
+            key = id(entry)  # not the thread: requests waiting for a batch nest on the event loop's thread
             active[key] = entry
             try:
                 result = app(environ, start_response)
@@ -161,10 +160,10 @@ class Watchdog:
     def _timed_stream(self, stream: Any, environ: dict) -> Iterator[bytes]:
         """The chunks of ``stream``, each wait for one timed like a request."""
         active = self.active
-        key = threading.get_ident()
         try:
             while True:
                 entry = [time.monotonic(), environ, False, True]
+                key = id(entry)
                 active[key] = entry
                 try:
                     chunk = next(stream)
@@ -205,7 +204,7 @@ class Watchdog:
                     self._recovered()
 
             entry = [time.monotonic(), environ, False, False]
-            key = threading.get_ident()
+            key = id(entry)
             self.active[key] = entry
             try:
                 runner.submit(run)
