@@ -175,14 +175,14 @@ class EventLoop:
             with self._lock:
                 if self.leader != me:
                     return False
-                started, self._started = self._started, 0.0  # waiting, not running: the loop stays here
+                self._started = 0.0  # waiting, not running: the loop stays here
             while not finished():
                 if self.done.is_set() or self._round(me):
                     return False
             with self._lock:
                 if self.leader != me:
                     return False
-                self._started = started or time.monotonic()
+                self._started = time.monotonic()  # running again: timed from now (what is left is its answer)
             return True
         finally:
             _local.parked = parked
@@ -225,17 +225,15 @@ class EventLoop:
         pending, soon, lock = self._pending, self._soon, self._lock
         while soon:
             soon.popleft()()
-        if pending and self._running < self._cap:
-            timeout = 0.0
-        else:
-            timeout = 0.2
+        if not pending or self._running >= self._cap:  # (requests ready to start come first: a poll costs
+            timeout = 0.2  # a call per connection, and a batch's requests each start a nested round)
             if self._batches:
                 now = time.monotonic()
                 for batches in self._batches:
                     left = batches.left(now)
                     if left is not None and left < timeout:
                         timeout = left
-        self._poll(timeout, self.server._map)
+            self._poll(timeout, self.server._map)
         while pending and self._running < self._cap:
             channel = pending.popleft()
             with lock:
