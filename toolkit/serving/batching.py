@@ -384,8 +384,7 @@ def attach(handler: Any, env: Any, observe: Optional[Observer] = None, name: str
         else:
             call = stacked(lambda batch: _default_predict(handler, batch))
     handler.batcher = Batcher(call, size, wait, env.timeout, observe, name)
-    log.info("model %r: dynamic batching, up to %d requests per call, waiting up to %g ms (workers run at least "
-             "%d request threads)", name, size, wait * 1000, 2 * size)
+    log.info("model %r: dynamic batching, up to %d requests per call, waiting up to %g ms", name, size, wait * 1000)
     return handler.batcher
 
 
