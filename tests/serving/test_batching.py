@@ -95,9 +95,9 @@ def test_concurrent_requests_are_one_batch_and_each_client_gets_its_own_answer(s
 
 def test_a_request_waiting_in_a_batch_leaves_the_event_loop_to_the_others(start_server, tmp_path) -> None:
     """The event loop's thread answers requests itself (docs/serving.md#the-event-loop); a request that
-    joins a batch hands the loop on before it waits, or the batch's other requests would not be read
-    until it ended. The loop's own hand-off of slow requests is put off for a minute here, so only the
-    batch's hand-off can fill this batch of 4 within its 20 s wait."""
+    joins a batch is parked (its thread runs the loop on), or the batch's other requests would not be
+    read until it ended. The loop's own hand-off of slow requests is put off for a minute here, so only
+    parking can fill this batch of 4 within its 20 s wait."""
     log = tmp_path / "batches.jsonl"
     server = start_server(RECORDING, SAGEMAKER_MODEL_SERVER_WORKERS="1", BATCH_LOG=str(log),
                           TOOLKIT_LOOP_HANDOFF_MS="60000")
