@@ -113,8 +113,15 @@ class Batcher:
             self._call(batch, call, loop)
             return
         loop.watch(self)
-        if not (loop.leads() and loop.park(lambda: item.finished)):
+        if not (loop.leads() and loop.park(lambda: item.finished, lambda: self._hurry(item))):
             item.done.acquire()
+
+    def _hurry(self, item: _Item) -> None:
+        """Make the open batch that holds ``item`` due now: requests parked beneath it on the loop's
+        thread, already predicted, are answered only once it returns."""
+        with self._cond:
+            if self._open is not None and item in self._open:
+                self._deadline = 0.0
 
     def left(self, now: float) -> Optional[float]:
         """Seconds until a batch call is due (0: now), or None when no batch waits (the event loop asks)."""

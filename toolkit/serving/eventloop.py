@@ -20,7 +20,8 @@ parked the same way, one level deeper each, and the batch call is made by whiche
 each encoding and sending its own answer. So a batched request costs no thread and no thread
 switch. The stack is at most ``MAX_PARKED`` requests deep; a request parked below one that runs
 long (and is relieved) is answered when that one ends (its batch is not held up: the next leader
-makes the call).
+makes the call). A request parked below one that waits for another batch (another model's, with a
+longer wait) would be held up the same way, so that batch is made as soon as one beneath is done.
 
 A relieved thread finishes its request as waitress's request threads do (the new leader sends what
 it wrote), then becomes a follower. At most ``threads`` requests run at once on relieved threads
@@ -48,7 +49,7 @@ FRAMES_PER_PARK = 24  # Python frames one parked request takes on the stack (wit
 
 _current: Optional[EventLoop] = None  # the worker's loop (one per process)
 _local = threading.local()  # skipped: a wake-up was left out during this thread's request (skip_wakeup);
-# parked: requests parked on this thread's stack (park)
+# parked: the finished() of the requests parked on this thread's stack, deepest first (park)
 
 
 class Batches(Protocol):
@@ -160,24 +161,31 @@ class EventLoop:
             if not self.leads():
                 self.server.pull_trigger()
 
-    def park(self, finished: Callable[[], bool]) -> bool:
+    def park(self, finished: Callable[[], bool], hurry: Optional[Callable[[], None]] = None) -> bool:
         """Run the loop on, nested in the leader's current request, until ``finished()``. False: the
         loop moved to another thread first (or the stack is full), and the caller must wait as a
-        thread (the loop is no longer its)."""
+        thread (the loop is no longer its). ``hurry()`` is called once a request parked beneath this
+        one is finished first (another model's batch, or one that waited for a call elsewhere): it
+        can return only after this one, so this one's batch should not wait any longer."""
         me = threading.get_ident()
-        parked = getattr(_local, "parked", 0)
+        parked = getattr(_local, "parked", None)
+        if parked is None:
+            parked = _local.parked = []
         if self.leader != me:
             return False
-        if parked >= MAX_PARKED:
+        if len(parked) >= MAX_PARKED:
             self.relieve(None)
             return False
-        _local.parked = parked + 1
+        parked.append(finished)
         try:
             with self._lock:
                 if self.leader != me:
                     return False
                 self._started = 0.0  # waiting, not running: the loop stays here
             while not finished():
+                if hurry is not None and any(beneath() for beneath in parked[:-1]):
+                    hurry()
+                    hurry = None
                 if self.done.is_set() or self._round(me):
                     return False
             with self._lock:
@@ -186,7 +194,7 @@ class EventLoop:
                 self._started = time.monotonic()  # running again: timed from now (what is left is its answer)
             return True
         finally:
-            _local.parked = parked
+            parked.pop()
 
     # -- the loop's threads ---------------------------------------------------------------------
 
