@@ -359,3 +359,32 @@ def test_no_wait_batches_only_what_has_arrived(start_server, tmp_path) -> None:
         idle.close()
     assert_own_answers(answers, list(range(16)))
     assert sorted(i for c in calls(tmp_path) for i in c["ids"]) == list(range(16))
+
+
+def test_a_model_load_does_not_hold_the_requests_parked_beneath_it(tmp_path) -> None:
+    """A request to a batched model waits 200 ms for its batch; meanwhile another model is loaded
+    (POST /models, 2.5 s in model_fn): the request is answered after about its own wait, not after
+    the load, and not with a 504 (SAGEMAKER_MODEL_SERVER_TIMEOUT=2). Passes on the thread design; at
+    69519fb the load ran on the loop's thread on top of the parked request, which got its 504 though
+    its batch had been predicted at 200 ms. Pins ``EventLoop.slow``: a parked leader hands the loop on
+    rather than start a model load itself."""
+    server = multi_model(tmp_path, {"quick": "max_batch_wait_ms = 200"}, TOOLKIT_MAX_BATCH_SIZE="8",
+                         SAGEMAKER_MODEL_SERVER_TIMEOUT="2")
+    code = tmp_path / "models" / "heavy" / "model" / "code"
+    code.mkdir(parents=True)
+    (code / "inference.py").write_text("import time\ntime.sleep(2.5)\n" + textwrap.dedent(PARKING))
+    idle = idle_connection(server)
+    try:
+        sent = time.monotonic()
+        quick = in_input(server, {"id": "q"}, "quick", "/models/quick/invoke")
+        load = Pending(lambda: server.request("POST", "/models", json.dumps(
+            {"model_name": "heavy", "url": str(code.parent)}).encode(), {"Content-Type": "application/json"},
+            timeout=60))
+        answer = quick.result()
+        took = time.monotonic() - sent
+        assert load.result().status == 200
+    finally:
+        idle.close()
+        server.stop(timeout=10)
+    assert answer.status == 200 and answer.json()["id"] == "q", answer
+    assert took < 0.2 + QUICK, f"answered after {took:.2f} s"

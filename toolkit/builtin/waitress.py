@@ -173,6 +173,10 @@ def toolkit_serve(worker: Any) -> Optional[bool]:
         server.task_dispatcher.shutdown()
         loop = server.task_dispatcher = EventLoop(server, worker.threads, env.loop_handoff_ms / 1000,
                                                   wasyncore.poll2)
+        untimed = getattr(worker.app, "untimed", None)  # a multi-model endpoint's loads and unloads
+        if untimed is not None:
+            loop.slow = lambda channel: bool(channel.requests) and untimed(
+                {"REQUEST_METHOD": channel.requests[0].command, "PATH_INFO": channel.requests[0].path or ""})
     _balance(server, worker)
     server.application = worker.timed_app(  # the tasks call server.application
         abort=lambda environ, response: _abort(server, environ, response),

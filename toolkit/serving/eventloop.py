@@ -21,7 +21,9 @@ each encoding and sending its own answer. So a batched request costs no thread a
 switch. The stack is at most ``MAX_PARKED`` requests deep; a request parked below one that runs
 long (and is relieved) is answered when that one ends (its batch is not held up: the next leader
 makes the call). A request parked below one that waits for another batch (another model's, with a
-longer wait) would be held up the same way, so that batch is made as soon as one beneath is done.
+longer wait) would be held up the same way, so that batch is made as soon as one beneath is done;
+a request known to run long (``slow``: a multi-model endpoint's model load) is never started above
+parked ones (the loop moves on first, and they wait as threads).
 
 A relieved thread finishes its request as waitress's request threads do (the new leader sends what
 it wrote), then becomes a follower. At most ``threads`` requests run at once on relieved threads
@@ -84,6 +86,7 @@ class EventLoop:
         self._running = 0  # requests running on threads the loop has left
         self._waiting = 0  # followers waiting for the loop
         self._batches: list[Batches] = []  # models with a batch open, made when due (``watch``)
+        self.slow: Callable[[Any], bool] = lambda channel: False  # its request runs long (a model load)
         self.done = threading.Event()
 
     # -- waitress's task dispatcher -------------------------------------------------------------
@@ -245,6 +248,10 @@ class EventLoop:
             self._poll(timeout, self.server._map)
         while pending and self._running < self._cap:
             channel = pending.popleft()
+            if getattr(_local, "parked", None) and self.slow(channel):  # it would hold those parked beneath
+                pending.appendleft(channel)  # until it ends: the next leader starts it instead
+                self.relieve(None)
+                return True
             with lock:
                 self._started = time.monotonic()
             channel.service()
