@@ -115,11 +115,13 @@ def in_input(server: Server, body: dict, name: str, path: str = "/invocations") 
 
 def multi_model(tmp_path: Path, models: dict[str, str], **variables: str) -> Server:
     """A multi-model endpoint (one worker) serving PARKING under each name in ``models``, with that
-    model's declarations (inference.py lines) put first; each model loaded."""
+    model's declarations (inference.py lines) put first (or another inference.py, if it defines
+    model_fn); each model loaded."""
     for name, declared in models.items():
         code = tmp_path / "models" / name / "model" / "code"
         code.mkdir(parents=True)
-        (code / "inference.py").write_text(declared + "\n" + textwrap.dedent(PARKING))
+        text = declared if "def model_fn" in declared else declared + "\n" + textwrap.dedent(PARKING)
+        (code / "inference.py").write_text(text)
     server = launch(tmp_path, Server, SAGEMAKER_MULTI_MODEL="true", SAGEMAKER_MODEL_SERVER_WORKERS="1",
                     BATCH_LOG=str(tmp_path / "batches.jsonl"), **variables)
     try:
@@ -383,6 +385,45 @@ def test_a_model_load_does_not_hold_the_requests_parked_beneath_it(tmp_path) -> 
         answer = quick.result()
         took = time.monotonic() - sent
         assert load.result().status == 200
+    finally:
+        idle.close()
+        server.stop(timeout=10)
+    assert answer.status == 200 and answer.json()["id"] == "q", answer
+    assert took < 0.2 + QUICK, f"answered after {took:.2f} s"
+
+
+UNBATCHED = """
+import json, time
+
+max_batch_size = 1  # no batching for this model (the endpoint's TOOLKIT_MAX_BATCH_SIZE is for the others)
+
+def model_fn(model_dir):
+    return "unbatched"
+
+def predict_fn(data, model):
+    time.sleep(data.get("sleep", 0))
+    return {"id": data["id"], "model": model}
+"""
+
+
+def test_a_slow_unbatched_model_does_not_hold_the_requests_parked_beneath_it(tmp_path) -> None:
+    """A request to a batched model waits 200 ms for its batch; meanwhile a request to a model that
+    does not batch runs 2.5 s: the first is answered after about its own wait, not with a 504
+    (SAGEMAKER_MODEL_SERVER_TIMEOUT=2), and the slow one gets its 504 at 2 s. Passes on the thread
+    design; at 69519fb the slow request ran on the loop's thread on top of the parked one, which got
+    a 504 too. Pins ``MultiModelApp.runs_long`` (the loop's ``slow``)."""
+    server = multi_model(tmp_path, {"quick": "max_batch_wait_ms = 200", "plain": UNBATCHED},
+                         TOOLKIT_MAX_BATCH_SIZE="8", SAGEMAKER_MODEL_SERVER_TIMEOUT="2")
+    idle = idle_connection(server)
+    try:
+        sent = time.monotonic()
+        quick = in_input(server, {"id": "q"}, "quick", "/models/quick/invoke")
+        slow = Pending(lambda: invoke(server.port, {"id": "s", "sleep": 2.5}, "/models/plain/invoke"))
+        answer = quick.result()
+        took = time.monotonic() - sent
+        assert slow.result().status == 504
+        after = invoke(server.port, {"id": "after"}, "/models/plain/invoke")
+        assert after.json() == {"id": "after", "model": "unbatched"}
     finally:
         idle.close()
         server.stop(timeout=10)

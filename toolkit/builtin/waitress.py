@@ -45,6 +45,13 @@ def _abort(server: Any, environ: dict, response: bytes) -> None:
     server.pull_trigger()
 
 
+def _environ(request: Any) -> dict:
+    """The part of a WSGI environ that says what a parsed request asks for (method, path, headers)."""
+    environ = {"HTTP_" + name: value for name, value in request.headers.items()}
+    environ.update(REQUEST_METHOD=request.command, PATH_INFO=request.path or "")
+    return environ
+
+
 def _busy(server: Any) -> bool:
     for channel in list(server._map.values()):
         if channel is server:
@@ -173,10 +180,9 @@ def toolkit_serve(worker: Any) -> Optional[bool]:
         server.task_dispatcher.shutdown()
         loop = server.task_dispatcher = EventLoop(server, worker.threads, env.loop_handoff_ms / 1000,
                                                   wasyncore.poll2)
-        untimed = getattr(worker.app, "untimed", None)  # a multi-model endpoint's loads and unloads
-        if untimed is not None:
-            loop.slow = lambda channel: bool(channel.requests) and untimed(
-                {"REQUEST_METHOD": channel.requests[0].command, "PATH_INFO": channel.requests[0].path or ""})
+        runs_long = getattr(worker.app, "runs_long", None)  # a multi-model endpoint's loads, unbatched models
+        if runs_long is not None:
+            loop.slow = lambda channel: bool(channel.requests) and runs_long(_environ(channel.requests[0]))
     _balance(server, worker)
     server.application = worker.timed_app(  # the tasks call server.application
         abort=lambda environ, response: _abort(server, environ, response),

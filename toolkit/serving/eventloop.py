@@ -22,8 +22,9 @@ switch. The stack is at most ``MAX_PARKED`` requests deep; a request parked belo
 long (and is relieved) is answered when that one ends (its batch is not held up: the next leader
 makes the call). A request parked below one that waits for another batch (another model's, with a
 longer wait) would be held up the same way, so that batch is made as soon as one beneath is done;
-a request known to run long (``slow``: a multi-model endpoint's model load) is never started above
-parked ones (the loop moves on first, and they wait as threads).
+a request known to run long (``slow``: a multi-model endpoint's model load, or an invocation of a
+model that does not batch) is never started above parked ones (the loop moves on first, and they
+wait as threads).
 
 A relieved thread finishes its request as waitress's request threads do (the new leader sends what
 it wrote), then becomes a follower. At most ``threads`` requests run at once on relieved threads
@@ -86,7 +87,7 @@ class EventLoop:
         self._running = 0  # requests running on threads the loop has left
         self._waiting = 0  # followers waiting for the loop
         self._batches: list[Batches] = []  # models with a batch open, made when due (``watch``)
-        self.slow: Callable[[Any], bool] = lambda channel: False  # its request runs long (a model load)
+        self.slow: Callable[[Any], bool] = lambda channel: False  # its request may run long (a model load)
         self.done = threading.Event()
 
     # -- waitress's task dispatcher -------------------------------------------------------------

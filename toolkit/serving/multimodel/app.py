@@ -126,6 +126,24 @@ class MultiModelApp(RoutedApp):
         path = environ.get("PATH_INFO", "")
         return (method == "POST" and path == "/models") or (method == "DELETE" and path.startswith("/models/"))
 
+    def runs_long(self, environ: dict) -> bool:
+        """Whether a request may run long without waiting for a batch: a load or unload, or an
+        invocation of a model that does not batch. The event loop never starts one on top of
+        requests parked for their batch (toolkit.serving.eventloop), which would wait for it."""
+        if self.untimed(environ):
+            return True
+        path = environ.get("PATH_INFO") or ""
+        if environ.get("REQUEST_METHOD") != "POST":
+            return False
+        if path == "/invocations":
+            name = wsgi_text(environ.get(TARGET_KEY))
+        elif path.startswith("/models/") and path.endswith("/invoke"):
+            name = wsgi_text(path[len("/models/"):-len("/invoke")])
+        else:
+            return False
+        model = self.registry.get(name or "")
+        return model is not None and getattr(model.app, "batcher", None) is None
+
     # -- routes: invocations take the model's own single-model path ---------------------------
 
     def ping(self, environ: dict) -> tuple[int, list, bytes]:
