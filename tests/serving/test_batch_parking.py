@@ -429,3 +429,27 @@ def test_a_slow_unbatched_model_does_not_hold_the_requests_parked_beneath_it(tmp
         server.stop(timeout=10)
     assert answer.status == 200 and answer.json()["id"] == "q", answer
     assert took < 0.2 + QUICK, f"answered after {took:.2f} s"
+
+
+def test_unloading_a_model_whose_requests_wait_in_a_batch_answers_them_first(tmp_path) -> None:
+    """DELETE /models/quick while a request to it waits 300 ms for its batch: the request is answered
+    from the model after its wait, and the unload (which waits for the model's requests in flight)
+    ends right after. At 69519fb the unload ran on top of the parked request: the request could not
+    return before the unload, which waited for it until SAGEMAKER_MODEL_SERVER_TIMEOUT: both took 3 s
+    (without the loop's ``slow`` hook: 3.03 s)."""
+    server = multi_model(tmp_path, {"quick": "max_batch_wait_ms = 300"}, TOOLKIT_MAX_BATCH_SIZE="8",
+                         SAGEMAKER_MODEL_SERVER_TIMEOUT="3")
+    idle = idle_connection(server)
+    try:
+        sent = time.monotonic()
+        quick = in_input(server, {"id": "q"}, "quick", "/models/quick/invoke")
+        unload = Pending(lambda: server.request("DELETE", "/models/quick", timeout=60))
+        answer = quick.result()
+        assert unload.result().status == 200
+        took = time.monotonic() - sent
+        assert invoke(server.port, {"id": "gone"}, "/models/quick/invoke").status == 404
+    finally:
+        idle.close()
+        server.stop(timeout=10)
+    assert answer.status == 200 and answer.json() == {"id": "q", "model": "quick", "batch": 1}, answer
+    assert took < 0.3 + QUICK, f"unloaded after {took:.2f} s"
