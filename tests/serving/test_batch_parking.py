@@ -363,6 +363,27 @@ def test_no_wait_batches_only_what_has_arrived(start_server, tmp_path) -> None:
     assert sorted(i for c in calls(tmp_path) for i in c["ids"]) == list(range(16))
 
 
+def test_a_batch_above_another_models_finished_batch_still_fills_within_its_wait(tmp_path) -> None:
+    """Requests arrive one by one, models alternating: left, right, left, right, left (left's batch of
+    3 is full and predicted, beneath right's open batch), then right's third. Right's batch waits for
+    it (3, not 2): a batch above a finished one is made early only by the end of that one's own wait
+    (20 s here), so that no request waits past its own max_batch_wait_ms, and no batch is cut short
+    for less."""
+    server = multi_model(tmp_path, {"left": "", "right": ""}, TOOLKIT_MAX_BATCH_SIZE="3",
+                         TOOLKIT_MAX_BATCH_WAIT_MS="20000")
+    idle = idle_connection(server)
+    try:
+        order = ["left", "right", "left", "right", "left", "right"]
+        pending = [in_input(server, {"id": f"{name}-{i}"}, f"{name}-{i}", f"/models/{name}/invoke")
+                   for i, name in enumerate(order)]
+        answers = [p.result() for p in pending]
+    finally:
+        idle.close()
+        server.stop(timeout=10)
+    assert_own_answers(answers, [f"{name}-{i}" for i, name in enumerate(order)], batch=3)
+    assert sorted((c["model"], len(c["ids"])) for c in calls(tmp_path)) == [("left", 3), ("right", 3)]
+
+
 def test_a_model_load_does_not_hold_the_requests_parked_beneath_it(tmp_path) -> None:
     """A request to a batched model waits 200 ms for its batch; meanwhile another model is loaded
     (POST /models, 2.5 s in model_fn): the request is answered after about its own wait, not after

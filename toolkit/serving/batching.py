@@ -113,15 +113,16 @@ class Batcher:
             self._call(batch, call, loop)
             return
         loop.watch(self)
-        if not (loop.leads() and loop.park(lambda: item.finished, lambda: self._hurry(item))):
+        if not (loop.leads() and loop.park(lambda: item.finished, item.queued + self.max_wait,
+                                           lambda by: self._hurry(item, by))):
             item.done.acquire()
 
-    def _hurry(self, item: _Item) -> None:
-        """Make the open batch that holds ``item`` due now: requests parked beneath it on the loop's
-        thread, already predicted, are answered only once it returns."""
+    def _hurry(self, item: _Item, by: float) -> None:
+        """Make the open batch that holds ``item`` due by ``by`` at the latest: requests parked beneath
+        it on the loop's thread, already predicted, are answered only once it returns."""
         with self._cond:
             if self._open is not None and item in self._open:
-                self._deadline = 0.0
+                self._deadline = min(self._deadline, by)
 
     def left(self, now: float) -> Optional[float]:
         """Seconds until a batch call is due (0: now), or None when no batch waits (the event loop asks)."""

@@ -21,7 +21,8 @@ each encoding and sending its own answer. So a batched request costs no thread a
 switch. The stack is at most ``MAX_PARKED`` requests deep; a request parked below one that runs
 long (and is relieved) is answered when that one ends (its batch is not held up: the next leader
 makes the call). A request parked below one that waits for another batch (another model's, with a
-longer wait) would be held up the same way, so that batch is made as soon as one beneath is done;
+longer wait) would be held up the same way, so that batch is made, once one beneath is done, by the
+end of that one's wait at the latest;
 a request known to run long (``slow``: a multi-model endpoint's model load, or an invocation of a
 model that does not batch) is never started above parked ones (the loop moves on first, and they
 wait as threads).
@@ -52,7 +53,7 @@ FRAMES_PER_PARK = 24  # Python frames one parked request takes on the stack (wit
 
 _current: Optional[EventLoop] = None  # the worker's loop (one per process)
 _local = threading.local()  # skipped: a wake-up was left out during this thread's request (skip_wakeup);
-# parked: the finished() of the requests parked on this thread's stack, deepest first (park)
+# parked: (finished(), due) of the requests parked on this thread's stack, deepest first (park)
 
 
 class Batches(Protocol):
@@ -165,12 +166,14 @@ class EventLoop:
             if not self.leads():
                 self.server.pull_trigger()
 
-    def park(self, finished: Callable[[], bool], hurry: Optional[Callable[[], None]] = None) -> bool:
+    def park(self, finished: Callable[[], bool], due: float = 0.0,
+             hurry: Optional[Callable[[float], None]] = None) -> bool:
         """Run the loop on, nested in the leader's current request, until ``finished()``. False: the
         loop moved to another thread first (or the stack is full), and the caller must wait as a
-        thread (the loop is no longer its). ``hurry()`` is called once a request parked beneath this
-        one is finished first (another model's batch, or one that waited for a call elsewhere): it
-        can return only after this one, so this one's batch should not wait any longer."""
+        thread (the loop is no longer its). ``due``: when the request's batch wait ends. ``hurry(by)``
+        is called once a request parked beneath this one is finished first (another model's batch, or
+        one that waited for a call elsewhere): it can return only after this one, so this one's batch
+        should be made by the end of that one's wait (``by``, its ``due``)."""
         me = threading.get_ident()
         parked = getattr(_local, "parked", None)
         if parked is None:
@@ -180,16 +183,18 @@ class EventLoop:
         if len(parked) >= MAX_PARKED:
             self.relieve(None)
             return False
-        parked.append(finished)
+        parked.append((finished, due))
         try:
             with self._lock:
                 if self.leader != me:
                     return False
                 self._started = 0.0  # waiting, not running: the loop stays here
             while not finished():
-                if hurry is not None and any(beneath() for beneath in parked[:-1]):
-                    hurry()
-                    hurry = None
+                if hurry is not None:
+                    by = min((when for beneath, when in parked[:-1] if beneath()), default=None)
+                    if by is not None:
+                        hurry(by)
+                        hurry = None
                 if self.done.is_set() or self._round(me):
                     return False
             with self._lock:
