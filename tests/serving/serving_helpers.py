@@ -7,6 +7,7 @@ under pytest's default import mode)."""
 from __future__ import annotations
 
 import http.client
+import json
 import socket
 import subprocess
 import textwrap
@@ -97,6 +98,17 @@ def read_responses(sock: socket.socket, count: int) -> list[tuple[int, bytes]]:
     return answers
 
 
+def pipelined(port: int, bodies: list, timeout: float = 60) -> list[tuple[int, bytes]]:
+    """POST each of ``bodies`` (JSON) to /invocations in one write on one connection: the (status,
+    body) answers, as read off it."""
+    wire = b"".join(b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                    b"Content-Length: %d\r\n\r\n%s" % (len(data), data)
+                    for data in (json.dumps(body).encode() for body in bodies))
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(wire)
+        return read_responses(sock, len(bodies))
+
+
 def read_until(sock: socket.socket, needle: bytes) -> bytes:
     """What ``sock`` sends until ``needle`` has arrived (raw reads of a streamed answer)."""
     data = b""
@@ -157,5 +169,5 @@ def echo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     server.stop(timeout=10)
 
 
-__all__ = ["BIN", "ECHO", "Response", "Server", "accepting", "clean_environ", "free_port", "read_responses",
-           "read_until", "scrape"]
+__all__ = ["BIN", "ECHO", "Response", "Server", "accepting", "clean_environ", "free_port", "pipelined",
+           "read_responses", "read_until", "scrape"]

@@ -22,7 +22,7 @@ from typing import Any
 
 import serving_helpers
 from helpers import wait_for
-from serving_helpers import Response, Server, launch, read_responses
+from serving_helpers import Response, Server, launch, pipelined
 from test_batching import batches, send_together
 from test_event_loop import QUICK, Pending, post, timed
 
@@ -331,13 +331,7 @@ def test_pipelined_requests_to_a_batched_model_are_answered_in_order(start_serve
     request cannot join until this one is answered, and it is the worker's only connection), answered
     in order with its own body."""
     server = start(start_server, tmp_path, 4, 20000)
-    bodies = [{"id": "first"}, {"id": "second", "pad": "x" * 5000}, {"id": "third"}]
-    wire = b"".join(b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                    b"Content-Length: %d\r\n\r\n%s" % (len(data), data)
-                    for data in (json.dumps(body).encode() for body in bodies))
-    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
-        sock.sendall(wire)
-        answers = read_responses(sock, 3)
+    answers = pipelined(server.port, [{"id": "first"}, {"id": "second", "pad": "x" * 5000}, {"id": "third"}])
     assert [(status, json.loads(body)["id"], json.loads(body)["batch"]) for status, body in answers] == [
         (200, "first", 1), (200, "second", 1), (200, "third", 1)]
 

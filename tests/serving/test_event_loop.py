@@ -36,7 +36,7 @@ from typing import Any, Callable, Iterator, Optional
 import pytest
 import serving_helpers
 from helpers import wait_for
-from serving_helpers import Response, Server, accepting, read_responses, read_until, write_model
+from serving_helpers import Response, Server, accepting, pipelined, read_until, write_model
 
 start_server = serving_helpers.start_server  # the fixture
 
@@ -190,12 +190,7 @@ def test_pipelined_answers_keep_their_order_when_the_first_is_slow(server: Serve
     """Three requests in one write on one kept-alive connection; the first takes 1 s, the others
     none: the answers come back in the order asked, each with its own body."""
     bodies = [{"action": "sleep", "seconds": 1, "id": "first"}, {"id": "second"}, {"id": "third", "pad": "x" * 5000}]
-    wire = b"".join(b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                    b"Content-Length: %d\r\n\r\n%s" % (len(data), data)
-                    for data in (json.dumps(body).encode() for body in bodies))
-    with socket.create_connection(("127.0.0.1", server.port), timeout=60) as sock:
-        sock.sendall(wire)
-        answers = read_responses(sock, 3)
+    answers = pipelined(server.port, bodies)
     assert [status for status, _ in answers] == [200, 200, 200]
     assert [json.loads(body)["id"] for _, body in answers] == ["first", "second", "third"]
     assert json.loads(answers[2][1])["pad"] == "x" * 5000
