@@ -57,9 +57,10 @@ PARKING = """
 
 
 def start(start_server: Any, tmp_path: Path, size: int, wait_ms: float, **variables: str) -> Server:
-    """One worker serving PARKING, batching up to ``size`` requests for up to ``wait_ms``."""
-    return start_server(PARKING, SAGEMAKER_MODEL_SERVER_WORKERS="1", BATCH_LOG=str(tmp_path / "batches.jsonl"),
-                        TOOLKIT_MAX_BATCH_SIZE=str(size), TOOLKIT_MAX_BATCH_WAIT_MS=str(wait_ms), **variables)
+    """One worker (unless told) serving PARKING, batching up to ``size`` requests for up to ``wait_ms``."""
+    return start_server(PARKING, **{"SAGEMAKER_MODEL_SERVER_WORKERS": "1", **variables},
+                        BATCH_LOG=str(tmp_path / "batches.jsonl"), TOOLKIT_MAX_BATCH_SIZE=str(size),
+                        TOOLKIT_MAX_BATCH_WAIT_MS=str(wait_ms))
 
 
 def calls(tmp_path: Path) -> list[dict]:
@@ -468,3 +469,34 @@ def test_unloading_a_model_whose_requests_wait_in_a_batch_answers_them_first(tmp
         server.stop(timeout=10)
     assert answer.status == 200 and answer.json() == {"id": "q", "model": "quick", "batch": 1}, answer
     assert took < 0.3 + QUICK, f"unloaded after {took:.2f} s"
+
+
+def test_recycling_a_worker_with_requests_parked_drops_none(start_server, tmp_path) -> None:
+    """Two workers replaced after ~30 answers each while 8 kept-alive clients send 40 requests each
+    to a batched model (batches of up to 4, 50 ms): a recycling worker stops with requests parked in
+    its batches; every request is answered 200 with its own id (clients reconnect on Connection:
+    close, as SageMaker's front end does), and the workers were replaced."""
+    server = start(start_server, tmp_path, 4, 50, SAGEMAKER_MODEL_SERVER_WORKERS="2", TOOLKIT_MAX_REQUESTS="30",
+                   TOOLKIT_MAX_REQUESTS_JITTER="5")
+    wrong: list = []
+
+    def client(c: int) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+        for i in range(40):
+            tag = f"{c}-{i}"
+            try:
+                answer = post(server.port, {"id": tag}, conn)
+                if answer.status != 200 or answer.json()["id"] != tag:
+                    wrong.append((tag, answer))
+                if answer.headers.get("Connection", "").lower() == "close":
+                    conn.close()
+            except (OSError, http.client.HTTPException) as exc:
+                wrong.append((tag, repr(exc)))
+                conn.close()
+        conn.close()
+
+    for pending in [Pending(lambda c=c: client(c)) for c in range(8)]:
+        pending.result(120)
+    assert wrong == []
+    assert "(TOOLKIT_MAX_REQUESTS)" in server.log  # a worker asked to be replaced
+    wait_for(lambda: "recycled (exited with code 0)" in server.log, 30, "a recycled worker to exit 0")
