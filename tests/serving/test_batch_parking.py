@@ -18,8 +18,9 @@ import textwrap
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
+import pytest
 import serving_helpers
 from helpers import wait_for
 from serving_helpers import Response, Server, launch, pipelined
@@ -91,13 +92,13 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
 
-def invoke(port: int, body: dict, path: str = "/invocations") -> Response:
+def invoke(port: int, body: dict, path: str = "/invocations", headers: Optional[dict] = None) -> Response:
     """POST ``body`` to ``path`` on a connection of its own."""
-    if path == "/invocations":
+    if path == "/invocations" and not headers:
         return post(port, body)
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     try:
-        conn.request("POST", path, json.dumps(body).encode(), {"Content-Type": "application/json"})
+        conn.request("POST", path, json.dumps(body).encode(), {"Content-Type": "application/json", **(headers or {})})
         resp = conn.getresponse()
         return Response(resp.status, dict(resp.getheaders()), resp.read())
     finally:
@@ -422,19 +423,23 @@ def predict_fn(data, model):
 """
 
 
-def test_a_slow_unbatched_model_does_not_hold_the_requests_parked_beneath_it(tmp_path) -> None:
+@pytest.mark.parametrize("named_by", ["path", "header"])
+def test_a_slow_unbatched_model_does_not_hold_the_requests_parked_beneath_it(tmp_path, named_by: str) -> None:
     """A request to a batched model waits 200 ms for its batch; meanwhile a request to a model that
     does not batch runs 2.5 s: the first is answered after about its own wait, not with a 504
     (SAGEMAKER_MODEL_SERVER_TIMEOUT=2), and the slow one gets its 504 at 2 s. Passes on the thread
     design; at 69519fb the slow request ran on the loop's thread on top of the parked one, which got
-    a 504 too. Pins ``MultiModelApp.runs_long`` (the loop's ``slow``)."""
+    a 504 too. Pins ``MultiModelApp.runs_long`` (the loop's ``slow``), for a model named either way
+    (/models/plain/invoke, or /invocations with X-Amzn-SageMaker-Target-Model)."""
     server = multi_model(tmp_path, {"quick": "max_batch_wait_ms = 200", "plain": UNBATCHED},
                          TOOLKIT_MAX_BATCH_SIZE="8", SAGEMAKER_MODEL_SERVER_TIMEOUT="2")
     idle = idle_connection(server)
     try:
         sent = time.monotonic()
         quick = in_input(server, {"id": "q"}, "quick", "/models/quick/invoke")
-        slow = Pending(lambda: invoke(server.port, {"id": "s", "sleep": 2.5}, "/models/plain/invoke"))
+        path, headers = (("/models/plain/invoke", None) if named_by == "path" else
+                         ("/invocations", {"X-Amzn-SageMaker-Target-Model": "plain"}))
+        slow = Pending(lambda: invoke(server.port, {"id": "s", "sleep": 2.5}, path, headers))
         answer = quick.result()
         took = time.monotonic() - sent
         assert slow.result().status == 504
