@@ -22,10 +22,9 @@ switch. The stack is at most ``MAX_PARKED`` requests deep; a request parked belo
 long (and is relieved) is answered when that one ends (its batch is not held up: the next leader
 makes the call). A request parked below one that waits for another batch (another model's, with a
 longer wait) would be held up the same way, so that batch is made, once one beneath is done, by the
-end of that one's wait at the latest;
-a request known to run long (``slow``: a multi-model endpoint's model load, or an invocation of a
-model that does not batch) is never started above parked ones (the loop moves on first, and they
-wait as threads).
+end of that one's wait at the latest (``hurry``); and a request known to run long (``slow``: a
+multi-model endpoint's model load, or an invocation of a model that does not batch) is never
+started above parked ones (the loop moves on first, and they wait as threads).
 
 A relieved thread finishes its request as waitress's request threads do (the new leader sends what
 it wrote), then becomes a follower. At most ``threads`` requests run at once on relieved threads
