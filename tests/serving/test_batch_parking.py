@@ -1,10 +1,18 @@
 """Dynamic batching on the event loop, attacked from outside: a request waiting for its batch is
 *parked* (it runs the worker's event loop on, nested in its own call, ``EventLoop.park``) instead of
-holding a thread. Real ``serve`` processes with one worker, real sockets, concurrent clients.
+holding a thread. Real ``serve`` processes (one worker unless a test needs two), real sockets,
+concurrent clients.
 
 Each test says which defence it pins: the behaviour it asserts is what a user would see break without
 it. Batches are made to close by size, or by every open connection having its request in, or by a
 wait the test measures against, never by a sleep that hopes.
+
+What these tests found at 69519fb (each fixed since, the test named in the fix): 250 requests parked
+on one thread overflowed CPython 3.12's C recursion limit (clients never answered); and a parked
+request could return only after whatever its thread ran above it, so a request was held (to a 504)
+by another model's longer batch wait, a model load or unload, or an unbatched model's slow call.
+A parked request still waits for a slow input_fn started above it (accepted: the module docstring of
+toolkit.serving.eventloop).
 """
 
 from __future__ import annotations
