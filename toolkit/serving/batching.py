@@ -167,6 +167,8 @@ class Batcher:
             for item in batch:
                 item.finished = True
                 item.done.release()
+            if loop is not None:
+                loop.batches_made += 1
             if loop is not None and not loop.leads():
                 loop.wake()  # its requests may be parked on the loop's thread, another batch may be due
 

@@ -87,6 +87,7 @@ class EventLoop:
         self._running = 0  # requests running on threads the loop has left
         self._waiting = 0  # followers waiting for the loop
         self._batches: list[Batches] = []  # models with a batch open, made when due (``watch``)
+        self.batches_made = 0  # batch calls made so far (any thread; only its changes matter: ``park``)
         self.slow: Callable[[Any], bool] = lambda channel: False  # its request may run long (a model load)
         self.done = threading.Event()
 
@@ -188,8 +189,10 @@ class EventLoop:
                 if self.leader != me:
                     return False
                 self._started = 0.0  # waiting, not running: the loop stays here
+            seen = -1  # (one beneath may be finished already: look once at the start)
             while not finished():
-                if hurry is not None:
+                if hurry is not None and self.batches_made != seen:  # (a request beneath may be finished)
+                    seen = self.batches_made
                     by = min((when for beneath, when in parked[:-1] if beneath()), default=None)
                     if by is not None:
                         hurry(by)
