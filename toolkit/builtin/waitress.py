@@ -160,7 +160,7 @@ def toolkit_serve(worker: Any) -> Optional[bool]:
     server = create_server(
         worker.app,
         sockets=[worker.sock],
-        threads=worker.threads,
+        threads=worker.threads if env.loop_handoff_ms <= 0 else 1,  # (the event loop replaces its dispatcher)
         ident="sagemaker-toolkit",
         # the exact limit is the channel's (toolkit.serving.connections); waitress's own counts chunked
         # bodies with their framing, so it only bounds what framing may cost
