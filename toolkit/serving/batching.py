@@ -103,9 +103,10 @@ class Batcher:
                 self._deadline = item.queued + self.max_wait
             batch.append(item)
             call = None
-            if len(batch) >= self.max_size or self._all_in(len(batch)):
+            held = self._held_back() or bool(self._ready)  # (then it may grow until its turn comes)
+            if len(batch) >= self.max_size or (not held and self._all_in(len(batch))):
                 self._open = None
-                if self._held_back() or self._ready:
+                if held:
                     self._ready.append(batch)  # the loop makes it once the running call has ended
                 else:
                     call = self._start(batch)
