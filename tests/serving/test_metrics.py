@@ -257,6 +257,61 @@ def test_access_log_lines(start_server) -> None:
     assert re.search(r"model loaded in process \d+ in [\d.]+ s", server.log)  # the load line, with its time
 
 
+ANSWERS_OF_EACH_KIND = """
+    import time
+
+    def model_fn(model_dir):
+        return "model"
+
+    def tokens():
+        yield "one"
+        yield "two"
+
+    def predict_fn(data, model):
+        if data == "stream":
+            return tokens()
+        if data == "hang":
+            time.sleep(1.5)  # past the 1 s time limit: answered 504 by the server
+        if data == "slow":
+            time.sleep(0.06)
+        return data
+"""
+LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3}) toolkit INFO 127\.0\.0\.1 (\S+) (\S+) (\d+) (\S+) "
+                  r"([\d.]+)ms model=(\S+) id=(\S+)$", re.M)
+
+
+def test_access_lines_keep_every_field_their_order_and_are_written_at_stop(start_server) -> None:
+    """The lines are formatted away from the request (from the raw fields it kept): each still says
+    when it was answered (wall clock), how long it took, its status (504 for the time limit's), its
+    size (- for a stream) and ids, in the order answered; those still buffered at SIGTERM are written."""
+    server = start_server(ANSWERS_OF_EACH_KIND, SAGEMAKER_MODEL_SERVER_WORKERS="1", SAGEMAKER_MODEL_SERVER_TIMEOUT="1")
+    before = time.time()
+    for i in range(30):
+        assert server.invoke('"fast"', X_Amzn_SageMaker_Inference_Id=f"fast-{i}").status == 200
+    assert server.invoke('"slow"', X_Amzn_SageMaker_Inference_Id="slow").status == 200
+    streamed = server.invoke('"stream"', accept="text/event-stream", X_Amzn_SageMaker_Inference_Id="stream")
+    assert streamed.status == 200 and b"two" in streamed.body
+    assert server.invoke('"hang"', X_Amzn_SageMaker_Inference_Id="hang").status == 504
+    for i in range(30, 60):
+        assert server.invoke('"fast"', X_Amzn_SageMaker_Inference_Id=f"fast-{i}").status == 200
+    time.sleep(0.6)  # the hanging call ends (its line is made then)
+    assert server.invoke('"fast"', X_Amzn_SageMaker_Inference_Id="last").status == 200
+    after = time.time()
+    assert server.stop() == 0  # at once: "last" is still buffered
+    lines = {m[8]: m for m in LINE.findall(server.log)}
+    order = [m[8] for m in LINE.findall(server.log)]
+    assert order == [f"fast-{i}" for i in range(30)] + ["slow", "stream"] + [f"fast-{i}" for i in range(30, 60)] + [
+        "hang", "last"], order
+    for ident, (stamp, millis, method, path, _status, _size, _took, model, _) in lines.items():
+        answered = time.mktime(time.strptime(stamp, "%Y-%m-%d %H:%M:%S")) + int(millis) / 1000
+        assert before - 0.01 <= answered <= after + 0.01, (ident, stamp, millis, before, after)
+        assert (method, path, model) == ("POST", "/invocations", "model")
+    assert lines["fast-0"][4:6] == ("200", "6")  # '"fast"'
+    assert lines["slow"][4] == "200" and float(lines["slow"][6]) >= 60
+    assert lines["stream"][4:6] == ("200", "-")
+    assert lines["hang"][4] == "504" and float(lines["hang"][6]) >= 1500
+
+
 def test_access_log_can_be_turned_off(start_server) -> None:
     server = start_server(COUNTED, TOOLKIT_ACCESS_LOG="false")
     assert server.invoke("[1]").status == 200
