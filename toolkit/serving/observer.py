@@ -31,7 +31,7 @@ from typing import Any, Callable, Iterable, Optional
 
 from toolkit.serving.streaming import Stream
 
-FLUSH_EVERY = 0.1  # seconds
+FLUSH_EVERY = 0.2  # seconds
 CHUNK = 256  # lines formatted per write: the GIL is let go of between two (~0.3 ms of formatting)
 LINE = "%s,%03d toolkit INFO %s %s %s %s %s %.2fms model=%s id=%s\n"
 MODEL_KEY = "toolkit.model"  # set in the environ by the app that answered for a model
