@@ -312,6 +312,29 @@ def test_access_lines_keep_every_field_their_order_and_are_written_at_stop(start
     assert lines["hang"][4] == "504" and float(lines["hang"][6]) >= 1500
 
 
+def test_latency_buckets_and_status_counts_come_from_one_series_per_answer(start_server) -> None:
+    """An answer is counted once, by status and latency bucket; the scrape sums those into the counts
+    by status and the histogram: each bucket holds what took at most its bound, count and +Inf all."""
+    port = free_port()
+    server = start_server(ANSWERS_OF_EACH_KIND, TOOLKIT_METRICS_PORT=str(port))
+    for _ in range(3):
+        assert server.invoke('"fast"').status == 200
+    for _ in range(4):
+        assert server.invoke('"slow"').status == 200  # 60 ms each
+    for _ in range(2):
+        assert server.invoke("1", content_type="application/x-unknown").status == 415
+    seen = scrape(port)
+    assert seen[OK] == 7 and seen['toolkit_requests_total{model="model",status="415"}'] == 2
+    bucket = 'toolkit_request_duration_seconds_bucket{{model="model",le="{}"}}'.format
+    assert seen[bucket("0.05")] <= 5  # never a slow one
+    assert seen[bucket("60")] == seen[bucket("+Inf")] == 9
+    assert seen['toolkit_request_duration_seconds_count{model="model"}'] == 9
+    assert seen['toolkit_request_duration_seconds_sum{model="model"}'] >= 4 * 0.06
+    bounds = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60]
+    counts = [seen[bucket(f"{b:g}")] for b in bounds]
+    assert counts == sorted(counts)  # cumulative
+
+
 def test_access_log_can_be_turned_off(start_server) -> None:
     server = start_server(COUNTED, TOOLKIT_ACCESS_LOG="false")
     assert server.invoke("[1]").status == 200
