@@ -464,7 +464,8 @@ print(json.dumps({"metrics_us": timed(count), "access_us": request + line}))
 
 
 def per_request_costs(serve: Path) -> dict:
-    """The metrics' and the access line's own time per request, timed in-process (best of 5)."""
+    """The metrics' and the access log's own time per request (its part and the formatting of its line),
+    timed in-process (best of 5)."""
     out = subprocess.run([str(serve.parent / "python"), "-c", PER_REQUEST], capture_output=True, text=True, check=True)
     return json.loads(out.stdout.splitlines()[-1])
 
@@ -622,7 +623,8 @@ def summarize(results: list, names: list, args, csv, loadavg, per_request=None) 
         if per_request:
             budget = 2e6 / t["rps16"]  # CPU microseconds per request at 16 connections, the server's and wrk's
             targets.append(f"- timed in-process (best of 5, free of the machine's noise): the metrics take "
-                           f"{per_request['metrics_us']:.2f} us and the access line {per_request['access_us']:.2f} us "
+                           f"{per_request['metrics_us']:.2f} us and the access log {per_request['access_us']:.2f} us "
+                           f"(the request's part and the formatting of its line) "
                            f"per request, against {budget:.0f} us of CPU per request (server and wrk) at 16 "
                            f"connections: {per_request['metrics_us'] / budget:.1%} and "
                            f"{per_request['access_us'] / budget:.1%} of it")
