@@ -257,6 +257,84 @@ def test_access_log_lines(start_server) -> None:
     assert re.search(r"model loaded in process \d+ in [\d.]+ s", server.log)  # the load line, with its time
 
 
+ANSWERS_OF_EACH_KIND = """
+    import time
+
+    def model_fn(model_dir):
+        return "model"
+
+    def tokens():
+        yield "one"
+        yield "two"
+
+    def predict_fn(data, model):
+        if data == "stream":
+            return tokens()
+        if data == "hang":
+            time.sleep(1.5)  # past the 1 s time limit: answered 504 by the server
+        if data == "slow":
+            time.sleep(0.06)
+        return data
+"""
+LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3}) toolkit INFO 127\.0\.0\.1 (\S+) (\S+) (\d+) (\S+) "
+                  r"([\d.]+)ms model=(\S+) id=(\S+)$", re.M)
+
+
+def test_access_lines_keep_every_field_their_order_and_are_written_at_stop(start_server) -> None:
+    """The lines are formatted away from the request (from the raw fields it kept): each still says
+    when it was answered (wall clock), how long it took, its status (504 for the time limit's), its
+    size (- for a stream) and ids, in the order answered; those still buffered at SIGTERM are written."""
+    server = start_server(ANSWERS_OF_EACH_KIND, SAGEMAKER_MODEL_SERVER_WORKERS="1", SAGEMAKER_MODEL_SERVER_TIMEOUT="1")
+    before = time.time()
+    for i in range(30):
+        assert server.invoke('"fast"', X_Amzn_SageMaker_Inference_Id=f"fast-{i}").status == 200
+    assert server.invoke('"slow"', X_Amzn_SageMaker_Inference_Id="slow").status == 200
+    streamed = server.invoke('"stream"', accept="text/event-stream", X_Amzn_SageMaker_Inference_Id="stream")
+    assert streamed.status == 200 and b"two" in streamed.body
+    assert server.invoke('"hang"', X_Amzn_SageMaker_Inference_Id="hang").status == 504
+    for i in range(30, 60):
+        assert server.invoke('"fast"', X_Amzn_SageMaker_Inference_Id=f"fast-{i}").status == 200
+    time.sleep(0.6)  # the hanging call ends (its line is made then)
+    assert server.invoke('"fast"', X_Amzn_SageMaker_Inference_Id="last").status == 200
+    after = time.time()
+    assert server.stop() == 0  # at once: "last" is still buffered
+    lines = {m[8]: m for m in LINE.findall(server.log)}
+    order = [m[8] for m in LINE.findall(server.log)]
+    assert order == [f"fast-{i}" for i in range(30)] + ["slow", "stream"] + [f"fast-{i}" for i in range(30, 60)] + [
+        "hang", "last"], order
+    for ident, (stamp, millis, method, path, _status, _size, _took, model, _) in lines.items():
+        answered = time.mktime(time.strptime(stamp, "%Y-%m-%d %H:%M:%S")) + int(millis) / 1000
+        assert before - 0.01 <= answered <= after + 0.01, (ident, stamp, millis, before, after)
+        assert (method, path, model) == ("POST", "/invocations", "model")
+    assert lines["fast-0"][4:6] == ("200", "6")  # '"fast"'
+    assert lines["slow"][4] == "200" and float(lines["slow"][6]) >= 60
+    assert lines["stream"][4:6] == ("200", "-")
+    assert lines["hang"][4] == "504" and float(lines["hang"][6]) >= 1500
+
+
+def test_latency_buckets_and_status_counts_come_from_one_series_per_answer(start_server) -> None:
+    """An answer is counted once, by status and latency bucket; the scrape sums those into the counts
+    by status and the histogram: each bucket holds what took at most its bound, count and +Inf all."""
+    port = free_port()
+    server = start_server(ANSWERS_OF_EACH_KIND, TOOLKIT_METRICS_PORT=str(port))
+    for _ in range(3):
+        assert server.invoke('"fast"').status == 200
+    for _ in range(4):
+        assert server.invoke('"slow"').status == 200  # 60 ms each
+    for _ in range(2):
+        assert server.invoke("1", content_type="application/x-unknown").status == 415
+    seen = scrape(port)
+    assert seen[OK] == 7 and seen['toolkit_requests_total{model="model",status="415"}'] == 2
+    bucket = 'toolkit_request_duration_seconds_bucket{{model="model",le="{}"}}'.format
+    assert seen[bucket("0.05")] <= 5  # never a slow one
+    assert seen[bucket("60")] == seen[bucket("+Inf")] == 9
+    assert seen['toolkit_request_duration_seconds_count{model="model"}'] == 9
+    assert seen['toolkit_request_duration_seconds_sum{model="model"}'] >= 4 * 0.06
+    bounds = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60]
+    counts = [seen[bucket(f"{b:g}")] for b in bounds]
+    assert counts == sorted(counts)  # cumulative
+
+
 def test_access_log_can_be_turned_off(start_server) -> None:
     server = start_server(COUNTED, TOOLKIT_ACCESS_LOG="false")
     assert server.invoke("[1]").status == 200

@@ -99,9 +99,8 @@ class ServingApp(RoutedApp):
         environ[MODEL_KEY] = self.model_name
         with self._count_lock:
             self.inflight += 1
-        series = self.metrics.model(self.model_name) if self.metrics is not None else None
+        series = self.metrics.started(self.model_name) if self.metrics is not None else None
         if series is not None:
-            series.started()
             started = time.perf_counter()
         body: Any = b""
         code = 500
