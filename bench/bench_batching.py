@@ -235,6 +235,27 @@ def configs(paths: dict, model: str) -> dict:
     }
 
 
+def process_cpu(sid: int) -> dict:
+    """CPU seconds so far of each live process of the server's session."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for pid in bs.session_pids(sid):
+        try:
+            stat = bs.proc_stat(pid)
+        except (OSError, IndexError):
+            continue
+        out[pid] = (int(stat[11]) + int(stat[12])) / ticks
+    return out
+
+
+def split(before: dict, after: dict) -> list:
+    """Each process's share of the server's CPU over a cell, busiest first, in % (two workers equally
+    busy: ~[50, 50, 0]; one worker holding most connections: [90, 10, 0])."""
+    used = {pid: after[pid] - before.get(pid, 0.0) for pid in after}
+    total = sum(used.values()) or 1.0
+    return sorted((round(100 * v / total) for v in used.values()), reverse=True)
+
+
 def ready(cfg: dict, proc, started: float, reference: list) -> float:
     """Seconds to the first /ping 200 (TorchServe: then registers the model); checks one answer."""
 
@@ -297,11 +318,13 @@ def main() -> None:
                     record = {"model": model, "config": name, "rep": rep}
                     for conns in (32, 64):
                         cpu, switches = bs.session_cpu(proc.pid), bs.session_switches(proc.pid)
+                        each = process_cpu(proc.pid)
                         result = record[f"c{conns}"] = bs.wrk(1, conns, args.duration, paths["batching"], log,
                                                               path=path)
                         served = max(result["requests"], 1)  # the server's own CPU and context switches per answer
                         result["cpu_us"] = round((bs.session_cpu(proc.pid) - cpu) * 1e6 / served, 1)
                         result["switches"] = round((bs.session_switches(proc.pid) - switches) / served, 2)
+                        result["cpu_split"] = split(each, process_cpu(proc.pid))
                 finally:
                     bs.stop(proc)
                 results.append(record)
