@@ -170,8 +170,8 @@ class Batcher:
                 item.done.release()
             if loop is not None:
                 loop.batches_made += 1
-            if loop is not None and not loop.leads():
-                loop.wake()  # its requests may be parked on the loop's thread, another batch may be due
+                if not loop.leads():
+                    loop.wake()  # its requests may be parked on the loop's thread, another batch may be due
 
     # -- each request on a thread of its own --------------------------------------------------------
 

@@ -16,7 +16,7 @@ than that.
 A request that waits for its dynamic batch does not wait: it runs the loop on (``park``), nested in
 its own call, until its batch has been predicted. The batch's other requests are read, decoded and
 parked the same way, one level deeper each, and the batch call is made by whichever level closes it
-(full, every connection in, or its wait over: ``Batcher.due``). Then the levels return one by one,
+(full, every connection in, or its wait over: ``Batcher.left`` / ``make_due``). Then the levels return one by one,
 each encoding and sending its own answer. So a batched request costs no thread and no thread
 switch. The stack is at most ``MAX_PARKED`` requests deep; a request parked below one that runs
 long (and is relieved) is answered when that one ends (its batch is not held up: the next leader

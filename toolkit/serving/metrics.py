@@ -113,11 +113,8 @@ class Metrics:
 
     def started(self, name: str) -> ModelSeries:
         """A request for model ``name`` has started: counted in flight in the calling thread's lane,
-        whose series are returned for its ``finished`` (``model(name).started()`` in one call)."""
-        try:
-            series = self._local.models[name]
-        except (AttributeError, KeyError):
-            series = self._new_series(name)
+        whose series are returned for its ``finished``."""
+        series = self.model(name)
         if series._inflight >= 0:
             self._values[series._inflight] += 1
         return series
@@ -263,11 +260,6 @@ class ModelSeries:
         if found is None:
             found = self._histograms[metric] = Histogram(self, metric, METRICS[metric][2])
         return found
-
-    def started(self) -> None:
-        """A request has started (the caller got this series from ``Metrics.model``, in its own thread)."""
-        if self._inflight >= 0:
-            self._values[self._inflight] += 1
 
     def finished(self, status: int, seconds: float) -> None:
         if self._owner != get_ident():  # e.g. a stream closed by another thread than the one it started on
