@@ -20,7 +20,8 @@ and, by --configs only: batched16 (batch 16), batched-gil1 (1 ms GIL switch), ba
 unbatched-handoff0 (TOOLKIT_LOOP_HANDOFF_MS=0: every request handed to a request thread, waitress's
 design, instead of answered by the event loop's thread).
 For each: first /ping 200, one answer checked against the in-process model, 3 s warm-up at 64
-connections, then wrk -t1 at 32 and at 64 connections.
+connections, then at 32 and at 64 connections: 2 s of wrk -t1 on the new connections (not measured:
+a server that rebalances its kept-alive connections settles), then the measured run.
 
     python3 bench/bench_batching.py                       # ~15 min; writes docs/benchmarks.md
     python3 bench/bench_batching.py --reps 1 --duration 5 --no-docs    # quick look
@@ -317,6 +318,7 @@ def main() -> None:
                     bs.wrk(1, 64, 3, paths["batching"], log, path=path)  # warm-up (Java's JIT too)
                     record = {"model": model, "config": name, "rep": rep}
                     for conns in (32, 64):
+                        bs.wrk(1, conns, 2, paths["batching"], log, path=path)  # the new connections settle
                         cpu, switches = bs.session_cpu(proc.pid), bs.session_switches(proc.pid)
                         each = process_cpu(proc.pid)
                         result = record[f"c{conns}"] = bs.wrk(1, conns, args.duration, paths["batching"], log,
@@ -346,7 +348,8 @@ def summarize(results: list, names: list, models: list, inproc: dict, args, load
     out = [f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} by `bench/bench_batching.py` on this "
            f"machine ({os.cpu_count()} CPUs, shared with wrk: compare ratios from the same run). Each server "
            f"runs 2 worker processes with one torch thread each; one row per request (`{{\"inputs\": [256 "
-           f"floats]}}`); wrk -t1, {args.duration} s per cell after a 3 s warm-up, a fresh server per rep, "
+           f"floats]}}`); wrk -t1, {args.duration} s per cell after a 3 s warm-up and 2 s on the cell's own "
+           f"connections, a fresh server per rep, "
            f"configs interleaved, medians of {args.reps} reps. Load average (1 min) {loadavg[0][0]:.1f} at "
            f"the start and {loadavg[1][0]:.1f} at the end.", ""]
     for model in models:

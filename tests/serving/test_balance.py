@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import time
+import types
 from collections import Counter
 from pathlib import Path
 
@@ -15,7 +16,8 @@ import serving_helpers
 from helpers import wait_for
 from serving_helpers import Server
 
-from toolkit.serving.balance import Balance
+from toolkit.serving import balance as balance_module
+from toolkit.serving.balance import SHED_AFTER, Balance
 
 start_server = serving_helpers.start_server  # the fixture
 
@@ -130,6 +132,92 @@ def test_a_stopped_worker_does_not_hold_up_new_connections(start_server) -> None
             os.kill(stopped, signal.SIGCONT)
         for conn in (first, second, *extra):
             conn.close()
+
+
+def test_a_worker_holding_all_connections_sheds_half_to_the_other(start_server) -> None:
+    # the gate only places new connections: once one worker holds them all (here the other was frozen
+    # while they were opened; in use: a burst of reconnects, a replacement after a crash), it closes the
+    # excess after their next answer and the clients reconnect to the other; no request fails
+    server: Server = start_server(WHO, SAGEMAKER_MODEL_SERVER_WORKERS="2", TOOLKIT_PRELOAD_MODEL="true")
+    both_workers(server)
+    stopped = None
+    conns: list[http.client.HTTPConnection] = []
+    try:
+        stopped = both_workers(server)[0]
+        os.kill(stopped, signal.SIGSTOP)
+        wait_for(lambda: all(_state(stopped, task) == "T" for task in os.listdir(f"/proc/{stopped}/task")), 10,
+                 "the worker's threads to stop")
+        for _ in range(8):
+            conns.append(connect(server))
+            status, live = ask(conns[-1])
+            assert status == 200 and live != stopped, server.log
+        os.kill(stopped, signal.SIGCONT)
+        stopped = None
+        owners: list[int] = []
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:  # http.client reconnects by itself after Connection: close
+            answers = [ask(conn) for conn in conns]
+            assert all(status == 200 for status, _ in answers), answers
+            owners = [pid for _, pid in answers]
+            if len(set(owners)) == 2 and min(Counter(owners).values()) >= 3:
+                break
+            time.sleep(0.05)
+        assert sorted(Counter(owners).values()) == [4, 4], (owners, server.log)
+    finally:
+        if stopped:
+            os.kill(stopped, signal.SIGCONT)
+        for conn in conns:
+            conn.close()
+
+
+def _clock(monkeypatch) -> list[float]:
+    """The balance table's clock, moved by hand (the module's own ``time`` only)."""
+    clock = [100.0]
+    monkeypatch.setattr(balance_module, "time", types.SimpleNamespace(monotonic=lambda: clock[0]))
+    return clock
+
+
+def test_a_worker_sheds_what_it_holds_over_its_share_only_after_shed_after(monkeypatch) -> None:
+    clock = _clock(monkeypatch)
+    balance = Balance(3)
+    a, b, c = balance.slot(0), balance.slot(1), balance.slot(2)
+    b.may_accept(1)  # (publishes its count)
+    c.may_accept(2)
+    assert not a.may_accept(12) and a.excess == 0  # counts can be out of date: not at once
+    clock[0] += SHED_AFTER / 2
+    b.may_accept(12)  # evened out meanwhile (the others had not yet published what they accepted)
+    c.may_accept(12)
+    assert a.may_accept(12) and a.excess == 0
+    b.may_accept(1)
+    c.may_accept(2)
+    assert not a.may_accept(12)
+    clock[0] += SHED_AFTER
+    b.may_accept(1)  # (alive: an entry older than STALE_AFTER is not counted)
+    c.may_accept(2)
+    assert not a.may_accept(12) and a.excess == 7  # the share of 15 over 3 workers is 5
+    a.excess = 0
+    clock[0] += SHED_AFTER / 2
+    assert not a.may_accept(12) and a.excess == 0  # not again before the clients had time to reconnect
+    balance.clear(1)
+    balance.clear(2)
+    clock[0] += SHED_AFTER
+    assert a.may_accept(12) and a.excess == 0  # alone: holds them all
+
+
+def test_with_many_connections_a_small_difference_is_not_shed(monkeypatch) -> None:
+    clock = _clock(monkeypatch)
+    balance = Balance(2)
+    a, b = balance.slot(0), balance.slot(1)
+    for _ in range(3):
+        b.may_accept(300)
+        assert not a.may_accept(318)  # over the fewest by more than 1/32, within 1/32 of the share (309)
+        clock[0] += SHED_AFTER
+    assert a.excess == 0
+    b.may_accept(300)
+    assert not a.may_accept(330) and a.excess == 0
+    clock[0] += SHED_AFTER
+    b.may_accept(300)
+    assert not a.may_accept(330) and a.excess == 15
 
 
 def test_the_least_loaded_ready_worker_accepts() -> None:

@@ -106,9 +106,15 @@ def _balance(server: Any, worker: Any) -> None:
     """
     accepts = server.readable  # waitress's own check (connection limit, idle channel clean-up)
     channels = server.active_channels
+    shedding = server.channel_class.shedding
 
     def readable() -> bool:
-        return accepts() and worker.may_accept(len(channels))
+        if not accepts():
+            return False
+        accept = worker.may_accept(len(channels))
+        if not accept:
+            shedding.left = worker.shed() or shedding.left
+        return accept
 
     server.readable = readable
     accept_one = server.handle_accept

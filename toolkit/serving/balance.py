@@ -23,6 +23,17 @@ until that sleep ended: with 80 idle connections opened at once, the first /ping
 4 s (about 19 accepts a second, issue 12). Each slot therefore has a pipe, made before forking, that
 its worker polls; a worker that stops accepting writes to the pipes of the workers that hold fewer
 connections, so one of them accepts at once.
+
+Shedding: the gate only places new connections, and it decides on counts that can be out of date.
+When a client closes many connections and opens as many again at once (wrk between runs, a client
+pool recycled), each worker still counts its closed connections until it has answered the requests
+they sent, so the worker done first saw the other as full and took the whole burst: 32/0 in 5 runs
+of 5 (wrk -c64 then -c32, 2 workers). A worker replaced after a crash or a recycle likewise started
+with none while the other held them all. So a worker that has held more than its share (the open
+connections of all ready workers over their number, plus the slack) for ``SHED_AFTER`` seconds sheds
+the difference: its next answers on that many connections carry ``Connection: close`` (only when no
+other request of that connection is queued), and the clients reconnect, to the worker with fewer.
+A client sees one reconnect, never a lost request.
 """
 
 from __future__ import annotations
@@ -33,6 +44,7 @@ import time
 
 SLACK = 32  # a worker may hold 1/SLACK more than the fewest: it accepts in batches when there are many
 STALE_AFTER = 1.0  # seconds; a live worker writes its entry at least every 0.2 s (its event loop tick)
+SHED_AFTER = 1.0  # seconds a worker holds more than its share before it sheds connections
 _NONE = float("inf")
 
 
@@ -74,20 +86,27 @@ class Slot:
         self.wake_fd = balance._wakes[index][0]  # readable when another worker wants this one to accept
         self._wake_fds = [w for _, w in balance._wakes]
         self._refusing = False
+        self._uneven_since = 0.0  # monotonic: since when this worker has held more than its share
+        self.excess = 0  # connections to shed (close after their next answer); the server takes them
 
     def may_accept(self, connections: int, ready: bool = True) -> bool:
         """Publish ``connections`` (open now) and say whether this worker should accept one more.
 
         Called on every turn of the worker's event loop, so it stays cheap: two stores and one pass
-        over the other slots.
+        over the other slots. Also sets ``excess`` (see ``_share``).
         """
         now = time.monotonic()
         cutoff = now - STALE_AFTER
         beats, counts = self._beats, self._counts
         fewest = _NONE
+        total, live = connections, 1
         for i in self._others:
-            if beats[i] > cutoff and counts[i] < fewest:
-                fewest = counts[i]
+            if beats[i] > cutoff:
+                count = counts[i]
+                total += count
+                live += 1
+                if count < fewest:
+                    fewest = count
         if not ready:  # loading: not counted by the others; takes connections only if nobody else can
             beats[self.index] = 0.0
             return fewest == _NONE
@@ -98,7 +117,21 @@ class Slot:
         if not accept and not self._refusing:
             self._wake_fewer(connections, cutoff)
         self._refusing = not accept
+        if not accept:
+            self._share(now, connections, fewest, -(-int(total) // live))
+        elif self._uneven_since:
+            self._uneven_since = 0.0
         return accept
+
+    def _share(self, now: float, connections: int, fewest: float, share: int) -> None:
+        """Set ``excess`` once this worker has held more than ``share`` (plus the slack) for SHED_AFTER."""
+        if connections - fewest < 2 or connections <= share + share // SLACK:
+            self._uneven_since = 0.0
+        elif not self._uneven_since:
+            self._uneven_since = now
+        elif now - self._uneven_since >= SHED_AFTER:
+            self.excess = connections - share
+            self._uneven_since = now  # and again only after the clients have had time to reconnect
 
     def _wake_fewer(self, connections: int, cutoff: float) -> None:
         """Wake the workers with fewer connections than ours: one of them should accept now."""

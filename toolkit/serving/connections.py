@@ -26,6 +26,9 @@ start-up. Why each bound (issue 12, all measured against a real ``serve``):
 
 One send per answer: a small answer's head and body leave in one ``send`` (``OneSendTask``).
 
+Shedding: a worker that holds more than its share of connections closes some after their next answer
+(``Shedding``; why in toolkit.serving.balance).
+
 One thread hand-off fewer per request (the p99 tail, docs/serving.md): waitress's request thread, once
 it has answered, wakes the event loop through the trigger pipe so that the loop polls the connection
 for its next request again. The server runs with ``channel_request_lookahead=1``, so the loop keeps
@@ -73,6 +76,13 @@ class JsonErrorTask(ErrorTask):
         self.write(body)
 
 
+class Shedding:
+    """How many connections this worker still closes after their next answer: set by the worker's
+    balancing, counted down by the answers (``OneSendTask``), one per server."""
+
+    left = 0
+
+
 class OneSendTask(WSGITask):
     """Sends a small answer's status line, headers and body in one ``send`` instead of two.
 
@@ -80,6 +90,14 @@ class OneSendTask(WSGITask):
     once: two system calls and two TCP segments per answer, each segment a wake-up of the client.
     The first write is held back here while waitress makes the head, then both go out together.
     Bodies over ``ONE_SEND_MAX`` and later writes (a stream's chunks) go as waitress sends them."""
+
+    def build_response_header(self) -> bytes:
+        channel = self.channel
+        shedding = channel.shedding
+        if shedding.left > 0 and len(channel.requests) == 1 and channel.request is None:  # nothing queued
+            shedding.left -= 1
+            self.set_close_on_finish()
+        return super().build_response_header()
 
     def write(self, data: bytes) -> None:
         if self.wrote_header or not data or len(data) > ONE_SEND_MAX:
@@ -125,7 +143,7 @@ class Limits:
 
 def make_channel_class(limits: Limits) -> type:
     """The channel class a waitress server of these limits uses (``server.channel_class``)."""
-    return type("Channel", (Channel,), {"limits": limits})
+    return type("Channel", (Channel,), {"limits": limits, "shedding": Shedding()})
 
 
 class Parser(HTTPRequestParser):
@@ -174,6 +192,7 @@ class Channel(HTTPChannel):
     """A waitress channel that times its partial request and drains a refused body before closing."""
 
     limits: Limits
+    shedding: Shedding
     error_task_class = JsonErrorTask
     task_class = OneSendTask
     partial: Any = None  # the request being received, whose times these are

@@ -65,6 +65,15 @@ class Worker:
         accept (it is cheap). False while a less loaded worker should take it, and once stopping."""
         return not self.stopping and self.slot.may_accept(open_connections, getattr(self.app, "ready", True))
 
+    def shed(self) -> int:
+        """How many connections to close after their next answer (``Connection: close``), because this
+        worker has held more than its share for a while (toolkit.serving.balance); mostly 0. Asking
+        takes them: ask after ``may_accept``."""
+        excess = getattr(self.slot, "excess", 0)
+        if excess:
+            self.slot.excess = 0
+        return excess
+
     # -- the time limit ------------------------------------------------------------------------
 
     def timed_app(self, abort: Optional[Abort] = None,
