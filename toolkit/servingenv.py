@@ -57,6 +57,7 @@ class ServingEnv:
     max_rss_mb: int = 0  # recycle a worker whose RSS passes this; 0 = never
     loop_handoff_ms: float = 20.0  # see toolkit.serving.eventloop; 0 = every request on a request thread
     gil_switch_ms: float = 0.0  # a worker's sys.setswitchinterval; 0 = Python's own (5 ms). See serving.md
+    gc_freeze: bool = True  # freeze the heap once the model is loaded (toolkit.serving.heap)
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str], base_dir: Optional[str] = None) -> ServingEnv:
@@ -105,6 +106,7 @@ class ServingEnv:
             max_rss_mb=read("TOOLKIT_MAX_RSS_MB"),
             loop_handoff_ms=read("TOOLKIT_LOOP_HANDOFF_MS"),
             gil_switch_ms=read("TOOLKIT_GIL_SWITCH_MS"),
+            gc_freeze=read("TOOLKIT_GC_FREEZE"),
         )
 
     @property

@@ -237,6 +237,10 @@ TABLE: dict[str, Row] = {
         "for experiments with the p99 tail ([serving.md](serving.md#the-tail)): 1 ms lowered p99 in two runs "
         "out of four and cost 4-8 % of throughput in every one.",
         "`0` (Python's 5 ms)"),
+    "TOOLKIT_GC_FREEZE": (True, "bool", None, "serve", "serve",
+        "Once the model is loaded, keep Python's garbage collector from walking what is alive then "
+        "(`gc.freeze()`): its full collections stopped a worker holding torch for ~100 ms each "
+        "([serving.md](serving.md#the-tail)). `false`: collect as Python does."),
     "TOOLKIT_MAX_RSS_MB": (0, "int", (0, None), "serve", "serve",
         "Replace a worker whose resident memory passes this many MB (looked at every second).",
         "`0` (never)"),

@@ -102,6 +102,30 @@ BIG = """
 """
 
 
+# A model that holds a reference cycle: only the garbage collector can free it once unloaded, and it
+# was frozen with the rest at the load (toolkit.serving.heap). Its finalizer leaves a file per worker.
+CYCLE = """
+    import gc
+    import os
+    import weakref
+
+    class Node:
+        pass
+
+    def _freed(path):
+        open(path, "w").close()
+
+    def model_fn(model_dir):
+        a, b = Node(), Node()
+        a.other, b.other = b, a
+        weakref.finalize(a, _freed, os.path.join(model_dir, "freed-%d" % os.getpid()))
+        return {"cycle": a}
+
+    def predict_fn(data, model):
+        return {"frozen": gc.get_freeze_count(), "pid": os.getpid()}
+"""
+
+
 def model_folder(root: Path, name: str, inference: str, util: Optional[str] = None,
                  files: Optional[dict[str, str]] = None) -> Path:
     folder = root / name / "model"
@@ -128,6 +152,7 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "big": model_folder(root, "big", BIG),
         "streaming": model_folder(root, "streaming", STREAMING),
         "sleepy": model_folder(root, "sleepy", SLEEPY),
+        "cycle": model_folder(root, "cycle", CYCLE),
     }
 
 
@@ -457,6 +482,15 @@ def test_memory_is_given_back_after_delete(start_mme, models) -> None:
     assert own.unload("big").status == 200
     after = own.rss_of_workers()  # measured right after the 200: released before it was sent
     assert after - before < 60 * 2**20, (before, loaded, after)
+
+
+def test_an_unloaded_models_cycles_are_freed_though_frozen_at_its_load(server: MultiModelServer, models) -> None:
+    assert server.load("cycle", models["cycle"]).status == 200
+    answers = [server.call("cycle").json() for _ in range(6)]
+    assert all(a["frozen"] > 0 for a in answers), answers  # frozen after the load, in every worker
+    assert not list(models["cycle"].glob("freed-*"))
+    assert server.unload("cycle").status == 200
+    assert len(list(models["cycle"].glob("freed-*"))) == 2, server.log  # both workers, before the 200
 
 
 def test_a_replacement_worker_serves_the_loaded_models(start_mme, models) -> None:

@@ -16,7 +16,7 @@ from typing import Any, Optional
 
 from toolkit.environment import ServingEnv
 from toolkit.errors import ClientError, ToolkitError
-from toolkit.serving import batching
+from toolkit.serving import batching, heap
 from toolkit.serving.context import MAX_CUSTOM_ATTRIBUTES, RequestContext, headers_of
 from toolkit.serving.handler import HANDLER_FAILURES, Handler
 from toolkit.serving.observer import MODEL_KEY, TIMED_OUT_KEY
@@ -64,6 +64,7 @@ class ServingApp(RoutedApp):
             took = time.perf_counter() - started
             self.record_load(took)
             log.info("model loaded in process %d in %.2f s", os.getpid(), took)
+            heap.settle(self.env.gc_freeze)
             self.ready = True
 
     def use_connections(self, count: Any) -> None:

@@ -14,6 +14,7 @@ from types import ModuleType
 from typing import Any, Optional
 
 from toolkit.environment import ServingEnv
+from toolkit.serving import heap
 from toolkit.serving.app import ServingApp
 from toolkit.serving.handler import HANDLER_FAILURES
 from toolkit.serving.multimodel import memory
@@ -84,6 +85,7 @@ class Registry:
         app = ServingApp(handler, self.env, model_dir=url, model_name=name, metrics=self.metrics)
         app.record_load(time.perf_counter() - started)
         app.use_connections(self.connections)
+        heap.settle(self.env.gc_freeze)
         app.ready = True
         self.models = {**self.models, name: Model(name, url, app, modules)}
         log.info("model %r loaded in worker %d in %.2f s", name, os.getpid(), time.perf_counter() - started)
@@ -100,7 +102,7 @@ class Registry:
             time.sleep(0.005)
         model.modules.clear()
         del model
-        gc.collect()
+        heap.settle(self.env.gc_freeze)  # (also frees its cycles frozen at a load)
         memory.release()
         return {"ok": True}
 
