@@ -18,7 +18,7 @@ Servers, 2 worker processes each (one per CPU), started fresh for each rep, conf
   torchserve  TorchServe 0.12.0, batch_size=32, max_batch_delay=5 ms, the peer's batching handler
 and, by --configs only: batched16 (batch 16), batched-gil1 (1 ms GIL switch), batched-handoff0 and
 unbatched-handoff0 (TOOLKIT_LOOP_HANDOFF_MS=0: every request handed to a request thread, waitress's
-design, instead of answered by the event loop's thread).
+design, instead of answered by the event loop's thread), batched-nofreeze (TOOLKIT_GC_FREEZE=false).
 For each: first /ping 200, one answer checked against the in-process model, 3 s warm-up at 64
 connections, then at 32 and at 64 connections: 2 s of wrk -t1 on the new connections (not measured:
 a server that rebalances its kept-alive connections settles), then the measured run.
@@ -53,7 +53,8 @@ CONFIGS = ("batched", "unbatched", "mms", "torchserve")
 # `serve` batching variants (not run by default): --configs batched,batched16,...
 VARIANTS = {"batched16": {"TOOLKIT_MAX_BATCH_SIZE": "16"},  # half a worker's connections at 64: two batches alternate
             "batched-gil1": {"TOOLKIT_GIL_SWITCH_MS": "1"},  # the threads a batch wakes get the GIL sooner
-            "batched-handoff0": {"TOOLKIT_LOOP_HANDOFF_MS": "0"}}  # the threads a batch wakes get the GIL sooner
+            "batched-handoff0": {"TOOLKIT_LOOP_HANDOFF_MS": "0"},  # a thread per waiting request
+            "batched-nofreeze": {"TOOLKIT_GC_FREEZE": "false"}}  # full collections walk torch's objects
 ROW = [round(math.sin(i) * 0.5, 4) for i in range(1, 257)]
 BODY = json.dumps({"inputs": ROW})
 
@@ -344,6 +345,7 @@ def summarize(results: list, names: list, models: list, inproc: dict, args, load
              "unbatched-handoff0": "`serve`, no batching, TOOLKIT_LOOP_HANDOFF_MS=0",
              "batched16": "`serve`, batching 16 / 5 ms", "baseline": "`serve` before this change, batching 32 / 5 ms",
              "batched-gil1": "`serve`, batching 32 / 5 ms, 1 ms GIL switch",
+             "batched-nofreeze": "`serve`, batching 32 / 5 ms, TOOLKIT_GC_FREEZE=false",
              "mms": "AWS inference toolkit on MMS", "torchserve": "TorchServe 0.12, batch 32 / 5 ms"}
     out = [f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} by `bench/bench_batching.py` on this "
            f"machine ({os.cpu_count()} CPUs, shared with wrk: compare ratios from the same run). Each server "
