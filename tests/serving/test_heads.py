@@ -15,8 +15,9 @@ import serving_helpers
 from serving_helpers import ECHO, Server, read_responses
 from waitress.adjustments import Adjustments
 from waitress.parser import HTTPRequestParser
+from waitress.task import WSGITask
 
-from toolkit.serving.connections import HEADS, Parser
+from toolkit.serving.connections import HEADS, OneSendTask, Parser
 
 echo_server = serving_helpers.echo_server  # the fixture
 
@@ -44,9 +45,11 @@ REQUESTS = [
 ]
 
 
-def _channel() -> Any:
+def _channel(port: int = 50123) -> Any:
     limits = SimpleNamespace(max_body=None, too_large=lambda size: "too large", header_seconds=0, body_seconds=0)
-    return SimpleNamespace(heads={}, limits=limits, discard=lambda unread: None)
+    server = SimpleNamespace(effective_port=8080, server_name="algo-1", adj=Adjustments(ident="sagemaker-toolkit"))
+    return SimpleNamespace(heads={}, limits=limits, discard=lambda unread: None, addr=("127.0.0.1", port),
+                           server=server, adj=server.adj, check_client_disconnected=lambda: False)
 
 
 def _parse(parser: Any, raw: bytes) -> dict:
@@ -55,7 +58,7 @@ def _parse(parser: Any, raw: bytes) -> dict:
     while data and not parser.completed:
         data = data[parser.received(data):]
     body = parser.get_body_stream().read() if parser.error is None else None
-    seen = {name: value for name, value in vars(parser).items() if name not in ("adj", "channel", "body_rcv")}
+    seen = {name: value for name, value in vars(parser).items() if name not in ("adj", "channel", "body_rcv", "known")}
     seen["error"] = type(parser.error).__name__ if parser.error is not None else None
     seen["body"] = body
     return seen
@@ -76,6 +79,30 @@ def test_a_remembered_head_parses_as_waitress_parses_it(raw: bytes) -> None:
     again = _parse(_ours(adj, channel), raw)  # from memory, when its head may be remembered
     assert first == theirs
     assert again == theirs
+
+
+def _environ(task_class: type, channel: Any, parser: Any, raw: bytes) -> dict:
+    _parse(parser, raw.replace(BODY, b'{"inputs": [7, 8, 9]}'))  # (the same length: the same head)
+    environ = task_class(channel, parser).get_environment()
+    seen = dict(environ)
+    seen["wsgi.input"] = environ["wsgi.input"].read()
+    seen["waitress.client_disconnected"] = environ["waitress.client_disconnected"]()
+    return seen
+
+
+@pytest.mark.parametrize("raw", [r for r in REQUESTS if HTTPRequestParser(Adjustments()).received(r) and
+                                 _parse(HTTPRequestParser(Adjustments()), r)["error"] is None],
+                         ids=lambda raw: raw.split(b"\r\n", 1)[0].decode()[:40])
+def test_a_remembered_heads_environ_is_the_one_waitress_makes(raw: bytes) -> None:
+    adj = Adjustments()
+    channel = _channel()
+    theirs = _environ(WSGITask, channel, HTTPRequestParser(adj), raw)
+    first = _environ(OneSendTask, channel, _ours(adj, channel), raw)
+    other = _channel(port=50999)  # another connection: its own address, the same server's memory
+    other.heads = channel.heads
+    again = _environ(OneSendTask, other, _ours(adj, other), raw)
+    assert first == theirs
+    assert again == {**theirs, "REMOTE_PORT": "50999"}
 
 
 def test_each_request_gets_its_own_headers_and_body() -> None:

@@ -37,7 +37,9 @@ of 5 in-process; about 10 % of the echo benchmark's CPU per answer). ``Parser``
 keeps what parsing a head set, keyed by the head's exact bytes (``HEADS`` of them, each at most
 ``HEAD_BYTES``), and gives a request with the same bytes a copy: the parse is a function of those
 bytes alone (and of the server's settings: one memory per server), so the answer is the same.
-Heads that fail to parse and chunked requests are parsed every time.
+Heads that fail to parse and chunked requests are parsed every time. The WSGI environ made for such
+a head is remembered with it, less the entries of the request's connection and body
+(``OneSendTask.get_environment``).
 
 One thread hand-off fewer per request (the p99 tail, docs/serving.md): waitress's request thread, once
 it has answered, wakes the event loop through the trigger pipe so that the loop polls the connection
@@ -105,6 +107,29 @@ class OneSendTask(WSGITask):
     The first write is held back here while waitress makes the head, then both go out together.
     Bodies over ``ONE_SEND_MAX`` and later writes (a stream's chunks) go as waitress sends them."""
 
+    def get_environment(self) -> dict:
+        """Waitress's environ; for a remembered head, a copy of the one made the first time with this
+        request's connection and body put in (the rest comes from the head and the server alone)."""
+        environ = self.environ
+        if environ is not None:
+            return environ
+        request = self.request
+        known = getattr(request, "known", None)
+        if known is None or known.environ is None:
+            environ = super().get_environment()
+            if known is not None:
+                known.environ = {k: v for k, v in environ.items() if k not in _PER_REQUEST}
+            return environ
+        environ = known.environ.copy()
+        channel = self.channel
+        addr = channel.addr
+        environ["REMOTE_ADDR"] = environ["REMOTE_HOST"] = addr[0]
+        environ["REMOTE_PORT"] = str(addr[1])
+        environ["wsgi.input"] = request.get_body_stream()
+        environ["waitress.client_disconnected"] = channel.check_client_disconnected
+        self.environ = environ
+        return environ
+
     def build_response_header(self) -> bytes:
         channel = self.channel
         shedding = channel.shedding
@@ -160,7 +185,20 @@ def make_channel_class(limits: Limits) -> type:
     return type("Channel", (Channel,), {"limits": limits, "shedding": Shedding(), "heads": {}})
 
 
-_OWN = frozenset({"headers", "body_rcv"})  # a parser's own objects, made anew for each request
+_OWN = frozenset({"headers", "body_rcv", "known"})  # a parser's own objects, made anew for each request
+_PER_REQUEST = frozenset({"REMOTE_ADDR", "REMOTE_HOST", "REMOTE_PORT", "wsgi.input", "waitress.client_disconnected"})
+
+
+class Head:
+    """What parsing one head set (``Parser``), and the WSGI environ made from it less its
+    connection's and its body's entries (``OneSendTask``)."""
+
+    __slots__ = ("environ", "headers", "state")
+
+    def __init__(self, state: dict, headers: dict) -> None:
+        self.state = state
+        self.headers = headers
+        self.environ: Optional[dict] = None
 
 
 class Parser(HTTPRequestParser):
@@ -168,14 +206,15 @@ class Parser(HTTPRequestParser):
     headers or a chunk size line say so (waitress itself counts chunked bodies with their framing)."""
 
     channel: Channel
+    known: Optional[Head] = None  # its head as remembered (None: parsed every time)
 
     def parse_header(self, header_plus: bytes) -> None:
         heads = self.channel.heads
         known = heads.get(header_plus)
         if known is not None:
-            state, headers = known
-            self.__dict__.update(state)
-            self.headers = dict(headers)
+            self.__dict__.update(known.state)
+            self.headers = dict(known.headers)
+            self.known = known
             if self.content_length > 0:  # (as waitress makes it for a fixed-length body)
                 self.body_rcv = FixedStreamReceiver(self.content_length, OverflowableBuffer(self.adj.inbuf_overflow))
             return
@@ -187,7 +226,7 @@ class Parser(HTTPRequestParser):
                  if name not in _OWN and (name not in before or before[name] is not value)}
         if len(heads) >= HEADS:
             heads.clear()
-        heads[header_plus] = (state, dict(self.headers))
+        self.known = heads[header_plus] = Head(state, dict(self.headers))
 
     def received(self, data: bytes) -> int:
         consumed = super().received(data)
