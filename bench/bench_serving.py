@@ -15,7 +15,8 @@ that each change one setting: `toolkit-nolog` (TOOLKIT_ACCESS_LOG=false: the acc
 own design, instead of answered by the event loop's thread).
 All run the same JSON echo model (model_fn + echo predict_fn; Flask echoes the same JSON).
 
-For each rep (configs interleaved, in an order rotated from rep to rep, a fresh server each time):
+For each rep (configs interleaved, in an order rotated from rep to rep and reversed every other rep,
+a fresh server each time):
 start, first /ping 200, one POST /invocations checked to echo, 3 s warm-up, then wrk -t2 -c16 and
 wrk -t1 -c1 (POST of a 99-byte JSON body), sampling RSS summed over all the server's processes.
 Cold start: separate start/stop cycles, Popen -> first /ping 200. Memory with an 8 MB CSV body:
@@ -516,9 +517,11 @@ def main() -> None:
                 stop(proc)
     for rep in range(args.reps):
         # each rep starts one config further on: a config that always ran right after the Java peer
-        # (MMS winding down) measured ~10 % slower whatever it was
+        # (MMS winding down) measured ~10 % slower whatever it was; and every other rep runs them in
+        # reverse, so that no config always follows the same one
         shift = (rep * 3) % len(names)
-        for name in names[shift:] + names[:shift]:
+        order = names[shift:] + names[:shift]
+        for name in order[::-1] if rep % 2 else order:
             log.write(f"\n==== load {name} {rep}\n".encode())
             proc, started = start(cfgs[name], log)
             try:
