@@ -11,6 +11,7 @@ import json
 import socket
 import subprocess
 import textwrap
+import time
 from pathlib import Path
 from typing import Callable, Iterator, Mapping, Optional, TypeVar
 
@@ -72,6 +73,17 @@ def scrape(port: int) -> dict[str, float]:
         conn.close()
     return {name: float(value) for name, _, value in
             (line.rpartition(" ") for line in text.splitlines() if line and not line.startswith("#"))}
+
+
+def scrape_when(port: int, expected: dict[str, float], timeout: float = 5.0) -> dict[str, float]:
+    """The scrape once every series in ``expected`` has its value (a missing one counts as 0), or the
+    last one after ``timeout`` s: a worker folds its answers into the table every 50 ms (FOLD_EVERY)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        seen = scrape(port)
+        if all(seen.get(name, 0.0) == value for name, value in expected.items()) or time.monotonic() > deadline:
+            return seen
+        time.sleep(0.02)
 
 
 def accepting(port: int) -> bool:

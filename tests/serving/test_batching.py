@@ -13,7 +13,7 @@ from typing import Optional
 
 import serving_helpers
 from helpers import free_port, wait_for
-from serving_helpers import Response, Server, launch, scrape
+from serving_helpers import Response, Server, launch, scrape, scrape_when
 
 start_server = serving_helpers.start_server  # the fixture
 
@@ -85,7 +85,7 @@ def test_concurrent_requests_are_one_batch_and_each_client_gets_its_own_answer(s
     assert [a.status for a in answers] == [200] * 4, answers
     assert [a.json() for a in answers] == [{"echo": x, "batch": 4} for x in "abcd"]  # its own, in a batch of 4
     assert [sorted(b) for b in batches(log)] == [["a", "b", "c", "d"]]  # the handler was called once
-    seen = scrape(port)
+    seen = scrape_when(port, {'toolkit_requests_total{model="model",status="200"}': 4})
     assert seen['toolkit_batch_size_count{model="model"}'] == 1
     assert seen['toolkit_batch_size_sum{model="model"}'] == 4
     assert seen['toolkit_batch_queue_seconds_count{model="model"}'] == 4

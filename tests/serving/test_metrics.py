@@ -14,7 +14,7 @@ import time
 
 import serving_helpers
 from helpers import free_port, wait_for
-from serving_helpers import Server, scrape
+from serving_helpers import Server, scrape, scrape_when
 
 start_server = serving_helpers.start_server  # the fixture
 
@@ -41,7 +41,7 @@ def test_metrics_totals_equal_what_was_sent(start_server) -> None:
         assert server.invoke(str(i)).status == 200
     for _ in range(3):
         assert server.invoke("1", content_type="application/x-unknown").status == 415
-    seen = scrape(port)
+    seen = scrape_when(port, {OK: 20, 'toolkit_requests_total{model="model",status="415"}': 3})
     assert seen[OK] == 20
     assert seen['toolkit_requests_total{model="model",status="415"}'] == 3
     assert seen['toolkit_request_duration_seconds_count{model="model"}'] == 23
@@ -95,17 +95,18 @@ def invoke_concurrently(server: Server, clients: int, each: int) -> set:
 
 
 def test_counts_from_many_request_threads_add_up_across_a_crash(start_server) -> None:
-    """Each request thread of a worker counts in its own lane of the shared table (no lock per
-    request); the scrape sums them: totals equal what was sent, each series is one line, and a
-    killed worker's counts stay. (TOOLKIT_LOOP_HANDOFF_MS=0: every request on a request thread; the
-    event loop would answer these quick ones on its own thread.)"""
+    """Answers from many request threads of a worker, appended without a lock and folded into the
+    shared table by one thread: totals equal what was sent, each series is one line (lanes summed),
+    and a killed worker's folded counts stay. (TOOLKIT_LOOP_HANDOFF_MS=0: every request on a request
+    thread; the event loop would answer these quick ones on its own thread.)"""
     port = free_port()
     server = start_server(THREADED, TOOLKIT_METRICS_PORT=str(port), TOOLKIT_LOOP_HANDOFF_MS="0")
     answered = invoke_concurrently(server, 8, 25)
     per_worker: dict = {}
     for pid, thread in answered:
         per_worker.setdefault(pid, set()).add(thread)
-    assert max(len(threads) for threads in per_worker.values()) >= 2, per_worker  # lanes of several threads
+    assert max(len(threads) for threads in per_worker.values()) >= 2, per_worker  # answered by several threads
+    scrape_when(port, {OK: 200})
     text = raw_scrape(port)
     lines = [line.rpartition(" ")[0] for line in text.splitlines() if line and not line.startswith("#")]
     assert len(lines) == len(set(lines)), text  # the lanes are summed, not listed
@@ -120,7 +121,7 @@ def test_counts_from_many_request_threads_add_up_across_a_crash(start_server) ->
              "the killed worker to be replaced")
     server.wait_ready()
     invoke_concurrently(server, 8, 10)
-    seen = scrape(port)
+    seen = scrape_when(port, {OK: 280})
     assert seen[OK] == 280  # the dead worker's lanes still count; the replacement's add to them
     assert seen['toolkit_request_duration_seconds_count{model="model"}'] == 280
     assert seen['toolkit_requests_in_flight{model="model"}'] == 0
@@ -138,6 +139,7 @@ def raw_scrape(port: int) -> str:
 def test_metrics_survive_a_worker_crash(start_server) -> None:
     server, port = metrics_server(start_server)
     pids = {server.invoke(str(i)).json()["pid"] for i in range(30)}
+    assert scrape_when(port, {OK: 30})[OK] == 30  # folded into the shared table (within 50 ms)
     victim = pids.pop() if pids else server.worker_pids()[0]
     os.kill(victim, signal.SIGKILL)
     wait_for(lambda: victim not in server.worker_pids() and len(server.worker_pids()) == 2, 30,
@@ -145,7 +147,7 @@ def test_metrics_survive_a_worker_crash(start_server) -> None:
     server.wait_ready()
     for i in range(10):
         assert server.invoke(str(i)).status == 200
-    seen = scrape(port)
+    seen = scrape_when(port, {OK: 40})
     assert seen[OK] == 40  # the dead worker's 200s are still counted
     assert seen['toolkit_requests_in_flight{model="model"}'] == 0
     assert seen['toolkit_model_load_seconds_count{model="model"}'] == 3  # 2 workers, then the replacement
@@ -323,7 +325,7 @@ def test_latency_buckets_and_status_counts_come_from_one_series_per_answer(start
         assert server.invoke('"slow"').status == 200  # 60 ms each
     for _ in range(2):
         assert server.invoke("1", content_type="application/x-unknown").status == 415
-    seen = scrape(port)
+    seen = scrape_when(port, {OK: 7, 'toolkit_requests_total{model="model",status="415"}': 2})
     assert seen[OK] == 7 and seen['toolkit_requests_total{model="model",status="415"}'] == 2
     bucket = 'toolkit_request_duration_seconds_bucket{{model="model",le="{}"}}'.format
     assert seen[bucket("0.05")] <= 5  # never a slow one
@@ -349,3 +351,72 @@ def test_workers_hand_the_gil_over_as_often_as_set(start_server) -> None:
              "    return sys.getswitchinterval()\n"
     assert start_server(switch).invoke("1").json() == 0.005  # Python's own, by default
     assert start_server(switch, TOOLKIT_GIL_SWITCH_MS="1").invoke("1").json() == 0.001
+
+
+HELD = """
+    import os
+    import time
+
+    def model_fn(model_dir):
+        return "model"
+
+    def predict_fn(data, model):
+        while not os.path.exists(os.environ["RELEASE"]):  # held until the test lets go
+            time.sleep(0.01)
+        return data
+"""
+IN_FLIGHT = 'toolkit_requests_in_flight{model="model"}'
+
+
+def test_the_in_flight_gauge_counts_the_requests_being_answered(start_server, tmp_path) -> None:
+    """The gauge follows the requests a handler is still working on, over both workers, and falls
+    back to 0 once they are answered."""
+    port = free_port()
+    release = tmp_path / "release"
+    server = start_server(HELD, TOOLKIT_METRICS_PORT=str(port), RELEASE=str(release))
+    statuses: list = []
+    clients = [threading.Thread(target=lambda: statuses.append(server.invoke("1").status)) for _ in range(3)]
+    for client in clients:
+        client.start()
+    try:
+        assert scrape_when(port, {IN_FLIGHT: 3})[IN_FLIGHT] == 3
+    finally:
+        release.touch()
+        for client in clients:
+            client.join()
+    assert statuses == [200] * 3
+    seen = scrape_when(port, {IN_FLIGHT: 0, OK: 3})
+    assert (seen[IN_FLIGHT], seen[OK]) == (0, 3)
+
+
+def test_answers_count_once_folded_and_an_apps_gauge_goes_with_it() -> None:
+    """In-process: an answer reaches the table at the next fold, not before (the request only appends
+    it); the gauge is the tracked apps' own count, and a model whose app is gone (a multi-model
+    endpoint unloaded it) stops being tracked, its gauge left at 0."""
+    import gc
+
+    from toolkit.serving.metrics import Metrics
+
+    class App:
+        inflight = 2
+
+    table = Metrics(1)
+    table.bind(0)
+    app = App()
+    table.track("m", app)
+    table.answered(("m", 200, 0.003))
+    table.answered(("m", 503, 0.2))
+    assert ("toolkit_requests_total", "m", "200") not in table.totals()
+    table.fold()
+    totals = table.totals()
+    assert totals[("toolkit_requests_total", "m", "200")] == totals[("toolkit_requests_total", "m", "503")] == 1
+    assert totals[("toolkit_request_duration_seconds", "m", "sum")] == 0.203
+    assert totals[("toolkit_requests_in_flight", "m", "")] == 2
+    app.inflight = 0
+    table.fold()
+    assert table.totals()[("toolkit_requests_in_flight", "m", "")] == 0
+    app.inflight = 5
+    del app
+    gc.collect()
+    table.fold()
+    assert table._tracked == {} and table.totals()[("toolkit_requests_in_flight", "m", "")] == 0

@@ -25,6 +25,7 @@ from toolkit.serving.streaming import EVENT_STREAM, Stream, is_stream, split_eve
 from toolkit.serving.streaming import start as start_stream
 
 log = logging.getLogger("toolkit")
+perf_counter = time.perf_counter
 
 
 def too_large_message(size: Optional[int], env: ServingEnv) -> str:
@@ -50,6 +51,10 @@ class ServingApp(RoutedApp):
         self.metrics = metrics  # toolkit.serving.metrics.Metrics when TOOLKIT_METRICS_PORT is set
         self.batcher = batching.attach(handler, env, self._observe_batch if metrics is not None else None,
                                        model_name)
+        self._answered = None  # Metrics.answered: the request's one call when metrics are on
+        if metrics is not None:
+            self._answered = metrics.answered
+            metrics.track(model_name, self)  # its ``inflight`` is the model's in-flight gauge
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -100,9 +105,8 @@ class ServingApp(RoutedApp):
         environ[MODEL_KEY] = self.model_name
         with self._count_lock:
             self.inflight += 1
-        series = self.metrics.started(self.model_name) if self.metrics is not None else None
-        if series is not None:
-            started = time.perf_counter()
+        answered = self._answered
+        started = perf_counter()
         body: Any = b""
         code = 500
         try:
@@ -110,15 +114,15 @@ class ServingApp(RoutedApp):
         finally:
             if not isinstance(body, Stream):  # a stream counts as in flight until it is closed
                 self._done()
-                if series is not None:
-                    series.finished(504 if environ.get(TIMED_OUT_KEY) else code, time.perf_counter() - started)
+                if answered is not None:
+                    answered((self.model_name, 504 if environ.get(TIMED_OUT_KEY) else code, perf_counter() - started))
         if isinstance(body, Stream):
-            if series is None:
+            if answered is None:
                 body.on_close = self._done
             else:
                 def closed() -> None:
                     self._done()
-                    series.finished(504 if environ.get(TIMED_OUT_KEY) else code, time.perf_counter() - started)
+                    answered((self.model_name, 504 if environ.get(TIMED_OUT_KEY) else code, perf_counter() - started))
 
                 body.on_close = closed
         return code, headers, body

@@ -10,23 +10,28 @@ free slot and carries on from the counts already in it, so nothing is lost or do
 worker dies or is recycled, and the table never grows. The supervisor sums the slots when scraped.
 
 A region is a list of series: a key (metric, model, one more label, lane) and a float. A lane is one
-thread of the process: each thread that records gets its own lane number and writes only its own
-series, so every float has exactly one writer and an update is a plain ``+=`` with no lock (no
-request thread ever waits for another on it). The scrape sums the lanes (and the slots). A thread's lane number
-goes back to a free list when the thread ends, and a replacement worker numbers its lanes from 0
-again, so the series in a slot are bounded by the threads a worker runs at once. A thread finds its
-series' positions once; only making a new series takes the lock. Histograms are stored as one
-count per bucket, made cumulative when rendered (the count is their sum), so a bucket that was never
-hit costs no series. In-flight counts are zeroed when a worker exits (its requests went with it).
-When a region is full (16,384 series: a model takes up to ~20 per lane, so some 100 models with 8
-request threads), new series are dropped and a warning is logged once.
+thread of the process: each thread that records (the one that folds the answers, below; a batch's;
+a model's load) gets its own lane number and writes only its own series, so every float has exactly
+one writer and an update is a plain ``+=`` with no lock. The scrape sums the lanes (and the slots).
+A thread's lane number goes back to a free list when the thread ends, and a replacement worker
+numbers its lanes from 0 again, so the series in a slot are bounded by the threads that record at
+once. A thread finds its series' positions once; only making a new series takes the lock.
+Histograms are stored as one count per bucket, made cumulative when rendered (the count is their
+sum), so a bucket that was never hit costs no series. In-flight counts are zeroed when a worker
+exits (its requests went with it). When a region is full (16,384 series: a model takes up to ~20
+per lane), new series are dropped and a warning is logged once.
 
-What a request costs: four floats added (in flight +1 and -1, one *answer* series, the latency's
-sum). An answer series counts the answers of one status in one latency bucket; the scrape sums them
-into ``toolkit_requests_total`` by status and the latency histogram's buckets (and their count),
-which took three more additions and a lookup per request. The request's part takes 0.75 us timed
-alone in a loop but 2.2 us in the running server (median; 2.5 us before), where it runs once between
-two requests and finds the caches the rest of the request left (docs/benchmarks.md#serving).
+What a request costs: one ``deque.append`` of (model, status, seconds) (``Metrics.answered``). A
+thread of the worker (``FOLD_EVERY``) folds what was appended into the table, where an answer adds
+two floats: one *answer* series, which counts the answers of one status in one latency bucket (the
+scrape sums them into ``toolkit_requests_total`` by status and the latency histogram's buckets and
+count), and the latency's sum. The same thread sets the in-flight gauge from the apps' own counts
+(``Metrics.track``), so a request adds nothing else. Updating the table on the request path, as this
+module did before, took 0.75 us timed alone but cost ~5 % of the echo benchmark's throughput (its
+objects, touched once per request, fall out of the caches between two requests); folded in bulk it
+costs what ``bench/bench_pair.py`` measures (docs/benchmarks.md). The price: a scrape sees an answer
+up to ``FOLD_EVERY`` late, and a worker killed by a signal (SIGKILL, a crash in C) loses the answers
+of its last ``FOLD_EVERY`` at most; a worker that stops (SIGTERM, recycling) folds them first.
 """
 
 from __future__ import annotations
@@ -35,6 +40,9 @@ import bisect
 import logging
 import mmap
 import threading
+import time
+import weakref
+from collections import deque
 from typing import Any, Iterable, Optional
 
 log = logging.getLogger("toolkit")
@@ -42,6 +50,7 @@ log = logging.getLogger("toolkit")
 ENTRIES = 16384  # series per slot (all its lanes); only the pages used are resident
 KEY_BYTES = 254  # the key's UTF-8 bytes; model names longer than this (in UTF-8) are cut
 SEP = "\x1f"
+FOLD_EVERY = 0.05  # seconds between two folds of a worker's answers into the table
 
 LATENCY = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 WAITS = (0.0001, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0)
@@ -84,6 +93,10 @@ class Metrics:
         self._keys = view[total * 10:]
         self._lock = threading.Lock()  # making a series, taking a lane: never on the per-request path
         self._decoded: dict[int, Key] = {}  # position -> key (keys never change)
+        self._pending: deque[tuple[str, int, float]] = deque()  # answers not folded yet
+        self.answered = self._pending.append  # the request's one call: (model, status, seconds)
+        self._tracked: dict[str, weakref.WeakSet] = {}  # model -> apps whose ``inflight`` is its gauge
+        self._fold_lock = threading.Lock()
         self.bind(slots)
 
     # -- writing (in a worker, or in the supervisor) ---------------------------------------------
@@ -97,6 +110,8 @@ class Metrics:
         self._lanes = 0  # lane numbers given out so far in this process
         self._free: list[int] = []  # lanes of threads that have ended
         self._full_warned = False
+        self._pending.clear()  # (the supervisor answers nothing; this is for a worker's fresh start)
+        self._gauges: dict[str, tuple[int, float]] = {}  # model -> (in-flight position, value written)
         for i in range(ENTRIES):
             key = self._key(self._base + i)
             if key is None:
@@ -111,13 +126,45 @@ class Metrics:
         except (AttributeError, KeyError):
             return self._new_series(name)
 
-    def started(self, name: str) -> ModelSeries:
-        """A request for model ``name`` has started: counted in flight in the calling thread's lane,
-        whose series are returned for its ``finished``."""
-        series = self.model(name)
-        if series._inflight >= 0:
-            self._values[series._inflight] += 1
-        return series
+    def track(self, name: str, app: Any) -> None:
+        """``app.inflight`` counts requests of model ``name`` in flight: the gauge is the sum of those
+        counts over the tracked apps still alive (a multi-model endpoint drops an unloaded model's app)."""
+        with self._fold_lock:
+            self._tracked.setdefault(name, weakref.WeakSet()).add(app)
+
+    def start_folding(self) -> None:
+        """In a worker: fold its answers into the table every ``FOLD_EVERY`` seconds, from a thread."""
+        threading.Thread(target=self._fold_forever, name="toolkit-metrics", daemon=True).start()
+
+    def _fold_forever(self) -> None:
+        while True:
+            time.sleep(FOLD_EVERY)
+            self.fold()
+
+    def fold(self) -> None:
+        """Add the answers appended since the last fold to the table (in the calling thread's lane),
+        and set the in-flight gauges. Also called when the worker stops, so it loses none."""
+        with self._fold_lock:
+            pending = self._pending
+            series: dict[str, ModelSeries] = {}
+            for _ in range(len(pending)):  # answers appended meanwhile wait for the next fold
+                model, status, seconds = pending.popleft()
+                found = series.get(model)
+                if found is None:
+                    found = series[model] = self.model(model)
+                found.finished(status, seconds)
+            for model, apps in list(self._tracked.items()):
+                self._set_gauge(model, float(sum(app.inflight for app in list(apps))))
+                if not apps:
+                    del self._tracked[model]
+
+    def _set_gauge(self, model: str, value: float) -> None:
+        at, written = self._gauges.get(model, (-2, 0.0))
+        if at == -2:
+            at = self.position("toolkit_requests_in_flight", model, "", self.lane())
+        if value != written and at >= 0:
+            self._values[at] = value
+        self._gauges[model] = (at, value)
 
     def _new_series(self, name: str) -> ModelSeries:
         lane = self.lane()
@@ -250,7 +297,6 @@ class ModelSeries:
         self.lane = lane
         self._owner = threading.get_ident()
         self._values = metrics._values
-        self._inflight = metrics.position("toolkit_requests_in_flight", model, "", lane)
         self._answers: dict[int, int] = {}  # status * 32 + latency bucket -> position
         self._latency_sum = -2  # made on the first answer (a load alone makes no latency series)
         self._histograms: dict[str, Histogram] = {}
@@ -262,11 +308,10 @@ class ModelSeries:
         return found
 
     def finished(self, status: int, seconds: float) -> None:
+        """One answer (called by ``Metrics.fold``; a request appends to ``Metrics.answered`` instead)."""
         if self._owner != get_ident():  # e.g. a stream closed by another thread than the one it started on
             return self.metrics.model(self.model).finished(status, seconds)
         values = self._values
-        if self._inflight >= 0:
-            values[self._inflight] -= 1
         bucket = bisect_left(LATENCY, seconds)
         at = self._answers.get(status * 32 + bucket)
         if at is None:

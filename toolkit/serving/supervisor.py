@@ -129,6 +129,7 @@ class Supervisor:
             if self.metrics is not None:
                 metrics.close_in_child(self.metrics_server)
                 self.metrics.bind(index)
+                self.metrics.start_folding()
             if channel is not None:
                 self.channel = self.models.in_child(channel)
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -138,6 +139,11 @@ class Supervisor:
         except BaseException:
             log.exception("worker %d failed", os.getpid())
         finally:
+            try:
+                if self.metrics is not None:
+                    self.metrics.fold()  # the answers of its last moments count too
+            except Exception:
+                log.exception("worker %d: the last metrics were lost", os.getpid())
             for handler in logging.getLogger("toolkit").handlers:
                 handler.flush()
             sys.stderr.flush()
