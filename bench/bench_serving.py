@@ -626,7 +626,8 @@ def summarize(results: list, names: list, args, csv, loadavg, per_request=None) 
                    if "mms" in rows else ""]
         costs = {"toolkit-nolog": "the access log (on by default) costs {:.1%} of throughput at 16 connections "
                                   "(`serve` against `serve` with TOOLKIT_ACCESS_LOG=false; target: under 5 %)",
-                 "toolkit-metrics": "metrics on cost {:.1%} of throughput at 16 connections (target: under 3 %)"}
+                 "toolkit-metrics": "metrics on cost {:.1%} of throughput at 16 connections (target: under 3 %; "
+                                    "runs one after the other are within the machine's drift: see Paired costs)"}
         for name, text in costs.items():
             if name in rows:
                 slow, fast = (t, rows[name]) if name == "toolkit-nolog" else (rows[name], t)
