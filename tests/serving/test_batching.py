@@ -13,7 +13,7 @@ from typing import Optional
 
 import serving_helpers
 from helpers import free_port, wait_for
-from serving_helpers import Response, Server, launch, scrape, scrape_when
+from serving_helpers import Response, Server, launch, scrape_when
 
 start_server = serving_helpers.start_server  # the fixture
 
@@ -234,8 +234,11 @@ def test_multi_model_endpoints_batch_each_model_on_its_own(tmp_path) -> None:
         assert [a.json() for a in answers] == [{"echo": body, "batch": 2} for body in bodies]
         assert sorted(sorted(b) for b in batches(tmp_path / "batches.jsonl")) == [["left-0", "left-1"],
                                                                                   ["right-0", "right-1"]]
-        seen = scrape(port)
+        counted = {f'toolkit_requests_total{{model="{name}",status="200"}}': 2 for name in folders}
+        seen = scrape_when(port, counted)
+        assert {name: seen.get(name) for name in counted} == counted  # each model its own counts
         assert seen['toolkit_batch_size_count{model="left"}'] == seen['toolkit_batch_size_count{model="right"}'] == 1
+        assert [seen[f'toolkit_requests_in_flight{{model="{name}"}}'] for name in folders] == [0, 0]
     finally:
         server.stop(timeout=10)
 
