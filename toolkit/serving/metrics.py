@@ -139,7 +139,10 @@ class Metrics:
     def _fold_forever(self) -> None:
         while True:
             time.sleep(FOLD_EVERY)
-            self.fold()
+            try:
+                self.fold()
+            except Exception:  # never stop folding: the queue would grow without end
+                log.exception("metrics: folding the answers failed")
 
     def fold(self) -> None:
         """Add the answers appended since the last fold to the table (in the calling thread's lane),
