@@ -165,7 +165,8 @@ def summarize(rows: list, args: argparse.Namespace) -> str:
              f"`python3 bench/bench_pair.py` ({time.strftime('%Y-%m-%d %H:%M')}, {args.rounds} rounds of "
              f"{args.duration} s): two one-worker `serve` processes share CPU 0 and run at once, each loaded by "
              "its own `wrk -t1 -c8` on CPU 1, so the machine's drift slows both alike; the cost is the share "
-             "of throughput side B gives up against side A (median over rounds, and the range).", "",
+             "of throughput side B gives up against side A (median over rounds, and the range). The `same` row is "
+             "the method's own error: read the others against it.", "",
              "| pair | B against A | cost (median) | range over rounds | server CPU per answer | "
              "answers/s, both sides |",
              "| --- | --- | --- | --- | --- | --- |"]
