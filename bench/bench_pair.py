@@ -139,6 +139,7 @@ def main() -> None:
     if "baseline" in names and args.baseline is None:
         sys.exit("--pairs baseline needs --baseline OTHER/bin/serve")
     files, serve = setup(args.serve)
+    args.serve = serve
     script = files / "pair.lua"
     script.write_text(LUA)
     rows = []

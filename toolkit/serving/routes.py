@@ -28,6 +28,7 @@ from toolkit.serving.streaming import Stream
 log = logging.getLogger("toolkit")
 
 JSON_TYPE = [("Content-Type", "application/json")]
+ANSWER_KEY = "toolkit.answer"  # set in the environ: (status code, body bytes or "-"), for the access log
 REASONS = {200: "200 OK", 400: "400 Bad Request", 404: "404 Not Found", 405: "405 Method Not Allowed",
            406: "406 Not Acceptable", 411: "411 Length Required", 413: "413 Payload Too Large",
            415: "415 Unsupported Media Type", 500: "500 Internal Server Error",
@@ -79,12 +80,15 @@ def _wsgi(handler: Callable[..., Answer], head: bool = False) -> Callable[..., I
         except ClientError as exc:
             code, headers, body = refusal(exc)
         if isinstance(body, Stream):
+            environ[ANSWER_KEY] = (code, "-")
             start_response(status_line(code), headers)
             if head:
                 body.close()
                 return (b"",)
             return body
-        headers.append(("Content-Length", str(len(body))))
+        size = len(body)
+        environ[ANSWER_KEY] = (code, size)
+        headers.append(("Content-Length", str(size)))
         start_response(status_line(code), headers)
         return (b"",) if head else (body,)
 
@@ -119,7 +123,7 @@ class RoutedApp:
             for pattern, wanted, serve in self._patterns:
                 if method == wanted and (match := pattern.fullmatch(path)) is not None:
                     return serve(environ, start_response, match.groupdict())
-        return self.flask(environ, start_response)
+        return self.flask(environ, _recording(environ, start_response))
 
     @property
     def flask(self) -> Any:
@@ -133,6 +137,18 @@ class RoutedApp:
     def allowed(self, path: str) -> list[str]:
         """The methods the routes matching ``path`` accept (for 405 answers)."""
         return [m for route in self.ROUTES if _pattern(route.path).fullmatch(path) for m in route.methods]
+
+
+def _recording(environ: dict, start_response: Callable[..., Any]) -> Callable[..., Any]:
+    """``start_response`` that also leaves the answer's status and size in ``environ[ANSWER_KEY]``
+    (for Flask's answers; the routes of the table put them there themselves)."""
+
+    def respond(status: str, headers: list, exc_info: Any = None) -> Any:
+        size = next((value for name, value in reversed(headers) if name.lower() == "content-length"), "-")
+        environ[ANSWER_KEY] = (status[:3], size)
+        return start_response(status, headers, exc_info) if exc_info else start_response(status, headers)
+
+    return respond
 
 
 def _pattern(path: str) -> re.Pattern:
